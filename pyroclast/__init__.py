@@ -1,0 +1,1 @@
+"""Pyroclast: the command line and the Python SDK for TorchJobs and Volcano queues."""
