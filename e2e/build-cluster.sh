@@ -21,7 +21,7 @@ cache=${PYROCLAST_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pyroclast-rig}
 export GOMODCACHE="$cache/gomod" GOCACHE="$cache/gobuild"
 mkdir -p "$cache/bin"
 
-kver=$(sed -n 's|^\s*k8s.io/kubernetes v\(.*\)$|\1|p' "$here/go/k8s/go.mod" | head -1)
+kver=$(awk '$1 == "k8s.io/kubernetes" {sub(/^v/, "", $2); print $2; exit}' "$here/go/k8s/go.mod")
 minor=$(echo "$kver" | cut -d. -f2)
 ldflags="-s -w"
 for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do

@@ -1,0 +1,135 @@
+"""Worker pods: one per node, each running torchrun for `nprocPerNode` processes, all in one Volcano gang."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from api import TorchJob
+from api.constants import CHECKPOINT_VOLUME, TRAINER_CONTAINER
+from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, SCHEDULER_NAME, TASK_SPEC_KEY
+from controller.torchjob.env import TERMINATION_LOG, worker_env
+from controller.torchjob.labels import (
+    ATTEMPT_LABEL,
+    REPLICA_INDEX_LABEL,
+    WORKER_ROLE,
+    job_labels,
+    owner_reference,
+    worker_name,
+)
+from controller.torchjob.service import service_name
+from scheduling.podgroup import podgroup_name
+
+LAUNCHER: Final = "torchrun"
+# Room for the workload to agree on a stop step and save a checkpoint after SIGTERM.
+DEFAULT_TERMINATION_GRACE_SECONDS: Final = 120
+
+
+def worker_dns_name(job: TorchJob, index: int) -> str:
+    """The worker's stable DNS name through the headless Service."""
+    return f"{worker_name(job, index)}.{service_name(job)}.{job.metadata.namespace}.svc"
+
+
+def rendezvous_endpoint(job: TorchJob) -> str:
+    """Worker 0 hosts the c10d store; every node dials it by its stable DNS name."""
+    return f"{worker_dns_name(job, 0)}:{job.spec.rendezvous.port}"
+
+
+def desired_worker(job: TorchJob, index: int, attempt: int) -> dict[str, Any]:
+    """Worker pod `index` of gang attempt `attempt`."""
+    spec = job.spec
+    overlay_meta = spec.template.metadata if spec.template and spec.template.metadata else None
+    overlay = spec.template.spec if spec.template and spec.template.spec else None
+    name = worker_name(job, index)
+
+    labels = {
+        **(overlay_meta.labels if overlay_meta and overlay_meta.labels else {}),
+        **job_labels(job),
+        REPLICA_INDEX_LABEL: str(index),
+        ATTEMPT_LABEL: str(attempt),
+    }
+    annotations = {
+        **(overlay_meta.annotations if overlay_meta and overlay_meta.annotations else {}),
+        GROUP_NAME_ANNOTATION: podgroup_name(job),
+        TASK_SPEC_KEY: WORKER_ROLE,
+        PREEMPTABLE_ANNOTATION: "true" if spec.scheduling.preemptible else "false",
+    }
+
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    if spec.checkpoint is not None:
+        mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": spec.checkpoint.path})
+        volumes.append({"name": CHECKPOINT_VOLUME, **spec.checkpoint.volume})
+    if overlay is not None:
+        mounts.extend(m.to_k8s() for m in overlay.volume_mounts or [])
+        volumes.extend(v.to_k8s() for v in overlay.volumes or [])
+
+    trainer: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": spec.image,
+        "command": [LAUNCHER, *spec.command],
+        "env": worker_env(
+            job,
+            attempt=attempt,
+            rendezvous_endpoint=rendezvous_endpoint(job),
+            local_addr=worker_dns_name(job, index),
+            rendezvous_host=index == 0,
+        ),
+        "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous.port, "protocol": "TCP"}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.args:
+        trainer["args"] = list(spec.args)
+    if spec.image_pull_policy:
+        trainer["imagePullPolicy"] = spec.image_pull_policy
+    if spec.resources is not None:
+        trainer["resources"] = spec.resources.to_k8s()
+    if mounts:
+        trainer["volumeMounts"] = mounts
+
+    pod_spec: dict[str, Any] = {
+        "schedulerName": SCHEDULER_NAME,
+        "restartPolicy": "Never",
+        "hostname": name,
+        "subdomain": service_name(job),
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": DEFAULT_TERMINATION_GRACE_SECONDS,
+        "containers": [trainer, *(c.to_k8s() for c in (overlay.sidecars or [] if overlay else []))],
+    }
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    if volumes:
+        pod_spec["volumes"] = volumes
+    if overlay is not None:
+        written = overlay.to_k8s()
+        pod_spec.update({k: written[k] for k in _COPIED if k in written})
+    if "serviceAccountName" not in pod_spec:
+        # Training code needs no API access; a user who names a service account decides for themselves.
+        pod_spec["automountServiceAccountToken"] = False
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": job.metadata.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(job).to_k8s()],
+        },
+        "spec": pod_spec,
+    }
+
+
+# Overlay fields copied onto the pod spec as written; volumes and mounts are merged above.
+_COPIED: Final = (
+    "serviceAccountName",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "initContainers",
+    "imagePullSecrets",
+    "securityContext",
+    "runtimeClassName",
+    "terminationGracePeriodSeconds",
+)

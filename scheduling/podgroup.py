@@ -1,0 +1,66 @@
+"""The PodGroup a TorchJob's workers are gang-scheduled as: pure translation, no I/O.
+
+Invariants:
+- the name is unique per job UID, so a job deleted and re-created under the same name never adopts the old
+  gang (whose garbage collection may lag);
+- minMember is the gang minimum (nodes.min, or nodes.count for a fixed job): the scheduler binds that many
+  workers together or none;
+- minResources is minMember times one worker's requests, extended resources such as nvidia.com/gpu included,
+  so Volcano's enqueue gate never admits a gang the queue cannot hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import ObjectMeta, OwnerReference, PodGroup, PodGroupSpec, TorchJob
+from scheduling.resources import node_requests, scale_resources
+
+_UID_CHARS = 8
+
+
+def podgroup_name(job: TorchJob) -> str:
+    """`<job>-<first 8 characters of its UID>`."""
+    meta = job.metadata
+    if not meta.name or not meta.uid:
+        raise ValueError("a TorchJob needs a name and a UID before it has a PodGroup")
+    return f"{meta.name}-{meta.uid.replace('-', '')[:_UID_CHARS]}"
+
+
+def min_resources(job: TorchJob) -> dict[str, str]:
+    """Resources of the whole gang minimum."""
+    return scale_resources(node_requests(job.spec), job.spec.nodes.min_nodes)
+
+
+def desired_podgroup(job: TorchJob, owner: OwnerReference, labels: dict[str, str]) -> PodGroup:
+    """The PodGroup for `job`, owned by it."""
+    spec = job.spec
+    resources = min_resources(job)
+    return PodGroup(
+        metadata=ObjectMeta(
+            name=podgroup_name(job),
+            namespace=job.metadata.namespace,
+            labels=dict(labels),
+            owner_references=[owner],
+        ),
+        spec=PodGroupSpec(
+            min_member=spec.nodes.min_nodes,
+            queue=spec.scheduling.queue,
+            priority_class_name=spec.scheduling.priority_class_name,
+            min_resources=dict(resources) if resources else None,
+        ),
+    )
+
+
+def podgroup_spec_patch(current: dict[str, Any], desired: PodGroup) -> dict[str, Any] | None:
+    """A merge patch bringing `current`'s spec to `desired`'s, or None when nothing differs.
+
+    Only the fields we own are compared, so defaults the apiserver or scheduler add never cause a write.
+    """
+    want = desired.spec.to_k8s()
+    have: dict[str, Any] = current.get("spec") or {}
+    changes: dict[str, Any] = {}
+    for key in ("minMember", "queue", "priorityClassName", "minResources"):
+        if have.get(key) != want.get(key):
+            changes[key] = want.get(key)
+    return {"spec": changes} if changes else None
