@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,workloads
+EXTRAS ?= dev,workloads,tracking-server
 
 .PHONY: run test unit lint cluster-bin crd bench bench-quick clean
 
@@ -36,7 +36,7 @@ unit: $(VENV)/.installed
 test: $(VENV)/.installed
 	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && \
 	  $(MAKE) --no-print-directory lint && \
-	  $(PY) -m pytest
+	  PYROCLAST_REQUIRE_CLUSTER=1 $(PY) -m pytest
 
 crd: $(VENV)/.installed
 	$(VENV)/bin/pyroclast crd --write deploy/crd

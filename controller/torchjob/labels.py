@@ -5,12 +5,25 @@ from __future__ import annotations
 from typing import Final
 
 from api import API_VERSION, KIND, OwnerReference, TorchJob
+from api.constants import LABEL_JOB_NAME as JOB_NAME_LABEL
+from api.constants import LABEL_MANAGED_BY as MANAGED_BY_LABEL
+from api.constants import LABEL_REPLICA_INDEX as REPLICA_INDEX_LABEL
+from api.constants import MANAGED_BY
 
-JOB_NAME_LABEL: Final = "pyroclast.dev/job-name"
-REPLICA_INDEX_LABEL: Final = "pyroclast.dev/replica-index"
+__all__ = [
+    "ATTEMPT_LABEL",
+    "JOB_NAME_LABEL",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "REPLICA_INDEX_LABEL",
+    "WORKER_ROLE",
+    "job_labels",
+    "owner_reference",
+    "worker_name",
+    "worker_selector",
+]
+
 ATTEMPT_LABEL: Final = "pyroclast.dev/attempt"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY: Final = "pyroclast"
 WORKER_ROLE: Final = "worker"
 
 

@@ -1,0 +1,106 @@
+"""TorchJobStatus: what the operator observed, written only through the /status subresource."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, StrictInt
+
+from api.base import KubeModel
+from api.fields import map_list
+from api.meta import Condition
+
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+class Phase(StrEnum):
+    """The job's place in its lifecycle."""
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the phase is terminal."""
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+class ConditionType(StrEnum):
+    """Condition types the operator sets on a TorchJob."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class CheckpointStatus(KubeModel):
+    """The newest checkpoint the workload committed."""
+
+    step: Count = Field(description="Training step of the checkpoint.")
+    time: datetime | None = Field(default=None, description="When it was committed.")
+    path: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None, description="Where it lies in the checkpoint volume."
+    )
+
+
+class Progress(KubeModel):
+    """Training progress as the workload last reported it."""
+
+    step: Count = Field(description="Current training step.")
+    total_steps: Count | None = Field(default=None, description="Steps the run will take, when known.")
+    loss: float | None = Field(default=None, allow_inf_nan=False, description="Most recent training loss.")
+    updated_time: datetime | None = Field(default=None, description="When the workload reported this.")
+
+
+class TorchJobStatus(KubeModel):
+    """The observed state of a TorchJob."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Queued (PodGroup waiting in Volcano), Running, Restarting, Suspended, "
+        "Succeeded or Failed.",
+    )
+    conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
+        default=None, description="Conditions, one per type.", json_schema_extra=map_list("type")
+    )
+    observed_generation: Count | None = Field(
+        default=None, description="The .metadata.generation this status describes."
+    )
+    desired_nodes: Count | None = Field(default=None, description="Worker pods the operator wants now.")
+    active_nodes: Count | None = Field(default=None, description="Worker pods created and not finished.")
+    ready_nodes: Count | None = Field(default=None, description="Worker pods running and ready.")
+    world_size: Count | None = Field(
+        default=None, description="Processes in the current rendezvous (nodes x processes per node)."
+    )
+    selector: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="Label selector of the worker pods, for the scale subresource."
+    )
+    failure_restarts: Count = Field(default=0, description="Gang restarts spent on failures.")
+    preemption_restarts: Count = Field(
+        default=0, description="Gang restarts caused by preemption or eviction."
+    )
+    last_disruption_reason: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="Why the gang last restarted, e.g. PreemptedByScheduler or ExitCode137."
+    )
+    last_disruption_time: datetime | None = Field(default=None, description="When the gang last restarted.")
+    last_checkpoint: CheckpointStatus | None = Field(default=None, description="Newest committed checkpoint.")
+    progress: Progress | None = Field(default=None, description="Latest training progress.")
+    start_time: datetime | None = Field(default=None, description="When the job first started running.")
+    completion_time: datetime | None = Field(default=None, description="When the job succeeded or failed.")
+    pod_group_name: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None, description="Name of the Volcano PodGroup of the current attempt."
+    )
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of `type_`, if present."""
+        return next((c for c in self.conditions or [] if c.type == type_), None)

@@ -1,0 +1,225 @@
+"""Command lines of the cluster's components. Every listener is on 127.0.0.1; leader election is off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2e.cluster import volcano
+from e2e.cluster.pki import ClusterPKI
+from e2e.cluster.ports import HOST, free_port
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR; in the serving certificate's SANs
+POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs; never connect to them
+
+# Controllers a training operator's tests rely on (canonical names from kube-controller-manager's names pkg).
+KCM_CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "pod-garbage-collector-controller",
+    "endpointslice-controller",
+)
+
+COMPONENT_ORDER = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kwok",
+    "vc-controller-manager",
+    "vc-scheduler",
+)
+
+PORT_NAMES = (
+    "etcd-client",
+    "etcd-peer",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kwok",
+    "vc-scheduler-healthz",
+    "vc-scheduler-metrics",
+    "vc-controller-manager-healthz",
+    "vc-controller-manager-metrics",
+)
+
+# Which ports each component binds (re-picked together when a start hits "address already in use").
+COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd-client", "etcd-peer"),
+    "kube-apiserver": ("kube-apiserver",),
+    "kube-controller-manager": ("kube-controller-manager",),
+    "kwok": ("kwok",),
+    "vc-scheduler": ("vc-scheduler-healthz", "vc-scheduler-metrics"),
+    "vc-controller-manager": ("vc-controller-manager-healthz", "vc-controller-manager-metrics"),
+}
+
+
+@dataclass
+class Layout:
+    """Everything a command line refers to: binaries, files in the run directory, ports."""
+
+    workdir: Path
+    binaries: dict[str, Path]
+    pki: ClusterPKI
+    admin_kubeconfig: Path
+    stages_file: Path
+    scheduler_conf: Path
+    ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in PORT_NAMES})
+    watch_cache: bool = True
+
+    def repick(self, component: str) -> None:
+        """Fresh ports for one component."""
+        for name in COMPONENT_PORTS[component]:
+            self.ports[name] = free_port()
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd client URL."""
+        return f"http://{HOST}:{self.ports['etcd-client']}"
+
+    @property
+    def server(self) -> str:
+        """apiserver URL."""
+        return f"https://{HOST}:{self.ports['kube-apiserver']}"
+
+    def url(self, port_name: str) -> str:
+        """Plain-HTTP loopback URL of a port."""
+        return f"http://{HOST}:{self.ports[port_name]}"
+
+
+def etcd(lay: Layout) -> list[str]:
+    """etcd 3.6, single member, no fsync (test data only)."""
+    peer = f"http://{HOST}:{lay.ports['etcd-peer']}"
+    return [
+        str(lay.binaries["etcd"]),
+        "--name=rig",
+        f"--data-dir={lay.workdir / 'etcd-data'}",
+        f"--listen-client-urls={lay.etcd_url}",
+        f"--advertise-client-urls={lay.etcd_url}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=rig={peer}",
+        "--unsafe-no-fsync=true",
+        "--quota-backend-bytes=8589934592",
+        "--log-level=warn",
+    ]
+
+
+def kube_apiserver(lay: Layout) -> list[str]:
+    """kube-apiserver with RBAC, client-certificate auth and the rig's service-account keys."""
+    pki = lay.pki
+    argv = [
+        str(lay.binaries["kube-apiserver"]),
+        f"--etcd-servers={lay.etcd_url}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
+        f"--secure-port={lay.ports['kube-apiserver']}",
+        f"--cert-dir={pki.directory}",
+        f"--tls-cert-file={pki.apiserver.cert}",
+        f"--tls-private-key-file={pki.apiserver.key}",
+        f"--client-ca-file={pki.client_ca}",
+        f"--requestheader-client-ca-file={pki.front_proxy_ca}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--service-account-issuer={lay.server}",
+        f"--service-account-key-file={pki.sa_public_key}",
+        f"--service-account-signing-key-file={pki.sa_private_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
+        # No kubelet mounts tokens here, and the default SA may lag a fresh namespace: envtest's choice.
+        "--disable-admission-plugins=ServiceAccount",
+        # The kubernetes Service would get a loopback endpoint, which Endpoints validation rejects.
+        "--endpoint-reconciler-type=none",
+        "--v=1",
+    ]
+    if not lay.watch_cache:
+        argv.append("--watch-cache=false")
+    return argv
+
+
+def kube_controller_manager(lay: Layout) -> list[str]:
+    """KCM with only the controllers the tests need."""
+    kc = str(lay.admin_kubeconfig)
+    return [
+        str(lay.binaries["kube-controller-manager"]),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        f"--bind-address={HOST}",
+        f"--secure-port={lay.ports['kube-controller-manager']}",
+        f"--cert-dir={lay.workdir / 'kcm-certs'}",
+        "--leader-elect=false",
+        f"--controllers={','.join(KCM_CONTROLLERS)}",
+        f"--service-account-private-key-file={lay.pki.sa_private_key}",
+        f"--root-ca-file={lay.pki.serving_ca}",
+        "--node-monitor-period=2s",
+        "--node-monitor-grace-period=40s",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--concurrent-gc-syncs=10",
+        "--v=1",
+    ]
+
+
+def kwok(lay: Layout) -> list[str]:
+    """kwok managing every node, pod IPs from POD_CIDR, health server on loopback."""
+    return [
+        str(lay.binaries["kwok"]),
+        f"--kubeconfig={lay.admin_kubeconfig}",
+        f"--config={lay.stages_file}",
+        "--manage-all-nodes=true",
+        f"--cidr={POD_CIDR}",
+        f"--node-ip={HOST}",
+        "--node-lease-duration-seconds=40",
+        f"--server-address={HOST}:{lay.ports['kwok']}",
+    ]
+
+
+def vc_controller_manager(lay: Layout) -> list[str]:
+    """Volcano controller manager: queue controller (queues become Open) and pg-controller."""
+    return [
+        str(lay.binaries["vc-controller-manager"]),
+        f"--kubeconfig={lay.admin_kubeconfig}",
+        "--leader-elect=false",
+        f"--controllers={','.join(volcano.CONTROLLERS)}",
+        "--scheduler-name=volcano",
+        "--enable-healthz=true",
+        f"--healthz-address={HOST}:{lay.ports['vc-controller-manager-healthz']}",
+        f"--listen-address={HOST}:{lay.ports['vc-controller-manager-metrics']}",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "-v=2",
+    ]
+
+
+def vc_scheduler(lay: Layout) -> list[str]:
+    """Volcano scheduler with the rig's configuration (preempt and reclaim on)."""
+    return [
+        str(lay.binaries["vc-scheduler"]),
+        f"--kubeconfig={lay.admin_kubeconfig}",
+        f"--scheduler-conf={lay.scheduler_conf}",
+        "--scheduler-name=volcano",
+        "--leader-elect=false",
+        "--schedule-period=1s",
+        "--default-queue=default",
+        "--enable-healthz=true",
+        f"--healthz-address={HOST}:{lay.ports['vc-scheduler-healthz']}",
+        f"--listen-address={HOST}:{lay.ports['vc-scheduler-metrics']}",
+        f"--cache-dump-dir={lay.workdir}",
+        "-v=3",
+    ]
+
+
+ARGV = {
+    "etcd": etcd,
+    "kube-apiserver": kube_apiserver,
+    "kube-controller-manager": kube_controller_manager,
+    "kwok": kwok,
+    "vc-controller-manager": vc_controller_manager,
+    "vc-scheduler": vc_scheduler,
+}

@@ -1,0 +1,56 @@
+"""Volcano pieces the rig installs: the scheduler configuration and the CRDs from the module cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Actions include preempt and reclaim (the upstream default has neither). Plugins follow the Helm chart:
+# gang and drf are not preemptable-voters, so job priority decides preemption within a queue.
+SCHEDULER_CONF: dict[str, Any] = {
+    "actions": "enqueue, allocate, preempt, reclaim, backfill",
+    "tiers": [
+        {
+            "plugins": [
+                {"name": "priority"},
+                {"name": "gang", "enablePreemptable": False},
+                {"name": "conformance"},
+            ]
+        },
+        {
+            "plugins": [
+                {"name": "overcommit"},
+                {"name": "drf", "enablePreemptable": False},
+                {"name": "predicates"},
+                {"name": "proportion"},
+                {"name": "nodeorder"},
+                {"name": "binpack"},
+            ]
+        },
+    ],
+}
+
+# vc-controller-manager: the queue controller opens queues; pg-controller gives bare volcano pods a PodGroup.
+CONTROLLERS = ("queue-controller", "pg-controller")
+
+
+def write_scheduler_conf(path: Path) -> Path:
+    """Write the scheduler configuration file and return its path."""
+    path.write_text(yaml.safe_dump(SCHEDULER_CONF, sort_keys=False))
+    return path
+
+
+def crd_documents(volcano_module_dir: Path) -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition under config/crd/volcano/bases of the pinned Volcano module."""
+    base = volcano_module_dir / "config" / "crd" / "volcano" / "bases"
+    files = sorted(base.glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no Volcano CRDs in {base}")
+    docs: list[dict[str, Any]] = []
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition":
+                docs.append(doc)
+    return docs

@@ -1,0 +1,130 @@
+"""pytest fixtures for cluster tests: `cluster` (session), `namespace` and `nodes` (per test).
+
+Tests that use `cluster` are marked `cluster` automatically. When the binaries or Go modules are missing the
+cluster tests are skipped with a loud reason, unless PYROCLAST_REQUIRE_CLUSTER=1, where they fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from e2e.cluster import (
+    BinaryNotFoundError,
+    Cluster,
+    ModuleNotFoundInCacheError,
+    install_signal_handlers,
+)
+from e2e.cluster.pool import NodePool
+
+log = logging.getLogger(__name__)
+
+_active: Cluster | None = None
+_unavailable: str | None = None
+LOG_TAIL_LINES = 30
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the cluster (directly or through another fixture)."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """A ready cluster: API healthy, Volcano CRDs established, queue `default` Open; no shared nodes."""
+    global _active, _unavailable
+    install_signal_handlers()
+    c = Cluster()
+    try:
+        c.start()
+    except (BinaryNotFoundError, ModuleNotFoundInCacheError) as exc:
+        _unavailable = str(exc)
+        if os.environ.get("PYROCLAST_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"cluster required (PYROCLAST_REQUIRE_CLUSTER=1) but cannot start: {exc}")
+        pytest.skip(f"CLUSTER UNAVAILABLE, cluster tests skipped: {exc}")
+    _active = c
+    log.info("cluster up in %.1f s: %s", c.ready_seconds or 0.0, c.timings)
+    try:
+        yield c
+    finally:
+        _active = None
+        c.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_components(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a cluster test, restart components it left stopped (or that died) so the next test is sane."""
+    yield
+    if "cluster" in request.fixturenames:
+        _heal(request.node.nodeid)
+
+
+def _heal(nodeid: str) -> None:
+    c = _active
+    if c is None:
+        return
+    for name in c.component_names():
+        if c.pid(name) is None:
+            log.warning("component %s is down after %s; restarting it", name, nodeid)
+            c.start_component(name)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace `t-<8 hex>`, deleted after the test."""
+    name = f"t-{secrets.token_hex(4)}"
+    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        _heal(request.node.nodeid)
+        if cluster.pid("kube-apiserver") is not None:
+            try:
+                cluster.api.delete(f"/api/v1/namespaces/{name}")
+            except Exception:
+                log.exception("deleting namespace %s", name)
+
+
+@pytest.fixture
+def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[NodePool]:
+    """Per-test kwok nodes: `nodes(2, cpu="4")`; pods pin to them with `nodes.node_selector`."""
+    pool = NodePool(cluster)
+    try:
+        yield pool
+    finally:
+        _heal(request.node.nodeid)
+        if cluster.pid("kube-apiserver") is not None:
+            try:
+                pool.delete_all()
+            except Exception:
+                log.exception("deleting node pool %s", pool.id)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach every component's log tail to a failing cluster test's report."""
+    report = yield
+    c = _active
+    if c is None or not report.failed or "cluster" not in getattr(item, "fixturenames", ()):
+        return report
+    for name in c.component_names():
+        report.sections.append(
+            (f"cluster log: {name} (last {LOG_TAIL_LINES} lines)", c.log_tail(name, LOG_TAIL_LINES))
+        )
+    report.sections.append(("cluster workdir", str(c.workdir)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the reason loudly when cluster tests were skipped."""
+    if _unavailable:
+        terminalreporter.write_sep("!", "CLUSTER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_unavailable, red=True)

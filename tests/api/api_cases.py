@@ -1,0 +1,304 @@
+"""Shared test data for the TorchJob API: a valid base job, and invalid ones with the expected complaint.
+
+Used by the unit tests (the models must refuse each case) and by the cluster tests (the apiserver must refuse
+each case, with a message naming the field and the problem).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+DELETE: Final = object()
+Path = tuple[str | int, ...]
+
+
+def base_job(name: str = "demo") -> dict[str, Any]:
+    """A small valid TorchJob touching most of the spec."""
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": "TorchJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "ghcr.io/example/train:1.0",
+            "command": ["-m", "workloads.ddp"],
+            "args": ["--steps", "100"],
+            "env": [{"name": "NCCL_DEBUG", "value": "WARN"}],
+            "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": 2, "memory": "4Gi"}},
+            "nprocPerNode": 2,
+            "nodes": {"count": 2},
+            "checkpoint": {"volume": {"emptyDir": {}}, "interval": "10m"},
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                }
+            },
+        },
+    }
+
+
+def edited(doc: dict[str, Any], edits: list[tuple[Path, Any]]) -> dict[str, Any]:
+    """A deep copy of `doc` with each (path, value) set, or removed when value is DELETE."""
+    out = copy.deepcopy(doc)
+    for path, value in edits:
+        node: Any = out
+        for key in path[:-1]:
+            if isinstance(key, str) and key not in node:
+                node[key] = {}
+            node = node[key]
+        last = path[-1]
+        if value is DELETE:
+            del node[last]
+        else:
+            node[last] = value
+    return out
+
+
+@dataclass(frozen=True)
+class InvalidCase:
+    """A job the API must refuse: `edits` applied to the base job; `expect` are substrings of the apiserver's
+    message (the field path and the problem)."""
+
+    id: str
+    edits: list[tuple[Path, Any]]
+    expect: tuple[str, ...]
+    name: str = "demo"
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
+
+    def manifest(self) -> dict[str, Any]:
+        """The invalid TorchJob."""
+        return edited(base_job(self.name), self.edits)
+
+
+# Complaints the apiserver words itself (OpenAPI checks). Every other expected text is one of our CEL
+# messages, which the models must repeat word for word.
+GENERIC: Final = (
+    "Required value",
+    "should match",
+    "Unsupported value",
+    "greater than or equal",
+    "less than or equal",
+    "at least",
+    "at most",
+    "Duplicate value",
+    "must be of type",
+    "unknown field",
+    "Too long",
+)
+
+S: Final = "spec"
+T: Final = ("spec", "template", "spec")
+
+INVALID_CASES: Final[list[InvalidCase]] = [
+    InvalidCase("image-missing", [((S, "image"), DELETE)], ("spec.image", "Required value")),
+    InvalidCase("image-empty", [((S, "image"), "")], ("spec.image", "at least 1 chars")),
+    InvalidCase("command-missing", [((S, "command"), DELETE)], ("spec.command", "Required value")),
+    InvalidCase("command-empty", [((S, "command"), [])], ("spec.command", "at least 1 items")),
+    InvalidCase(
+        "command-torchrun",
+        [((S, "command"), ["torchrun", "train.py"])],
+        ("spec.command", "do not start it with torchrun"),
+    ),
+    InvalidCase(
+        "env-pet",
+        [((S, "env"), [{"name": "PET_NNODES", "value": "4"}])],
+        ("spec.env[0].name", "env PET_NNODES is reserved"),
+    ),
+    InvalidCase(
+        "env-master-addr",
+        [((S, "env"), [{"name": "MASTER_ADDR", "value": "x"}])],
+        ("spec.env[0].name", "env MASTER_ADDR is reserved"),
+    ),
+    InvalidCase(
+        "env-torchelastic",
+        [((S, "env"), [{"name": "TORCHELASTIC_RUN_ID", "value": "x"}])],
+        ("spec.env[0].name", "env TORCHELASTIC_RUN_ID is reserved"),
+    ),
+    InvalidCase(
+        "env-pyroclast",
+        [((S, "env"), [{"name": "A", "value": "1"}, {"name": "PYROCLAST_CHECKPOINT_DIR", "value": "/x"}])],
+        ("spec.env[1].name", "env PYROCLAST_CHECKPOINT_DIR is reserved"),
+    ),
+    InvalidCase(
+        "env-duplicate",
+        [((S, "env"), [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])],
+        ("spec.env[1]", "Duplicate value"),
+    ),
+    InvalidCase(
+        "env-value-and-from",
+        [
+            (
+                (S, "env"),
+                [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            )
+        ],
+        ("spec.env[0].valueFrom", "mutually exclusive"),
+    ),
+    InvalidCase(
+        "env-bad-name", [((S, "env"), [{"name": "1=x", "value": "1"}])], ("spec.env[0].name", "should match")
+    ),
+    InvalidCase(
+        "nproc-word",
+        [((S, "nprocPerNode"), "many")],
+        ("spec.nprocPerNode", "nprocPerNode must be an integer from 1 to 1024 or one of auto, gpu, cpu"),
+    ),
+    InvalidCase(
+        "nproc-zero", [((S, "nprocPerNode"), 0)], ("spec.nprocPerNode", "nprocPerNode must be an integer")
+    ),
+    InvalidCase(
+        "nodes-zero", [((S, "nodes", "count"), 0)], ("spec.nodes.count", "greater than or equal to 1")
+    ),
+    InvalidCase(
+        "nodes-min-above-count",
+        [((S, "nodes"), {"count": 2, "min": 3, "max": 4})],
+        ("spec.nodes.min", "nodes.min must be less than or equal to nodes.count"),
+    ),
+    InvalidCase(
+        "nodes-count-above-max",
+        [((S, "nodes"), {"count": 5, "min": 1, "max": 4})],
+        ("spec.nodes.count", "nodes.count must be less than or equal to nodes.max"),
+    ),
+    InvalidCase(
+        "nodes-min-alone",
+        [((S, "nodes"), {"count": 2, "min": 1})],
+        ("spec.nodes.max", "must be set together"),
+    ),
+    InvalidCase(
+        "nodes-too-many", [((S, "nodes", "count"), 5000)], ("spec.nodes.count", "less than or equal to 4096")
+    ),
+    InvalidCase(
+        "resources-request-above-limit",
+        [((S, "resources"), {"requests": {"cpu": "3"}, "limits": {"cpu": "2500m"}})],
+        ("spec.resources.requests", "requests must not exceed resources.limits"),
+    ),
+    InvalidCase(
+        "resources-bad-quantity",
+        [((S, "resources"), {"limits": {"memory": "lots"}})],
+        ("spec.resources.limits.memory", "should match"),
+    ),
+    InvalidCase(
+        "queue-bad-name",
+        [((S, "scheduling"), {"queue": "Team_A"})],
+        ("spec.scheduling.queue", "should match"),
+    ),
+    InvalidCase(
+        "preemptible-string",
+        [((S, "scheduling"), {"preemptible": "yes"})],
+        ("spec.scheduling.preemptible", "must be of type boolean"),
+    ),
+    InvalidCase(
+        "checkpoint-no-volume",
+        [((S, "checkpoint"), {"path": "/ckpt"})],
+        ("spec.checkpoint.volume", "Required value"),
+    ),
+    InvalidCase(
+        "checkpoint-two-sources",
+        [((S, "checkpoint", "volume"), {"emptyDir": {}, "hostPath": {"path": "/x"}})],
+        ("spec.checkpoint.volume", "at most 1"),
+    ),
+    InvalidCase(
+        "checkpoint-relative-path",
+        [((S, "checkpoint", "path"), "ckpt")],
+        ("spec.checkpoint.path", "should match"),
+    ),
+    InvalidCase(
+        "checkpoint-interval-words",
+        [((S, "checkpoint", "interval"), "15 minutes")],
+        ("spec.checkpoint.interval", "should match"),
+    ),
+    InvalidCase(
+        "checkpoint-interval-short",
+        [((S, "checkpoint", "interval"), "500ms")],
+        ("spec.checkpoint.interval", "checkpoint.interval must be a duration from 1s to 168h"),
+    ),
+    InvalidCase(
+        "rdzv-no-unit",
+        [((S, "rendezvous"), {"joinTimeout": "600"})],
+        ("spec.rendezvous.joinTimeout", "should match"),
+    ),
+    InvalidCase(
+        "rdzv-last-call-long",
+        [((S, "rendezvous"), {"joinTimeout": "1m", "lastCallTimeout": "2m"})],
+        ("spec.rendezvous.lastCallTimeout", "must be shorter than rendezvous.joinTimeout"),
+    ),
+    InvalidCase(
+        "rdzv-keepalive-long",
+        [((S, "rendezvous"), {"keepAliveInterval": "10m"})],
+        (
+            "spec.rendezvous.keepAliveInterval",
+            "rendezvous.keepAliveInterval must be a duration from 1s to 5m",
+        ),
+    ),
+    InvalidCase(
+        "rdzv-port-low",
+        [((S, "rendezvous"), {"port": 80})],
+        ("spec.rendezvous.port", "greater than or equal to 1024"),
+    ),
+    InvalidCase(
+        "exit-code-overlap",
+        [((S, "failurePolicy"), {"permanentExitCodes": [1, 2], "retryableExitCodes": [2, 137]})],
+        ("spec.failurePolicy.retryableExitCodes", "both permanent and retryable"),
+    ),
+    InvalidCase(
+        "exit-code-range",
+        [((S, "failurePolicy"), {"permanentExitCodes": [256]})],
+        ("spec.failurePolicy.permanentExitCodes[0]", "less than or equal to 255"),
+    ),
+    InvalidCase(
+        "exit-code-duplicate",
+        [((S, "failurePolicy"), {"retryableExitCodes": [137, 137]})],
+        ("spec.failurePolicy.retryableExitCodes[1]", "Duplicate value"),
+    ),
+    InvalidCase(
+        "restarts-negative",
+        [((S, "failurePolicy"), {"maxFailureRestarts": -1})],
+        ("spec.failurePolicy.maxFailureRestarts", "greater than or equal to 0"),
+    ),
+    InvalidCase(
+        "clean-pod-policy",
+        [((S, "runPolicy"), {"cleanPodPolicy": "Some"})],
+        ("spec.runPolicy.cleanPodPolicy", "Unsupported value"),
+    ),
+    InvalidCase(
+        "deadline-zero",
+        [((S, "runPolicy"), {"activeDeadlineSeconds": 0})],
+        ("spec.runPolicy.activeDeadlineSeconds", "greater than or equal to 1"),
+    ),
+    InvalidCase(
+        "pull-policy", [((S, "imagePullPolicy"), "Sometimes")], ("spec.imagePullPolicy", "Unsupported value")
+    ),
+    InvalidCase(
+        "volume-reserved",
+        [
+            ((*T, "volumes"), [{"name": "pyroclast-checkpoint", "emptyDir": {}}]),
+            ((*T, "volumeMounts"), DELETE),
+        ],
+        ("spec.template.spec.volumes[0].name", "reserved for spec.checkpoint.volume"),
+    ),
+    InvalidCase(
+        "sidecar-trainer",
+        [((*T, "sidecars"), [{"name": "trainer", "image": "busybox"}])],
+        ("spec.template.spec.sidecars[0].name", "reserved for the trainer"),
+    ),
+    InvalidCase(
+        "mount-unknown-volume",
+        [((*T, "volumeMounts"), [{"name": "nope", "mountPath": "/nope"}])],
+        ("spec.template.spec.volumeMounts", "must be a volume in template.spec.volumes"),
+    ),
+    InvalidCase(
+        "toleration-exists-value",
+        [((*T, "tolerations"), [{"key": "k", "operator": "Exists", "value": "v"}])],
+        ("spec.template.spec.tolerations[0].value", "must be empty when operator is Exists"),
+    ),
+    InvalidCase(
+        "toleration-seconds",
+        [((*T, "tolerations"), [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}])],
+        ("spec.template.spec.tolerations[0].tolerationSeconds", "needs effect NoExecute"),
+    ),
+    InvalidCase("unknown-field", [((S, "replicas"), 3)], ("spec.replicas", "unknown field")),
+    InvalidCase("name-starts-with-digit", [], ("metadata.name", "must start with a letter"), name="1job"),
+    InvalidCase("name-too-long", [], ("metadata.name", "Too long"), name="j" * 49),
+]

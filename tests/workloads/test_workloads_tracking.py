@@ -1,0 +1,114 @@
+"""MLflow tracking against a real tracking server on 127.0.0.1, across a crash and restart."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.workloads.harness import job_env, read_events, start_agent
+
+pytest.importorskip("torch")
+pytest.importorskip("mlflow")
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def _server_binary() -> str:
+    """``PYROCLAST_TEST_MLFLOW_BIN`` (an ``mlflow`` from a full install) or the venv's own ``mlflow``."""
+    return os.environ.get("PYROCLAST_TEST_MLFLOW_BIN") or str(Path(sys.executable).parent / "mlflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path / "mlflow-server.log"
+    cmd = [
+        _server_binary(),
+        "server",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--backend-store-uri=sqlite:///{tmp_path}/mlflow.db",
+        f"--default-artifact-root={tmp_path}/artifacts",
+        "--workers=1",
+    ]
+    with log.open("w") as out:
+        try:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        except FileNotFoundError:
+            pytest.skip(f"no mlflow server binary at {cmd[0]}")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                text = log.read_text()
+                if "No module named" in text:
+                    pytest.skip(
+                        "the MLflow tracking server needs the full `mlflow` package "
+                        "(pyroclast[tracking-server]) or PYROCLAST_TEST_MLFLOW_BIN"
+                    )
+                pytest.fail(f"mlflow server exited: {text[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_rank0_logs_one_run_that_survives_a_restart(tmp_path: Path, tracking_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    env = job_env(
+        tmp_path,
+        PYROCLAST_TOTAL_STEPS=6,
+        PYROCLAST_FAULT="train@3",
+        MLFLOW_TRACKING_URI=tracking_server,
+        PYROCLAST_MLFLOW_EXPERIMENT="pyroclast-test",
+    )
+    agent = start_agent(tmp_path, "solo", port=None, nproc=2, max_restarts=1, env=env)
+    try:
+        assert agent.wait(timeout=200) == 0, agent.log()
+    finally:
+        agent.stop()
+    events = read_events(tmp_path / "progress.jsonl")
+    assert [e["from_step"] for e in events if e["event"] == "resume"] == [2]
+
+    client = MlflowClient(tracking_uri=tracking_server)
+    experiment = client.get_experiment_by_name("pyroclast-test")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1  # the restart reopened the run instead of starting another
+    run = runs[0]
+    assert run.info.run_id == (tmp_path / "ckpt" / "mlflow_run_id").read_text().strip()
+    assert run.info.status == "FINISHED"
+    assert run.data.params["global_batch"] == "8"
+    assert run.data.params["total_steps"] == "6"
+    assert run.data.tags["pyroclast.final_checkpoint"] == str(tmp_path / "ckpt" / "step-000000000006")
+    history = client.get_metric_history(run.info.run_id, "loss")
+    by_step = {m.step: m.value for m in history}
+    assert sorted(by_step) == [1, 2, 3, 4, 5, 6]
+    progress = {e["step"]: e["loss"] for e in events if e["event"] == "progress"}
+    assert by_step == pytest.approx(progress)
+    assert {m.value for m in client.get_metric_history(run.info.run_id, "world_size")} == {2.0}

@@ -1,0 +1,119 @@
+"""Training configuration and the torchrun-provided process identity, both read from env."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import workloads as w
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Job-wide settings; identical on every rank."""
+
+    checkpoint_dir: Path | None = None
+    checkpoint_interval: int = 50
+    checkpoint_keep: int = 3
+    checkpoint_async: bool = False
+    total_steps: int = 100
+    global_batch: int = 32
+    dataset_size: int = 1024
+    seed: int = 0
+    lr: float = 0.05
+    model_width: int = 32
+    model_depth: int = 2
+    progress_file: Path | None = None
+    termination_log: Path = Path(w.DEFAULT_TERMINATION_LOG)
+    init_timeout_s: float = 300.0
+    step_timeout_s: float = 60.0
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "pyroclast"
+    step_sleep_s: float = 0.0
+    sample_log_dir: Path | None = None
+    fault: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainConfig:
+        """Read every ``PYROCLAST_*`` setting; unset or empty values take the defaults."""
+        e = os.environ if env is None else env
+        d = cls()
+        cfg = cls(
+            checkpoint_dir=Path(e[w.CHECKPOINT_DIR]) if e.get(w.CHECKPOINT_DIR) else None,
+            checkpoint_interval=_int(e, w.CHECKPOINT_INTERVAL, d.checkpoint_interval),
+            checkpoint_keep=_int(e, w.CHECKPOINT_KEEP, d.checkpoint_keep),
+            checkpoint_async=e.get(w.CHECKPOINT_ASYNC, "0") == "1",
+            total_steps=_int(e, w.TOTAL_STEPS, d.total_steps),
+            global_batch=_int(e, w.GLOBAL_BATCH, d.global_batch),
+            dataset_size=_int(e, w.DATASET_SIZE, d.dataset_size),
+            seed=_int(e, w.SEED, d.seed),
+            lr=_float(e, w.LR, d.lr),
+            model_width=_int(e, w.MODEL_WIDTH, d.model_width),
+            model_depth=_int(e, w.MODEL_DEPTH, d.model_depth),
+            progress_file=Path(e[w.PROGRESS_FILE]) if e.get(w.PROGRESS_FILE) else None,
+            termination_log=Path(e.get(w.TERMINATION_LOG) or w.DEFAULT_TERMINATION_LOG),
+            init_timeout_s=_float(e, w.INIT_TIMEOUT, d.init_timeout_s),
+            step_timeout_s=_float(e, w.STEP_TIMEOUT, d.step_timeout_s),
+            mlflow_tracking_uri=e.get(w.MLFLOW_TRACKING_URI) or None,
+            mlflow_experiment=e.get(w.MLFLOW_EXPERIMENT) or d.mlflow_experiment,
+            step_sleep_s=_float(e, w.STEP_SLEEP, d.step_sleep_s),
+            sample_log_dir=Path(e[w.SAMPLE_LOG_DIR]) if e.get(w.SAMPLE_LOG_DIR) else None,
+            fault=e.get(w.FAULT) or None,
+        )
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Fail fast on settings that cannot train."""
+        if self.total_steps < 0 or self.global_batch <= 0 or self.checkpoint_interval < 0:
+            raise ValueError("total_steps, checkpoint_interval must be >= 0 and global_batch > 0")
+        if self.dataset_size < self.global_batch:
+            raise ValueError(f"dataset_size {self.dataset_size} < global_batch {self.global_batch}")
+        if self.checkpoint_keep < 1:
+            raise ValueError("checkpoint_keep must be >= 1")
+
+    def params(self) -> dict[str, str]:
+        """Hyperparameters as strings, for experiment tracking."""
+        skip = {"progress_file", "termination_log", "sample_log_dir", "fault", "mlflow_tracking_uri"}
+        return {k: str(v) for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This worker's identity as torchrun exports it; never assumed stable across restarts."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    group_rank: int = 0
+    restart_count: int = 0
+    max_restarts: int = 0
+    run_id: str = "none"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DistEnv:
+        """Read torchrun's worker env (defaults describe a single plain process)."""
+        e = os.environ if env is None else env
+        return cls(
+            rank=_int(e, "RANK", 0),
+            local_rank=_int(e, "LOCAL_RANK", 0),
+            world_size=_int(e, "WORLD_SIZE", 1),
+            local_world_size=_int(e, "LOCAL_WORLD_SIZE", 1),
+            group_rank=_int(e, "GROUP_RANK", 0),
+            restart_count=_int(e, "TORCHELASTIC_RESTART_COUNT", 0),
+            max_restarts=_int(e, "TORCHELASTIC_MAX_RESTARTS", 0),
+            run_id=e.get("TORCHELASTIC_RUN_ID", "none"),
+        )
