@@ -49,7 +49,7 @@ class TorchJobSpec(KubeModel):
     )
     command: Annotated[list[Arg], Field(min_length=1, max_length=64)] = Field(
         description="What torchrun starts on each process: a script path, or -m and a module, e.g. "
-        "[-m, workloads.ddp]. The launcher flags come from the spec as PET_* variables.",
+        "[-m, workloads.train]. The launcher flags come from the spec as PET_* variables.",
         json_schema_extra=rules(
             rule("!(self[0] in [" + ", ".join(f"'{w}'" for w in LAUNCHERS) + "])", LAUNCHER_MESSAGE)
         ),

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 # the exit code.
 _VERBS: dict[str, str] = {
     "crd": "api.crd",
+    "run": "pyroclast.operator",
 }
 
 Handler = Callable[[argparse.Namespace], int]

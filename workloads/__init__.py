@@ -21,7 +21,10 @@ Launcher env the operator sets (read by torchrun, not by this package):
 ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE``  ``1`` for elastic jobs (trainer store rebuilt every round).
 ==============================  ==========================================================================
 
-Workload env (read by :mod:`workloads.config`; names are the constants below):
+Workload env (read by :mod:`workloads.config`; names are the constants below). The ``PYROCLAST_*`` names are
+reserved for the operator at admission, so a TorchJob sets the training knobs as arguments instead:
+``--total-steps``, ``--global-batch``, ``--dataset-size``, ``--seed``, ``--lr``, ``--model-width``,
+``--model-depth``, ``--checkpoint-async 1``, ``--mlflow-experiment`` (flags win over env):
 
 ==================================  =========================================================================
 ``PYROCLAST_CHECKPOINT_DIR``        shared checkpoint root (required for resume); ``step-<N>`` dirs, a

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,31 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "")
     return float(raw) if raw.strip() else default
+
+
+# Training knobs users set as arguments (spec.args): the PYROCLAST_* names are reserved for the operator at
+# admission, so a TorchJob cannot set them as env. Flags win over env.
+_FLAGS: dict[str, str] = {
+    "--total-steps": w.TOTAL_STEPS,
+    "--global-batch": w.GLOBAL_BATCH,
+    "--dataset-size": w.DATASET_SIZE,
+    "--seed": w.SEED,
+    "--lr": w.LR,
+    "--model-width": w.MODEL_WIDTH,
+    "--model-depth": w.MODEL_DEPTH,
+    "--checkpoint-async": w.CHECKPOINT_ASYNC,
+    "--mlflow-experiment": w.MLFLOW_EXPERIMENT,
+    "--step-sleep": w.STEP_SLEEP,
+}
+
+
+def args_to_env(argv: Sequence[str]) -> dict[str, str]:
+    """The env settings named by command-line flags such as ``--total-steps 500``."""
+    parser = argparse.ArgumentParser(prog="torchrun -m workloads.train", description="Reference training.")
+    for flag, name in _FLAGS.items():
+        parser.add_argument(flag, dest=name, metavar="VALUE", help=f"sets {name}")
+    parsed = vars(parser.parse_args(list(argv)))
+    return {name: str(value) for name, value in parsed.items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 import workloads as w
 from workloads.checkpoint import AppState, Checkpointer, SaveResult
 from workloads.commit import step_dir_name
-from workloads.config import DistEnv, TrainConfig
+from workloads.config import DistEnv, TrainConfig, args_to_env
 from workloads.data import DataCursor, SyntheticRegression
 from workloads.faults import FaultInjector, FaultPlan
 from workloads.model import build_model
@@ -238,7 +238,7 @@ def main() -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s rank=%(rank)s %(message)s",
     )
-    cfg = TrainConfig.from_env()
+    cfg = TrainConfig.from_env({**os.environ, **args_to_env(sys.argv[1:])})
     env = DistEnv.from_env()
     old_factory = logging.getLogRecordFactory()
 

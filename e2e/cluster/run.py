@@ -15,7 +15,8 @@ from pathlib import Path
 from e2e.cluster.binaries import BinaryNotFoundError
 from e2e.cluster.cluster import Cluster, install_signal_handlers
 from e2e.cluster.modules import ModuleNotFoundInCacheError
-from e2e.cluster.process import ComponentStartError
+from e2e.cluster.operator import apply_sample_job, install_crd, operator_component
+from e2e.cluster.process import Component, ComponentStartError
 
 log = logging.getLogger("e2e.cluster")
 
@@ -31,8 +32,19 @@ def add_gpu_nodes(cluster: Cluster) -> None:
     print(f"nodes: {', '.join(names)}", flush=True)
 
 
-# Steps `run` performs once the cluster is ready, in order. Later issues append the operator and a sample job.
-RUN_STEPS: list[RunStep] = [add_gpu_nodes]
+# Processes `run` starts beside the cluster (stopped before it).
+_extra: list[Component] = []
+
+
+def start_operator(cluster: Cluster) -> None:
+    """The operator as its own process, like a Deployment would run it."""
+    component = operator_component(cluster)
+    _extra.append(component)
+    component.start()
+
+
+# Steps `run` performs once the cluster is ready, in order.
+RUN_STEPS: list[RunStep] = [add_gpu_nodes, install_crd, start_operator, apply_sample_job]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -78,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         if steps:
             print(f"run steps done; {total:.1f} s since start")
         print(f"logs: {cluster.workdir / 'logs'}")
-        print(f"kubectl: {cluster.kubectl_binary}")
-        print(f"export KUBECONFIG={args.kubeconfig}", flush=True)
+        bin_dir = args.kubeconfig.parent / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        kubectl = bin_dir / "kubectl"
+        kubectl.unlink(missing_ok=True)
+        kubectl.symlink_to(cluster.kubectl_binary)
+        print(f"kubectl: {kubectl} -> {cluster.kubectl_binary}")
+        print(f"export KUBECONFIG={args.kubeconfig} PATH={bin_dir}:$PATH", flush=True)
         if args.exit_when_ready:
             return 0
         print("Ctrl-C (or SIGTERM) stops everything.", flush=True)
@@ -91,12 +108,18 @@ def main(argv: list[str] | None = None) -> int:
                 if cluster.pid(name) is None:
                     print(f"{name} exited; last log lines:\n{cluster.log_tail(name, 20)}", file=sys.stderr)
                     return 1
+            for component in _extra:
+                if not component.running:
+                    print(f"{component.name} exited; last log lines:\n{component.tail(20)}", file=sys.stderr)
+                    return 1
         return 0
-    except (BinaryNotFoundError, ModuleNotFoundInCacheError, ComponentStartError) as exc:
+    except (BinaryNotFoundError, ModuleNotFoundInCacheError, ComponentStartError, RuntimeError) as exc:
         print(f"cluster failed to start: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     finally:
         print("stopping cluster ...", file=sys.stderr, flush=True)
+        for component in reversed(_extra):
+            component.stop()
         cluster.stop()

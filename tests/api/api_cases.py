@@ -22,7 +22,7 @@ def base_job(name: str = "demo") -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "image": "ghcr.io/example/train:1.0",
-            "command": ["-m", "workloads.ddp"],
+            "command": ["-m", "workloads.train"],
             "args": ["--steps", "100"],
             "env": [{"name": "NCCL_DEBUG", "value": "WARN"}],
             "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": 2, "memory": "4Gi"}},

@@ -215,7 +215,7 @@ def torchjob_specs(draw: Draw) -> dict[str, Any]:
     if draw(USUALLY):
         spec["command"] = draw(
             _mix(
-                [["-m", "workloads.ddp"], ["train.py"], ["train.py", "--fast"]],
+                [["-m", "workloads.train"], ["train.py"], ["train.py", "--fast"]],
                 [[], ["torchrun", "x.py"], ["python"]],
             )
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import workloads as w
-from workloads.config import DistEnv, TrainConfig
+from workloads.config import DistEnv, TrainConfig, args_to_env
 from workloads.faults import FaultPlan
 from workloads.progress import TERMINATION_LIMIT, ProgressReporter, write_termination_message
 
@@ -103,3 +103,15 @@ def test_termination_message_fits_kubelet_limit(tmp_path: Path) -> None:
     text = path.read_text()
     assert len(text) <= TERMINATION_LIMIT
     assert json.loads(text)["reason"] == "failed"
+
+
+def test_flags_set_training_knobs_and_win_over_env() -> None:
+    env = {w.TOTAL_STEPS: "10", w.LR: "0.5"}
+    merged = {**env, **args_to_env(["--total-steps", "500", "--global-batch", "64"])}
+    cfg = TrainConfig.from_env(merged)
+    assert (cfg.total_steps, cfg.global_batch, cfg.lr) == (500, 64, 0.5)
+
+
+def test_unknown_flag_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        args_to_env(["--checkpoint-dir", "/elsewhere"])

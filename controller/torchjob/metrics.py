@@ -1,0 +1,87 @@
+"""TorchJob metrics, on the runtime's registry beside controller-runtime's own.
+
+``pyroclast_torchjobs`` (phase, queue) is a gauge rebuilt from :class:`JobMetrics`'s per-job table, so a job
+that changes phase or disappears moves out of its old series at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from api import Phase
+from controller.metrics import REGISTRY
+
+_DURATION_BUCKETS: Final = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
+_GANG_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+JOBS: Final = Gauge(
+    "pyroclast_torchjobs", "TorchJobs by phase and queue", ["phase", "queue"], registry=REGISTRY
+)
+RESTARTS: Final = Counter(
+    "pyroclast_torchjob_restarts_total", "Whole-gang restarts by cause", ["cause"], registry=REGISTRY
+)
+TIME_TO_RUNNING: Final = Histogram(
+    "pyroclast_torchjob_time_to_running_seconds",
+    "Seconds from a TorchJob's creation to its first Running",
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+TIME_QUEUED: Final = Histogram(
+    "pyroclast_torchjob_queued_seconds",
+    "Seconds a gang spent Queued before it ran",
+    buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+GANG_SIZE: Final = Histogram(
+    "pyroclast_torchjob_gang_size",
+    "Gang minimum (PodGroup minMember) of created gangs",
+    buckets=_GANG_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+class JobMetrics:
+    """Keeps the phase gauge in step with the jobs this process reconciles."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, tuple[str, str]] = {}
+
+    def observe(self, key: str, phase: Phase, queue: str) -> None:
+        """Job `key` is now in `phase` in `queue`."""
+        old = self._jobs.get(key)
+        new = (phase.value, queue)
+        if old == new:
+            return
+        if old is not None:
+            JOBS.labels(*old).dec()
+        JOBS.labels(*new).inc()
+        self._jobs[key] = new
+
+    def forget(self, key: str) -> None:
+        """Job `key` is gone."""
+        old = self._jobs.pop(key, None)
+        if old is not None:
+            JOBS.labels(*old).dec()
+
+    @staticmethod
+    def started_running(
+        *, created: datetime | None, queued_since: datetime | None, first: bool, now: datetime
+    ) -> None:
+        """The gang reached Running: time since creation (first time only) and time spent Queued."""
+        if first and created is not None:
+            TIME_TO_RUNNING.observe(max((now - created).total_seconds(), 0.0))
+        if queued_since is not None:
+            TIME_QUEUED.observe(max((now - queued_since).total_seconds(), 0.0))
+
+    @staticmethod
+    def restarted(cause: str) -> None:
+        """A gang restart for `cause` (failure or preemption)."""
+        RESTARTS.labels(cause=cause).inc()
+
+    @staticmethod
+    def gang_created(min_member: int) -> None:
+        """A PodGroup with `min_member` was created."""
+        GANG_SIZE.observe(min_member)

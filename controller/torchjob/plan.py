@@ -1,0 +1,430 @@
+"""The TorchJob lifecycle as a pure function: (job, PodGroup, pods, Service, now) -> new status + actions.
+
+Pending -> Queued -> Running -> Succeeded | Failed, with Restarting (whole-gang restart after a failure or a
+preemption) and Suspended on the side. The attempt number is ``failureRestarts + preemptionRestarts``: pods
+carry it as a label, so a decision about one attempt is taken once, and pods of an older attempt are only ever
+deleted. Pod names are the same in every attempt, so the next attempt is created only once the old pods are
+gone. Nothing here does I/O; :mod:`controller.torchjob.reconciler` applies the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from api import FailurePolicy, Phase, TorchJob, TorchJobStatus
+from controller.torchjob.conditions import for_phase
+from controller.torchjob.labels import job_labels, owner_reference, worker_selector
+from controller.torchjob.observe import (
+    POD_FAILED,
+    POD_RUNNING,
+    POD_SUCCEEDED,
+    Worker,
+    observe_podgroup,
+    observe_worker,
+)
+from controller.torchjob.pod import desired_worker
+from controller.torchjob.service import desired_service
+from scheduling import desired_podgroup, podgroup_name, podgroup_spec_patch
+
+JsonObject = dict[str, Any]
+
+QUEUED_RECHECK: Final = 15.0
+"""Seconds between looks at a waiting gang's scheduler events."""
+
+# Condition / event reasons.
+REASON_QUEUED: Final = "WaitingForScheduler"
+REASON_RUNNING: Final = "AllWorkersRunning"
+REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
+REASON_SUSPENDED: Final = "Suspended"
+REASON_RESUMED: Final = "Resumed"
+REASON_RESIZED: Final = "Resized"
+REASON_PREEMPTED: Final = "Preempted"
+REASON_FAILED_RETRY: Final = "WorkerFailed"
+REASON_PERMANENT: Final = "PermanentExitCode"
+REASON_FAILURE_BUDGET: Final = "FailureBudgetExhausted"
+REASON_PREEMPTION_BUDGET: Final = "PreemptionBudgetExhausted"
+REASON_DEADLINE: Final = "DeadlineExceeded"
+
+
+# --- actions ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateObject:
+    """Create a PodGroup, Service or Pod."""
+
+    kind: Literal["PodGroup", "Service", "Pod"]
+    body: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class PatchPodGroup:
+    """Merge-patch the PodGroup's spec (never PUT: the scheduler owns its status)."""
+
+    name: str
+    patch: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteObject:
+    """Delete a PodGroup or Pod, only if it still has `uid`."""
+
+    kind: Literal["PodGroup", "Pod"]
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJob:
+    """Delete the TorchJob itself (TTL after finish)."""
+
+
+Action = CreateObject | PatchPodGroup | DeleteObject | DeleteJob
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event to record on the job."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of one planning step.
+
+    ``commit_first``: the status decides something (a restart, a terminal phase) and must be written, with
+    the resourceVersion it was computed from, before any action runs; a stale read then fails instead of
+    acting twice.
+    """
+
+    status: TorchJobStatus
+    actions: list[Action] = field(default_factory=list[Action])
+    events: list[Event] = field(default_factory=list[Event])
+    requeue_after: float | None = None
+    commit_first: bool = False
+
+    def requeue(self, seconds: float) -> None:
+        """Ask to come back in `seconds` (the sooner of several asks wins)."""
+        seconds = max(seconds, 0.001)
+        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+
+
+# --- the plan --------------------------------------------------------------------------------------------
+
+
+def attempt_of(status: TorchJobStatus) -> int:
+    """The current gang attempt: every restart, for whatever cause, starts a new one."""
+    return status.failure_restarts + status.preemption_restarts
+
+
+def plan(
+    job: TorchJob,
+    podgroup: JsonObject | None,
+    pods: list[JsonObject],
+    service: JsonObject | None,
+    now: datetime,
+    podgroup_events: Sequence[JsonObject] = (),
+) -> Plan:
+    """Decide the job's next status and the writes that move the world towards it.
+
+    `podgroup_events` are the scheduler's Events on the PodGroup, read only for a gang still waiting.
+    """
+    old = job.status or TorchJobStatus()
+    if job.metadata.deletion_timestamp is not None:
+        return Plan(old.model_copy(deep=True))  # the garbage collector removes what the job owns
+    status = old.model_copy(deep=True)
+    status.observed_generation = job.metadata.generation
+    status.selector = worker_selector(job)
+    status.pod_group_name = podgroup_name(job)
+    if status.phase is None:
+        status.phase = Phase.PENDING
+    out = Plan(status)
+    workers = [w for w in (observe_worker(p) for p in pods) if w is not None]
+
+    if old.phase is not None and old.phase.finished:
+        _finish(job, out, podgroup, workers, now)
+    elif job.spec.run_policy.suspend:
+        _suspend(job, out, podgroup, workers, now)
+    elif _deadline_passed(job, out, now):
+        _transition(job, out, Phase.FAILED, REASON_DEADLINE, _deadline_message(job), now, "Warning")
+        _finish(job, out, podgroup, workers, now)
+    else:
+        _drive(job, out, podgroup, workers, service, now, podgroup_events)
+    _count(job, out, workers)
+    return out
+
+
+def _drive(
+    job: TorchJob,
+    out: Plan,
+    podgroup: JsonObject | None,
+    workers: list[Worker],
+    service: JsonObject | None,
+    now: datetime,
+    podgroup_events: Sequence[JsonObject],
+) -> None:
+    status = out.status
+    if status.phase == Phase.SUSPENDED:
+        status.start_time = None  # the deadline counts afresh from the resume
+        _transition(job, out, Phase.PENDING, REASON_RESUMED, "job resumed", now, "Normal")
+    if status.start_time is None:
+        status.start_time = now
+        _requeue_for_deadline(job, out, now)
+
+    attempt = attempt_of(status)
+    stale = [w for w in workers if w.attempt != attempt]
+    if stale:
+        # An older gang is still going away; same-named pods of the new attempt must wait for it.
+        out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in stale if not w.deleting)
+        return
+
+    current = {w.index: w for w in workers}
+    count = job.spec.nodes.count
+    if _resized(job, workers):
+        # A fixed-size job cannot change its world size in place: the whole gang restarts at the new size
+        # (same attempt: the new gang hosts a fresh rendezvous store on its new worker 0).
+        out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in workers if not w.deleting)
+        message = f"node count changed to {count}: restarting the gang at the new size"
+        _transition(job, out, Phase.RESTARTING, REASON_RESIZED, message, now, "Normal")
+        return
+    if status.phase == Phase.RESTARTING and any(w.deleting for w in workers):
+        return  # the old gang is still terminating; same-named pods must wait
+    if _judge(job, out, current, count, now):
+        out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in workers if not w.deleting)
+        if out.status.phase is not None and out.status.phase.finished:
+            out.actions.clear()
+            _finish(job, out, podgroup, workers, now)
+        return
+
+    _ensure_gang(job, out, podgroup, service, current, count, attempt)
+    # Volcano counts finished members as scheduled too: a worker done early keeps the gang Running.
+    running = sum(1 for w in current.values() if w.phase in (POD_RUNNING, POD_SUCCEEDED) and not w.deleting)
+    if running >= job.spec.nodes.min_nodes or status.phase == Phase.RUNNING:
+        _transition(
+            job,
+            out,
+            Phase.RUNNING,
+            REASON_RUNNING,
+            f"all {job.spec.nodes.min_nodes} gang members started",
+            now,
+            "Normal",
+        )
+    else:
+        # A PodGroup created just now reads as one the scheduler has not looked at yet (no extra write later).
+        gang = observe_podgroup(podgroup or {}, podgroup_events)
+        message = gang.summary  # counts live in activeNodes/readyNodes, so progress alone rewrites nothing
+        out.requeue(QUEUED_RECHECK)  # scheduler events trigger no reconcile: look again for a new reason
+        _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal")
+
+
+def _judge(job: TorchJob, out: Plan, current: dict[int, Worker], count: int, now: datetime) -> bool:
+    """Act on the current attempt's outcome; True when the gang must go (restart or finish)."""
+    status = out.status
+    policy = job.spec.failure_policy
+    disrupted = [w for w in current.values() if w.disruption is not None and w.phase != POD_SUCCEEDED]
+    vanished = (
+        [i for i in range(job.spec.nodes.min_nodes) if i not in current]
+        if status.phase == Phase.RUNNING
+        else []
+    )
+    if disrupted or vanished:
+        what = (
+            f"{disrupted[0].name} was disrupted ({disrupted[0].disruption})"
+            if disrupted
+            else f"worker {vanished[0]} disappeared while running"
+        )
+        if status.preemption_restarts >= policy.max_preemption_restarts:
+            message = f"{what}; preemption restart budget ({policy.max_preemption_restarts}) exhausted"
+            _transition(job, out, Phase.FAILED, REASON_PREEMPTION_BUDGET, message, now, "Warning")
+            return True
+        status.preemption_restarts += 1
+        cause = (disrupted[0].disruption or REASON_PREEMPTED) if disrupted else "PodVanished"
+        _restart(job, out, REASON_PREEMPTED, cause, what, now)
+        return True
+
+    failed = sorted((w for w in current.values() if w.phase == POD_FAILED), key=lambda w: w.index)
+    if failed:
+        first = failed[0]
+        code = first.exit_code
+        what = f"{first.name} failed" + (f" with exit code {code}" if code is not None else "")
+        if code is not None and code != 0 and is_permanent(policy, code):
+            _transition(job, out, Phase.FAILED, REASON_PERMANENT, f"{what} (permanent)", now, "Warning")
+            return True
+        if status.failure_restarts >= policy.max_failure_restarts:
+            message = f"{what}; failure restart budget ({policy.max_failure_restarts}) exhausted"
+            _transition(job, out, Phase.FAILED, REASON_FAILURE_BUDGET, message, now, "Warning")
+            return True
+        status.failure_restarts += 1
+        cause = f"ExitCode{code}" if code is not None else "PodFailed"
+        _restart(job, out, REASON_FAILED_RETRY, cause, what, now)
+        return True
+
+    if all(i in current and current[i].phase == POD_SUCCEEDED for i in range(count)):
+        _transition(
+            job, out, Phase.SUCCEEDED, REASON_SUCCEEDED, f"all {count} workers succeeded", now, "Normal"
+        )
+        return True
+    return False
+
+
+def _resized(job: TorchJob, workers: list[Worker]) -> bool:
+    """A fixed-size job whose running gang was started for another node count."""
+    nodes = job.spec.nodes
+    if nodes.elastic:
+        return False
+    want = f"{nodes.min_nodes}:{nodes.max_nodes}"
+    return any(w.nnodes is not None and w.nnodes != want for w in workers if w.active)
+
+
+def is_permanent(policy: FailurePolicy, code: int) -> bool:
+    """A code in permanentExitCodes, or outside retryableExitCodes when that list is set."""
+    if code in (policy.permanent_exit_codes or ()):
+        return True
+    return policy.retryable_exit_codes is not None and code not in policy.retryable_exit_codes
+
+
+def _restart(job: TorchJob, out: Plan, reason: str, cause: str, what: str, now: datetime) -> None:
+    status = out.status
+    status.last_disruption_reason = cause
+    status.last_disruption_time = now
+    message = (
+        f"{what}; restarting the gang as attempt {attempt_of(status)} "
+        f"(failure restarts {status.failure_restarts}, preemption restarts {status.preemption_restarts})"
+    )
+    _transition(job, out, Phase.RESTARTING, reason, message, now, "Warning", force_event=True)
+
+
+def _ensure_gang(
+    job: TorchJob,
+    out: Plan,
+    podgroup: JsonObject | None,
+    service: JsonObject | None,
+    current: dict[int, Worker],
+    count: int,
+    attempt: int,
+) -> None:
+    """PodGroup first, then the Service, then the missing workers (the reconciler keeps this order)."""
+    desired = desired_podgroup(job, owner_reference(job), job_labels(job))
+    if podgroup is None:
+        out.actions.append(CreateObject("PodGroup", desired.to_k8s()))
+    elif (patch := podgroup_spec_patch(podgroup, desired)) is not None:
+        out.actions.append(PatchPodGroup(podgroup_name(job), patch))
+    if service is None:
+        out.actions.append(CreateObject("Service", desired_service(job)))
+    for index in range(count):
+        if index not in current:
+            out.actions.append(CreateObject("Pod", desired_worker(job, index, attempt)))
+    for index, worker in sorted(current.items()):
+        if index >= count and not worker.deleting:
+            out.actions.append(DeleteObject("Pod", worker.name, worker.uid))
+
+
+def _suspend(
+    job: TorchJob, out: Plan, podgroup: JsonObject | None, workers: list[Worker], now: datetime
+) -> None:
+    out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in workers if not w.deleting)
+    _delete_podgroup(out, podgroup)
+    out.status.start_time = None
+    _transition(
+        job, out, Phase.SUSPENDED, REASON_SUSPENDED, "job suspended: pods and PodGroup deleted", now, "Normal"
+    )
+
+
+def _finish(
+    job: TorchJob, out: Plan, podgroup: JsonObject | None, workers: list[Worker], now: datetime
+) -> None:
+    """A finished job frees its queue quota (PodGroup), cleans pods per policy and expires after its TTL."""
+    status = out.status
+    if status.completion_time is None:
+        status.completion_time = now
+    _delete_podgroup(out, podgroup)
+    policy = job.spec.run_policy.clean_pod_policy
+    for w in workers:
+        if w.deleting or policy == "None":
+            continue
+        if policy == "All" or not w.finished:
+            out.actions.append(DeleteObject("Pod", w.name, w.uid))
+    ttl = job.spec.run_policy.ttl_seconds_after_finished
+    if ttl is not None:
+        left = (status.completion_time + timedelta(seconds=ttl) - now).total_seconds()
+        if left <= 0:
+            out.actions.append(DeleteJob())
+        else:
+            out.requeue(left)
+
+
+def _delete_podgroup(out: Plan, podgroup: JsonObject | None) -> None:
+    if podgroup is None:
+        return
+    meta: JsonObject = podgroup.get("metadata") or {}
+    if meta.get("deletionTimestamp") is None:
+        out.actions.append(DeleteObject("PodGroup", str(meta.get("name", "")), str(meta.get("uid", ""))))
+
+
+def _deadline_passed(job: TorchJob, out: Plan, now: datetime) -> bool:
+    deadline = job.spec.run_policy.active_deadline_seconds
+    start = out.status.start_time
+    if deadline is None or start is None:
+        return False
+    left = (start + timedelta(seconds=deadline) - now).total_seconds()
+    if left > 0:
+        out.requeue(left)
+        return False
+    return True
+
+
+def _requeue_for_deadline(job: TorchJob, out: Plan, now: datetime) -> None:
+    deadline = job.spec.run_policy.active_deadline_seconds
+    if deadline is not None and out.status.start_time is not None:
+        out.requeue((out.status.start_time + timedelta(seconds=deadline) - now).total_seconds())
+
+
+def _deadline_message(job: TorchJob) -> str:
+    return f"job ran longer than activeDeadlineSeconds ({job.spec.run_policy.active_deadline_seconds} s)"
+
+
+def _transition(
+    job: TorchJob,
+    out: Plan,
+    phase: Phase,
+    reason: str,
+    message: str,
+    now: datetime,
+    event_type: Literal["Normal", "Warning"],
+    *,
+    force_event: bool = False,
+) -> None:
+    """Move to `phase` (conditions kept in step) and record an Event when the phase changes."""
+    status = out.status
+    changed = status.phase != phase
+    status.phase = phase
+    status.conditions = for_phase(
+        status.conditions or [], phase, reason, message, now, job.metadata.generation
+    )
+    if phase in (Phase.RESTARTING, Phase.SUCCEEDED, Phase.FAILED):
+        out.commit_first = True
+    if phase.finished:
+        status.completion_time = status.completion_time or now
+    if changed or force_event:
+        out.events.append(Event(event_type, reason, message))
+
+
+def _count(job: TorchJob, out: Plan, workers: list[Worker]) -> None:
+    status = out.status
+    attempt = attempt_of(status)
+    going = {a.uid for a in out.actions if isinstance(a, DeleteObject) and a.kind == "Pod"}
+    current = [w for w in workers if w.attempt == attempt and w.uid not in going]
+    finished = status.phase is not None and status.phase.finished
+    status.desired_nodes = 0 if finished or status.phase == Phase.SUSPENDED else job.spec.nodes.count
+    created = sum(1 for a in out.actions if isinstance(a, CreateObject) and a.kind == "Pod")
+    status.active_nodes = sum(1 for w in current if w.active) + created
+    status.ready_nodes = sum(1 for w in current if w.active and w.phase == POD_RUNNING and w.ready)
+    nproc = job.spec.nproc_per_node
+    if isinstance(nproc, int):
+        status.world_size = status.ready_nodes * nproc

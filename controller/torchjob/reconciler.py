@@ -1,0 +1,287 @@
+"""The TorchJob reconciler: reads the informer caches, computes the plan, applies it. All I/O lives here.
+
+Writes are minimal: the status is patched through ``/status`` only when it changed (with the
+resourceVersion it was computed from, so a stale read conflicts instead of acting twice), the PodGroup
+spec only by merge patch, and creates/deletes only what the plan asks for. Expectations keep a lagging cache
+from causing a second create or a double-counted restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from api import GROUP, KIND, PLURAL, VERSION, Phase, TorchJob, TorchJobStatus
+from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
+from controller import objects
+from controller.cache import owner_uid_index
+from controller.client import Client
+from controller.controller import Controller
+from controller.errors import AlreadyExists, NotFound
+from controller.manager import Manager
+from controller.request import Request, Result, TerminalError
+from controller.resource import EVENTS, PODS, SERVICES, Resource
+from controller.torchjob.expectations import Expectations
+from controller.torchjob.metrics import JobMetrics
+from controller.torchjob.plan import (
+    REASON_FAILED_RETRY,
+    REASON_PREEMPTED,
+    REASON_RESIZED,
+    CreateObject,
+    DeleteJob,
+    DeleteObject,
+    Event,
+    PatchPodGroup,
+    Plan,
+    plan,
+)
+from controller.torchjob.service import service_name
+from scheduling import podgroup_name
+
+log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+
+TORCHJOBS: Final = Resource(GROUP, VERSION, KIND, PLURAL)
+PODGROUPS: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "PodGroup", "podgroups")
+OWNER_INDEX: Final = "owner-uid"
+COMPONENT: Final = "pyroclast"
+STATUS_BATCH: Final = 2.0
+"""Seconds a minor status change (counts, messages) may wait to be written together with the next one."""
+# A change here is written at once: events and metrics of a transition assume the status shows it.
+_MAJOR_FIELDS: Final = ("phase", "failureRestarts", "preemptionRestarts")
+CACHE_WAIT: Final = 1.0
+"""Seconds to come back after while the cache has not shown this process's own writes."""
+
+_KINDS: Final[dict[str, Resource]] = {"PodGroup": PODGROUPS, "Service": SERVICES, "Pod": PODS}
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, whole seconds (as the API server stores times)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class TorchJobReconciler:
+    """Reconciles TorchJobs on a :class:`~controller.manager.Manager`; :meth:`controller` registers it."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        expectations: Expectations | None = None,
+    ):
+        self.client: Client = manager.client
+        self.jobs = manager.informer(TORCHJOBS).cache
+        self.pods = manager.informer(PODS).cache
+        self.podgroups = manager.informer(PODGROUPS).cache
+        self.services = manager.informer(SERVICES).cache
+        for cache in (self.pods, self.podgroups, self.services):
+            cache.add_index(OWNER_INDEX, owner_uid_index)
+        self.clock = clock
+        self.expectations = expectations or Expectations()
+        self.metrics = JobMetrics()
+        self._monotonic = monotonic
+        self._batch_until: dict[str, float] = {}
+
+    def controller(self, *, workers: int = 4) -> Controller:
+        """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
+        return Controller(
+            self.reconcile, for_=TORCHJOBS, name="torchjob", owns=[PODS, SERVICES, PODGROUPS], workers=workers
+        )
+
+    # --- reconcile ---------------------------------------------------------------------------------
+
+    async def reconcile(self, request: Request) -> Result:
+        """One level-triggered pass over the job named by `request`."""
+        raw = self.jobs.get(request.key)
+        if raw is None:
+            self._batch_until.pop(request.key, None)
+            self.expectations.forget(request.key)
+            self.metrics.forget(request.key)
+            return Result()
+        try:
+            job = TorchJob.from_k8s(raw)
+        except ValidationError as err:
+            raise TerminalError(f"TorchJob {request} does not parse: {err}") from err
+        uid = job.metadata.uid or ""
+        owned_pods = self.pods.by_index(OWNER_INDEX, uid)
+        owned_pgs = self.podgroups.by_index(OWNER_INDEX, uid)
+        owned_svcs = self.services.by_index(OWNER_INDEX, uid)
+        owned = (("Pod", owned_pods), ("PodGroup", owned_pgs), ("Service", owned_svcs))
+        seen_names = {(kind, objects.name(o)) for kind, objs in owned for o in objs}
+        # A delete is observed once the object is gone or shows its deletionTimestamp (graceful termination).
+        seen_uids = {
+            (kind, str(objects.metadata(o).get("uid", "")))
+            for kind, objs in owned
+            for o in objs
+            if objects.metadata(o).get("deletionTimestamp") is None
+        }
+        if not self.expectations.satisfied(request.key, objects.resource_version(raw), seen_names, seen_uids):
+            log.debug("torchjob %s: waiting for the cache to show earlier writes", request)
+            return Result(requeue_after=CACHE_WAIT)
+
+        pg_name = podgroup_name(job)
+        podgroup = next((p for p in owned_pgs if objects.name(p) == pg_name), None)
+        service = next((s for s in owned_svcs if objects.name(s) == service_name(job)), None)
+        now = self.clock()
+        events = await self._podgroup_events(job, podgroup)
+        step = plan(job, podgroup, owned_pods, service, now, events)
+
+        old = job.status or TorchJobStatus()
+        if step.commit_first:
+            deferred = await self._write_status(request, raw, old, step)
+            await self._apply(request, job, step)
+        else:
+            await self._apply(request, job, step)
+            deferred = await self._write_status(request, raw, old, step)
+        await self._record(job, old, step, now)
+        if step.status.phase is not None:
+            self.metrics.observe(request.key, step.status.phase, job.spec.scheduling.queue)
+        if deferred is not None:
+            step.requeue(deferred)
+        return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+
+    async def _podgroup_events(self, job: TorchJob, podgroup: JsonObject | None) -> list[JsonObject]:
+        """The scheduler's Events on a PodGroup the enqueue gate keeps waiting without a condition (only
+        then: the condition, when present, says the same without a read)."""
+        status = job.status
+        if podgroup is None or status is None or status.phase not in (Phase.QUEUED, Phase.PENDING):
+            return []
+        pg_status: JsonObject = podgroup.get("status") or {}
+        if pg_status.get("conditions") or pg_status.get("phase") not in (None, "Pending", "Inqueue"):
+            return []
+        selector = f"involvedObject.kind=PodGroup,involvedObject.name={objects.name(podgroup)}"
+        try:
+            return (await self.client.list(EVENTS, job.metadata.namespace, field_selector=selector)).items
+        except Exception as err:  # the reason is a nicety; never fail the reconcile for it
+            log.info("could not read PodGroup events of %s: %s", objects.name(podgroup), err)
+            return []
+
+    async def _write_status(
+        self, request: Request, raw: JsonObject, old: TorchJobStatus, step: Plan
+    ) -> float | None:
+        """Patch the status if it changed; returns seconds to come back when a minor change is held back.
+
+        A change of phase or restart counters is written at once. Anything else (node counts, the scheduler's
+        message) waits up to ``STATUS_BATCH`` seconds to ride along with the next write, as pods of a gang
+        change one by one.
+        """
+        before = old.to_k8s()
+        after = step.status.to_k8s()
+        if before == after:
+            self._batch_until.pop(request.key, None)
+            return None
+        major = step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
+        if not major:
+            until = self._batch_until.setdefault(request.key, self._monotonic() + STATUS_BATCH)
+            left = until - self._monotonic()
+            if left > 0:
+                return left
+        self._batch_until.pop(request.key, None)
+        patch: JsonObject = {
+            k: after.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+        }
+        version = objects.resource_version(raw)
+        body: JsonObject = {"status": patch}
+        if step.commit_first:
+            # A decision (restart, finish) made from a stale read must conflict, not happen twice.
+            body["metadata"] = {"resourceVersion": version}
+        await self.client.patch_status(TORCHJOBS, request.name, body, request.namespace)
+        self.expectations.status_written(request.key, version)
+        return None
+
+    async def _apply(self, request: Request, job: TorchJob, step: Plan) -> None:
+        ns = request.namespace
+        for action in step.actions:
+            match action:
+                case CreateObject(kind=kind, body=body):
+                    name = str(body["metadata"]["name"])
+                    try:
+                        await self.client.create(_KINDS[kind], body, ns)
+                    except AlreadyExists:
+                        log.info("torchjob %s: %s %s already exists", request, kind, name)
+                        continue
+                    self.expectations.created(request.key, kind, name)
+                    if kind == "PodGroup":
+                        JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
+                case PatchPodGroup(name=name, patch=patch):
+                    await self.client.patch(PODGROUPS, name, patch, ns)
+                case DeleteObject(kind=kind, name=name, uid=uid):
+                    try:
+                        await self.client.delete(
+                            _KINDS[kind], name, ns, uid=uid, propagation_policy="Background"
+                        )
+                    except NotFound:
+                        continue
+                    self.expectations.deleted(request.key, kind, uid)
+                case DeleteJob():
+                    log.info("torchjob %s: TTL after finish expired; deleting the job", request)
+                    with contextlib.suppress(NotFound):
+                        await self.client.delete(
+                            TORCHJOBS, request.name, ns, uid=job.metadata.uid, propagation_policy="Background"
+                        )
+
+    async def _record(self, job: TorchJob, old: TorchJobStatus, step: Plan, now: datetime) -> None:
+        new = step.status
+        if new.phase == Phase.RUNNING and old.phase != Phase.RUNNING:
+            queued = old.condition("Queued")
+            JobMetrics.started_running(
+                created=job.metadata.creation_timestamp,
+                queued_since=queued.last_transition_time
+                if queued is not None and queued.status == "True"
+                else None,
+                first=old.condition("Running") is None,
+                now=now,
+            )
+        for event in step.events:
+            if event.reason == REASON_PREEMPTED:
+                JobMetrics.restarted("preemption")
+            elif event.reason == REASON_FAILED_RETRY:
+                JobMetrics.restarted("failure")
+            elif event.reason == REASON_RESIZED:
+                JobMetrics.restarted("resize")
+            await self._event(job, event, now)
+
+    async def _event(self, job: TorchJob, event: Event, now: datetime) -> None:
+        """Record a core/v1 Event on the job; a failure to record is logged, never fatal."""
+        meta = job.metadata
+        stamp = now.isoformat().replace("+00:00", "Z")
+        body: JsonObject = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+            "involvedObject": {
+                "apiVersion": job.api_version,
+                "kind": job.kind,
+                "name": meta.name,
+                "namespace": meta.namespace,
+                "uid": meta.uid,
+                "resourceVersion": meta.resource_version,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        log.info(
+            "torchjob %s/%s: %s %s: %s", meta.namespace, meta.name, event.type, event.reason, event.message
+        )
+        try:
+            await self.client.create(EVENTS, body, meta.namespace)
+        except Exception as err:  # events are best effort
+            log.warning(
+                "could not record event %s on %s/%s: %s", event.reason, meta.namespace, meta.name, err
+            )

@@ -1,0 +1,387 @@
+"""The TorchJob operator, in process, on the local cluster (Volcano + kwok).
+
+Pod outcomes are driven by kwok stages through pod annotations, so these tests exercise the real scheduler,
+garbage collector and apiserver."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from api import CRD_NAME
+from api.crd import render
+from controller.client import Client
+from controller.errors import NotFound, TransportError
+from controller.manager import Manager
+from controller.resource import EVENTS, PODS, SERVICES
+from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS, TorchJobReconciler
+from e2e.cluster import Cluster
+from e2e.cluster.pool import NodePool
+
+JsonObject = dict[str, Any]
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> str:
+    """The TorchJob CRD, applied from the models and Established."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render())
+    # `kubectl wait` errors out (not waits) while a brand-new CRD has no status.conditions yet: retry.
+    for _ in range(60):
+        wait = ("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        if cluster.kubectl(*wait, check=False).returncode == 0:
+            return CRD_NAME
+        time.sleep(0.5)
+    raise AssertionError(f"CRD {CRD_NAME} never became Established")
+
+
+@asynccontextmanager
+async def operator(cluster: Cluster) -> AsyncIterator[Client]:
+    """The operator running in this process against the cluster; yields its client."""
+    assert cluster.api is not None  # writes the admin kubeconfig
+    manager = await Manager.connect(cluster.kubeconfig, metrics_bind_address="0", sync_period=None)
+    manager.add(TorchJobReconciler(manager).controller())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.run)
+        try:
+            yield manager.client
+        finally:
+            manager.stop()
+
+
+def torchjob(
+    name: str,
+    pool: NodePool,
+    *,
+    count: int = 2,
+    cpu: str = "1",
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> JsonObject:
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": "TorchJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "example.invalid/train:1",
+            "command": ["-m", "train"],
+            "nprocPerNode": 1,
+            "nodes": {"count": count},
+            "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {"nodeSelector": pool.node_selector},
+            },
+            **spec,
+        },
+    }
+
+
+async def status_of(client: Client, namespace: str, name: str) -> JsonObject:
+    return (await client.get(TORCHJOBS, name, namespace)).get("status") or {}
+
+
+async def wait_for(what: str, probe: Callable[[], Any], within: float = 60.0) -> Any:
+    """Poll the async `probe` until it returns something truthy."""
+    last: Any = None
+    with anyio.move_on_after(within):
+        while True:
+            try:
+                last = await probe()
+            except TransportError as err:  # a dropped keep-alive connection; the next poll reconnects
+                last = err
+            else:
+                if last:
+                    return last
+            await anyio.sleep(0.25)
+    raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
+
+
+async def wait_phase(
+    client: Client, namespace: str, name: str, phase: str, within: float = 60.0
+) -> JsonObject:
+    seen: list[str] = []
+
+    async def probe() -> JsonObject | None:
+        status = await status_of(client, namespace, name)
+        if status.get("phase") and (not seen or seen[-1] != status["phase"]):
+            seen.append(status["phase"])
+        return status if status.get("phase") == phase else None
+
+    try:
+        return await wait_for(f"phase {phase}", probe, within)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; phases seen: {seen}") from None
+
+
+async def names(client: Client, resource: Any, namespace: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in (await client.list(resource, namespace)).items)
+
+
+def condition(status: JsonObject, type_: str) -> JsonObject | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
+async def test_happy_path_runs_then_succeeds_and_frees_the_podgroup(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        body = torchjob("happy", nodes, annotations={"pyroclast.dev/test-succeed-after": "4s"})
+        await client.create(TORCHJOBS, body, namespace)
+        running = await wait_phase(client, namespace, "happy", "Running")
+        assert running["readyNodes"] == 2
+        done = await wait_phase(client, namespace, "happy", "Succeeded")
+        assert "completionTime" in done
+        assert condition(done, "Running") is not None  # it really ran before it finished
+        await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
+        assert len(await names(client, PODS, namespace)) == 2  # finished pods kept (cleanPodPolicy Running)
+        events = (await client.list(EVENTS, namespace)).items
+        reasons = {e["reason"] for e in events if e["involvedObject"].get("kind") == "TorchJob"}
+        assert {"WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"} <= reasons
+
+
+async def _empty(client: Client, resource: Any, namespace: str) -> bool:
+    return not (await client.list(resource, namespace)).items
+
+
+async def test_gang_that_cannot_fit_stays_queued_with_the_reason(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        # Three 3-CPU workers on two 4-CPU nodes: admitted (minResources within overcommit), never placeable.
+        await client.create(TORCHJOBS, torchjob("big", nodes, count=3, cpu="3"), namespace)
+
+        async def reason() -> JsonObject | None:
+            status = await status_of(client, namespace, "big")
+            queued = condition(status, "Queued")
+            if status.get("phase") == "Queued" and queued and "unschedulable" in queued["message"].lower():
+                return status
+            return None
+
+        status = await wait_for("Queued with the scheduler's reason", reason, 90)
+        assert status["phase"] == "Queued"
+        pods = (await client.list(PODS, namespace)).items
+        assert len(pods) == 3
+        assert all(not p["spec"].get("nodeName") for p in pods), "no gang member may be bound"
+
+
+async def test_deleted_job_leaves_nothing_behind(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        await client.create(TORCHJOBS, torchjob("gone", nodes), namespace)
+        await wait_phase(client, namespace, "gone", "Running")
+        await client.delete(TORCHJOBS, "gone", namespace, propagation_policy="Foreground")
+        for resource in (PODS, PODGROUPS, SERVICES):
+            await wait_for(f"{resource} gone", lambda r=resource: _empty(client, r, namespace), 60)
+        await wait_for("job gone", lambda: _gone(client, namespace, "gone"), 60)
+        with pytest.raises(NotFound):
+            await client.get(TORCHJOBS, "gone", namespace)
+
+
+async def _gone(client: Client, namespace: str, name: str) -> bool:
+    try:
+        await client.get(TORCHJOBS, name, namespace)
+    except NotFound:
+        return True
+    return False
+
+
+async def test_permanent_exit_code_fails_at_once(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        annotations = {"pyroclast.dev/test-fail-after": "2s", "pyroclast.dev/test-exit-code": "3"}
+        body = torchjob("perm", nodes, annotations=annotations, failurePolicy={"permanentExitCodes": [3]})
+        await client.create(TORCHJOBS, body, namespace)
+        status = await wait_phase(client, namespace, "perm", "Failed")
+        failed = condition(status, "Failed")
+        assert failed is not None
+        assert failed["reason"] == "PermanentExitCode"
+        assert status.get("failureRestarts", 0) == 0
+        await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
+
+
+async def test_retryable_failures_restart_the_gang_until_the_budget_is_spent(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        annotations = {"pyroclast.dev/test-fail-after": "2s", "pyroclast.dev/test-exit-code": "1"}
+        body = torchjob("flaky", nodes, annotations=annotations, failurePolicy={"maxFailureRestarts": 1})
+        await client.create(TORCHJOBS, body, namespace)
+        status = await wait_phase(client, namespace, "flaky", "Failed", 90)
+        failed = condition(status, "Failed")
+        assert failed is not None
+        assert failed["reason"] == "FailureBudgetExhausted"
+        assert status["failureRestarts"] == 1
+        assert status.get("preemptionRestarts", 0) == 0
+        pods = (await client.list(PODS, namespace)).items
+        assert {p["metadata"]["labels"]["pyroclast.dev/attempt"] for p in pods} == {"1"}
+
+
+async def test_operator_restarted_mid_creation_creates_no_duplicates(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="8")
+    async with operator(cluster) as client:
+        await client.create(TORCHJOBS, torchjob("again", nodes, count=4), namespace)
+        await wait_for("first pod", lambda: _any(client, PODS, namespace), 30)
+    # The first operator is gone, possibly half-way through; a new one finishes the job's creation.
+    async with operator(cluster) as client:
+        status = await wait_phase(client, namespace, "again", "Running")
+        pods = (await client.list(PODS, namespace)).items
+        assert sorted(p["metadata"]["name"] for p in pods) == [f"again-worker-{i}" for i in range(4)]
+        assert {p["metadata"]["labels"]["pyroclast.dev/attempt"] for p in pods} == {"0"}
+        assert len((await client.list(PODGROUPS, namespace)).items) == 1
+        assert status.get("failureRestarts", 0) == 0
+        assert status.get("preemptionRestarts", 0) == 0
+
+
+async def _any(client: Client, resource: Any, namespace: str) -> bool:
+    return bool((await client.list(resource, namespace)).items)
+
+
+async def test_suspend_frees_everything_and_resume_runs_again(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        await client.create(TORCHJOBS, torchjob("nap", nodes), namespace)
+        await wait_phase(client, namespace, "nap", "Running")
+        await client.patch(TORCHJOBS, "nap", {"spec": {"runPolicy": {"suspend": True}}}, namespace)
+        await wait_phase(client, namespace, "nap", "Suspended")
+        await wait_for("pods gone", lambda: _empty(client, PODS, namespace))
+        await wait_for("PodGroup gone", lambda: _empty(client, PODGROUPS, namespace))
+        await client.patch(TORCHJOBS, "nap", {"spec": {"runPolicy": {"suspend": False}}}, namespace)
+        status = await wait_phase(client, namespace, "nap", "Running")
+        assert status["readyNodes"] == 2
+
+
+async def test_active_deadline_fails_the_job(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        body = torchjob("late", nodes, runPolicy={"activeDeadlineSeconds": 5})
+        await client.create(TORCHJOBS, body, namespace)
+        status = await wait_phase(client, namespace, "late", "Failed", 60)
+        failed = condition(status, "Failed")
+        assert failed is not None
+        assert failed["reason"] == "DeadlineExceeded"
+        await wait_for("running pods deleted", lambda: _empty(client, PODS, namespace))
+        await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
+
+
+async def test_ttl_deletes_the_finished_job(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        annotations = {"pyroclast.dev/test-succeed-after": "1s"}
+        body = torchjob("brief", nodes, annotations=annotations, runPolicy={"ttlSecondsAfterFinished": 3})
+        await client.create(TORCHJOBS, body, namespace)
+        await wait_phase(client, namespace, "brief", "Succeeded")
+        await wait_for("job deleted by TTL", lambda: _gone(client, namespace, "brief"), 60)
+
+
+async def test_evictions_spend_the_preemption_budget_never_the_failure_budget(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    async with operator(cluster) as client:
+        # kwok evicts every attempt's pods (phase Failed, reason Evicted, DisruptionTarget, exit code 137).
+        body = torchjob(
+            "evicted",
+            nodes,
+            annotations={"pyroclast.dev/test-evict": "true"},
+            failurePolicy={"maxFailureRestarts": 0, "maxPreemptionRestarts": 2},
+        )
+        await client.create(TORCHJOBS, body, namespace)
+        status = await wait_phase(client, namespace, "evicted", "Failed", 90)
+        failed = condition(status, "Failed")
+        assert failed is not None
+        assert failed["reason"] == "PreemptionBudgetExhausted"
+        assert status["preemptionRestarts"] == 2
+        assert status.get("failureRestarts", 0) == 0
+
+
+async def test_happy_path_api_writes_per_job(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workers = 4
+    nodes(2, cpu="8")
+    writes: list[str] = []
+    call = Client._call  # pyright: ignore[reportPrivateUsage]
+
+    async def counting(
+        self: Client, verb: str, method: str, resource: Any, path: str, **kw: Any
+    ) -> JsonObject:
+        if method in WRITE_METHODS and namespace in path:
+            body: bytes = kw.get("body") or b""
+            writes.append(
+                f"{method} {path.split(namespace + '/', 1)[-1]} {body[:160].decode(errors='replace')}"
+            )
+        return await call(self, verb, method, resource, path, **kw)
+
+    monkeypatch.setattr(Client, "_call", counting)
+    async with operator(cluster) as client:
+        body = torchjob("count", nodes, count=workers, annotations={"pyroclast.dev/test-succeed-after": "3s"})
+        await client.create(TORCHJOBS, body, namespace)
+        await wait_phase(client, namespace, "count", "Succeeded")
+        await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
+        await anyio.sleep(2.0)  # let any trailing write land
+    mine = [w for w in writes[1:] if not w.startswith("POST events")]  # minus the test's create, and Events
+    events = len(writes) - 1 - len(mine)
+    print(f"\nAPI writes for a {workers}-worker job, happy path: {len(mine)} (+ {events} Events)")
+    print("\n".join(mine))
+    # PodGroup, Service, N pods, 3 status writes (Queued, Running, Succeeded) and the PodGroup delete. (With a
+    # recording tracer the runtime adds one trace-context annotation patch.)
+    assert len(mine) <= workers + 6, mine
+
+
+def _start_cli_operator(cluster: Cluster) -> subprocess.Popen[str]:
+    """`pyroclast run` as its own process, as `make run` and a Deployment start it."""
+    argv = [
+        sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(cluster.kubeconfig),
+        "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, then the output (killed if it ignores the signal for 40 s)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=40)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
+
+
+async def test_pyroclast_run_operates_and_stops_cleanly_on_sigterm(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(2, cpu="4")
+    proc = _start_cli_operator(cluster)
+    output = ""
+    try:
+        client = await Client.connect(cluster.kubeconfig)
+        await client.create(TORCHJOBS, torchjob("cli", nodes), namespace)
+        status = await wait_phase(client, namespace, "cli", "Running")
+        assert status["readyNodes"] == 2
+    finally:
+        output = _stop(proc)
+    assert proc.returncode == 0, output[-4000:]

@@ -1,0 +1,602 @@
+"""The TorchJob lifecycle plan: pure decisions from (job, PodGroup, pods, Service, now), case by case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api import ConditionStatus, FailurePolicy, Phase, TorchJob, TorchJobStatus
+from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
+from controller.torchjob.observe import observe_podgroup, observe_worker
+from controller.torchjob.plan import (
+    QUEUED_RECHECK,
+    REASON_DEADLINE,
+    REASON_FAILURE_BUDGET,
+    REASON_PERMANENT,
+    REASON_PREEMPTED,
+    REASON_PREEMPTION_BUDGET,
+    CreateObject,
+    DeleteJob,
+    DeleteObject,
+    PatchPodGroup,
+    Plan,
+    is_permanent,
+    plan,
+)
+from controller.torchjob.pod import desired_worker
+from controller.torchjob.service import desired_service
+from scheduling import podgroup_name
+
+UID = "3f2a9c1e-0b7d-4e21-9a55-6c0d2f1e8b90"
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+def make_job(status: dict[str, Any] | None = None, **spec: Any) -> TorchJob:
+    body: dict[str, Any] = {"image": "img:1", "command": ["-m", "train"], "nodes": {"count": 2}, **spec}
+    obj: dict[str, Any] = {
+        "metadata": {
+            "name": "llama",
+            "namespace": "team-a",
+            "uid": UID,
+            "generation": 1,
+            "creationTimestamp": "2026-11-23T11:59:00Z",
+        },
+        "spec": body,
+    }
+    if status is not None:
+        obj["status"] = status
+    return TorchJob.model_validate(obj)
+
+
+def with_status(job: TorchJob, step: Plan) -> TorchJob:
+    """The job as the next reconcile sees it once the plan's status was written."""
+    return job.model_copy(update={"status": step.status.model_copy(deep=True)})
+
+
+def pod(
+    job: TorchJob,
+    index: int,
+    *,
+    attempt: int = 0,
+    phase: str = "Running",
+    ready: bool = True,
+    exit_code: int | None = None,
+    disruption: str | None = None,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    obj = desired_worker(job, index, attempt)
+    obj["metadata"]["uid"] = f"uid-{index}-{attempt}"
+    if deleting:
+        obj["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:00Z"
+    conditions: list[dict[str, Any]] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if disruption:
+        conditions.append({"type": "DisruptionTarget", "status": "True", "reason": disruption})
+    status: dict[str, Any] = {"phase": phase, "conditions": conditions}
+    if exit_code is not None:
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"exitCode": exit_code}}}]
+    obj["status"] = status
+    return obj
+
+
+def podgroup(
+    job: TorchJob, phase: str = "Inqueue", conditions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    from controller.torchjob.labels import job_labels, owner_reference
+    from scheduling import desired_podgroup
+
+    obj = desired_podgroup(job, owner_reference(job), job_labels(job)).to_k8s()
+    obj["metadata"]["uid"] = "pg-uid"
+    obj["status"] = {"phase": phase, "conditions": conditions or []}
+    return obj
+
+
+def creates(step: Plan, kind: str) -> list[str]:
+    return [
+        a.body["metadata"]["name"] for a in step.actions if isinstance(a, CreateObject) and a.kind == kind
+    ]
+
+
+def deletes(step: Plan, kind: str) -> list[str]:
+    return [a.name for a in step.actions if isinstance(a, DeleteObject) and a.kind == kind]
+
+
+def running_job(**spec: Any) -> tuple[TorchJob, dict[str, Any], dict[str, Any]]:
+    """A job in Running with its PodGroup and Service, as two reconciles leave it."""
+    job = make_job(**spec)
+    pg, svc = podgroup(job, "Running"), desired_service(job)
+    first = plan(job, None, [], None, T0)
+    job = with_status(job, first)
+    count = job.spec.nodes.count
+    step = plan(job, pg, [pod(job, i) for i in range(count)], svc, T0 + timedelta(seconds=5))
+    assert step.status.phase == Phase.RUNNING
+    return with_status(job, step), pg, svc
+
+
+# --- creation and queueing -------------------------------------------------------------------------------
+
+
+def test_new_job_creates_podgroup_then_service_then_pods_and_is_queued() -> None:
+    job = make_job()
+    step = plan(job, None, [], None, T0)
+    kinds = [a.kind for a in step.actions if isinstance(a, CreateObject)]
+    assert kinds == ["PodGroup", "Service", "Pod", "Pod"]
+    assert creates(step, "PodGroup") == [podgroup_name(job)]
+    assert creates(step, "Pod") == ["llama-worker-0", "llama-worker-1"]
+    pods = [a.body for a in step.actions if isinstance(a, CreateObject) and a.kind == "Pod"]
+    assert all(p["metadata"]["labels"][ATTEMPT_LABEL] == "0" for p in pods)
+    assert step.status.phase == Phase.QUEUED
+    assert step.status.start_time == T0
+    assert step.status.pod_group_name == podgroup_name(job)
+    assert step.status.selector == "pyroclast.dev/job-name=llama"
+    assert step.status.desired_nodes == 2
+    assert [e.reason for e in step.events] == ["WaitingForScheduler"]
+    assert not step.commit_first
+
+
+def test_queued_surfaces_the_schedulers_unschedulable_reason() -> None:
+    job = make_job()
+    job = with_status(job, plan(job, None, [], None, T0))
+    message = "2/2 tasks in gang unschedulable: pod group is not ready, 2 Pending, 2 minAvailable"
+    pg = podgroup(
+        job,
+        "Inqueue",
+        [
+            {"type": "Scheduled", "status": "True", "lastTransitionTime": "2026-11-23T11:00:00Z"},
+            {
+                "type": "Unschedulable",
+                "status": "True",
+                "reason": "NotEnoughResources",
+                "message": message,
+                "lastTransitionTime": "2026-11-23T12:00:01Z",
+            },
+        ],
+    )
+    pods = [pod(job, i, phase="Pending", ready=False) for i in range(2)]
+    step = plan(job, pg, pods, desired_service(job), T0 + timedelta(seconds=2))
+    assert step.status.phase == Phase.QUEUED
+    cond = step.status.condition("Queued")
+    assert cond is not None
+    assert cond.status == ConditionStatus.TRUE
+    assert "NotEnoughResources" in cond.message
+    assert message in cond.message
+    assert cond.last_transition_time == T0  # status did not flip: the transition time stays
+    assert step.actions == []
+    assert step.events == []
+
+
+def test_reason_from_scheduler_events_when_the_enqueue_gate_holds_the_gang() -> None:
+    job = make_job()
+    job = with_status(job, plan(job, None, [], None, T0))
+    pg = podgroup(job, "Pending")
+    name = podgroup_name(job)
+
+    def event(message: str, at: str, kind: str = "PodGroup", of: str = name) -> dict[str, Any]:
+        return {
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTimestamp": at,
+            "involvedObject": {"kind": kind, "name": of},
+        }
+
+    events = [
+        event("queue resource quota insufficient: insufficient cpu", "2026-11-23T12:00:05Z"),
+        event("resource in cluster is overused", "2026-11-23T12:00:01Z"),
+        event("not mine", "2026-11-23T12:00:09Z", of="other-pg"),
+        event("a job event", "2026-11-23T12:00:09Z", kind="TorchJob"),
+    ]
+    step = plan(job, pg, [], desired_service(job), T0, events)
+    cond = step.status.condition("Queued")
+    assert cond is not None
+    assert "Unschedulable" in cond.message
+    assert "queue resource quota insufficient: insufficient cpu" in cond.message
+    assert step.requeue_after == QUEUED_RECHECK
+
+
+def test_stale_unschedulable_older_than_scheduled_is_not_reported() -> None:
+    job = make_job()
+    pg = podgroup(
+        job,
+        "Running",
+        [
+            {"type": "Unschedulable", "status": "True", "reason": "NotEnoughResources", "message": "old",
+             "lastTransitionTime": "2026-11-23T11:00:00Z"},
+            {"type": "Scheduled", "status": "True", "lastTransitionTime": "2026-11-23T11:30:00Z"},
+        ],
+    )  # fmt: skip
+    gang = observe_podgroup(pg)
+    assert gang.phase == "Running"
+    assert gang.reason == ""
+    assert gang.message == ""
+
+
+def test_all_gang_members_running_makes_running_and_a_steady_job_plans_nothing() -> None:
+    job, pg, svc = running_job()
+    cond = job.status.condition("Running") if job.status else None
+    assert cond is not None
+    assert cond.status == ConditionStatus.TRUE
+    queued = job.status.condition("Queued") if job.status else None
+    assert queued is not None
+    assert queued.status == ConditionStatus.FALSE
+    assert job.status is not None
+    assert job.status.ready_nodes == 2
+    assert job.status.active_nodes == 2
+    again = plan(job, pg, [pod(job, 0), pod(job, 1)], svc, T0 + timedelta(minutes=3))
+    assert again.actions == []
+    assert again.events == []
+    assert again.status == job.status
+
+
+def test_partly_running_gang_stays_queued_and_only_missing_pods_are_created() -> None:
+    job = make_job()
+    job = with_status(job, plan(job, None, [], None, T0))
+    step = plan(job, podgroup(job), [pod(job, 0)], desired_service(job), T0)
+    assert step.status.phase == Phase.QUEUED
+    assert creates(step, "Pod") == ["llama-worker-1"]
+    assert creates(step, "PodGroup") == []
+    assert creates(step, "Service") == []
+
+
+def test_podgroup_spec_drift_is_merge_patched() -> None:
+    job = make_job()
+    pg = podgroup(job)
+    pg["spec"]["minMember"] = 1
+    step = plan(with_status(job, plan(job, None, [], None, T0)), pg, [], desired_service(job), T0)
+    patches = [a for a in step.actions if isinstance(a, PatchPodGroup)]
+    assert patches == [PatchPodGroup(podgroup_name(job), {"spec": {"minMember": 2}})]
+
+
+def resize(job: TorchJob, count: int) -> TorchJob:
+    nodes = job.spec.nodes.model_copy(update={"count": count})
+    return job.model_copy(update={"spec": job.spec.model_copy(update={"nodes": nodes})})
+
+
+def test_resizing_a_fixed_job_restarts_the_whole_gang_at_the_new_size() -> None:
+    job, pg, svc = running_job(nodes={"count": 3})
+    smaller = resize(job, 2)
+    pods = [pod(job, i) for i in range(3)]
+    step = plan(smaller, pg, pods, svc, T0)
+    assert step.status.phase == Phase.RESTARTING
+    assert sorted(deletes(step, "Pod")) == ["llama-worker-0", "llama-worker-1", "llama-worker-2"]
+    assert step.status.failure_restarts == 0  # a resize spends no budget
+    assert step.status.preemption_restarts == 0
+    assert [e.reason for e in step.events] == ["Resized"]
+
+    smaller = with_status(smaller, step)
+    terminating = [pod(job, i, deleting=True) for i in range(3)]
+    waiting = plan(smaller, pg, terminating, svc, T0)
+    assert waiting.actions == []
+    assert waiting.status.phase == Phase.RESTARTING
+
+    fresh = plan(smaller, pg, [], svc, T0)
+    assert creates(fresh, "Pod") == ["llama-worker-0", "llama-worker-1"]
+    bodies = [a.body for a in fresh.actions if isinstance(a, CreateObject) and a.kind == "Pod"]
+    nnodes = {
+        e["value"] for b in bodies for e in b["spec"]["containers"][0]["env"] if e["name"] == "PET_NNODES"
+    }
+    assert nnodes == {"2:2"}
+
+
+def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
+    job, pg, svc = running_job(nodes={"count": 2, "min": 1, "max": 4})
+    bigger = plan(resize(job, 3), pg, [pod(job, 0), pod(job, 1)], svc, T0)
+    assert bigger.status.phase == Phase.RUNNING
+    assert creates(bigger, "Pod") == ["llama-worker-2"]
+    assert deletes(bigger, "Pod") == []
+    smaller = plan(resize(job, 1), pg, [pod(job, 0), pod(job, 1)], svc, T0)
+    assert smaller.status.phase == Phase.RUNNING
+    assert deletes(smaller, "Pod") == ["llama-worker-1"]
+
+
+# --- success ---------------------------------------------------------------------------------------------
+
+
+def test_succeeded_only_when_every_worker_succeeded() -> None:
+    job, pg, svc = running_job()
+    half = plan(job, pg, [pod(job, 0, phase="Succeeded", exit_code=0), pod(job, 1)], svc, T0)
+    assert half.status.phase == Phase.RUNNING
+    assert half.actions == []
+    done = plan(job, pg, [pod(job, i, phase="Succeeded", exit_code=0) for i in range(2)], svc, T0)
+    assert done.status.phase == Phase.SUCCEEDED
+    assert done.status.completion_time == T0
+    assert done.commit_first
+    assert deletes(done, "PodGroup") == [podgroup_name(job)]  # quota freed
+    assert deletes(done, "Pod") == []  # cleanPodPolicy Running: finished pods are kept
+    assert [e.reason for e in done.events] == ["AllWorkersSucceeded"]
+    assert done.status.desired_nodes == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("All", ["llama-worker-0", "llama-worker-1"]), ("Running", ["llama-worker-1"]), ("None", [])],
+)
+def test_finished_job_cleans_pods_per_policy(policy: str, expected: list[str]) -> None:
+    job, pg, svc = running_job(
+        runPolicy={"cleanPodPolicy": policy}, failurePolicy={"permanentExitCodes": [2]}
+    )
+    pods = [pod(job, 0, phase="Failed", exit_code=2), pod(job, 1)]
+    step = plan(job, pg, pods, svc, T0)
+    assert step.status.phase == Phase.FAILED
+    assert deletes(step, "Pod") == expected
+
+
+def test_ttl_requeues_for_the_remainder_then_deletes_the_job() -> None:
+    job, pg, svc = running_job(runPolicy={"ttlSecondsAfterFinished": 60})
+    done = plan(job, pg, [pod(job, i, phase="Succeeded", exit_code=0) for i in range(2)], svc, T0)
+    assert done.requeue_after == 60
+    job = with_status(job, done)
+    later = plan(job, None, [], svc, T0 + timedelta(seconds=45))
+    assert later.requeue_after == 15
+    assert later.actions == []
+    assert later.events == []
+    assert later.status == job.status
+    expired = plan(job, None, [], svc, T0 + timedelta(seconds=61))
+    assert expired.actions == [DeleteJob()]
+
+
+def test_finished_job_never_recreates_anything() -> None:
+    job, pg, svc = running_job()
+    job = with_status(
+        job, plan(job, pg, [pod(job, i, phase="Succeeded", exit_code=0) for i in range(2)], svc, T0)
+    )
+    step = plan(job, None, [], None, T0 + timedelta(hours=1))
+    assert step.actions == []
+    assert step.status == job.status
+
+
+# --- failures --------------------------------------------------------------------------------------------
+
+
+def test_retryable_failure_restarts_the_whole_gang_as_a_new_attempt() -> None:
+    job, pg, svc = running_job()
+    step = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=1), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.RESTARTING
+    assert step.status.failure_restarts == 1
+    assert step.status.preemption_restarts == 0
+    assert step.status.last_disruption_reason == "ExitCode1"
+    assert step.commit_first
+    assert sorted(deletes(step, "Pod")) == ["llama-worker-0", "llama-worker-1"]
+    assert creates(step, "Pod") == []
+    assert [e.type for e in step.events] == ["Warning"]
+
+    # Next pass: the old pods are still terminating, so nothing new is created and nothing is counted twice.
+    job = with_status(job, step)
+    terminating = [pod(job, 0, phase="Failed", exit_code=1, deleting=True), pod(job, 1, deleting=True)]
+    waiting = plan(job, pg, terminating, svc, T0 + timedelta(seconds=1))
+    assert waiting.status.phase == Phase.RESTARTING
+    assert waiting.status.failure_restarts == 1
+    assert waiting.actions == []
+    assert waiting.events == []
+
+    # Old pods gone: attempt 1 is created under the same names.
+    fresh = plan(job, pg, [], svc, T0 + timedelta(seconds=2))
+    assert creates(fresh, "Pod") == ["llama-worker-0", "llama-worker-1"]
+    bodies = [a.body for a in fresh.actions if isinstance(a, CreateObject) and a.kind == "Pod"]
+    assert all(b["metadata"]["labels"][ATTEMPT_LABEL] == "1" for b in bodies)
+    assert fresh.status.phase == Phase.QUEUED
+
+
+def test_old_attempt_pods_are_deleted_before_the_new_attempt_starts() -> None:
+    job = make_job(status={"phase": "Restarting", "failureRestarts": 1})
+    step = plan(job, podgroup(job), [pod(job, 0, attempt=0, phase="Failed", exit_code=1)], None, T0)
+    assert deletes(step, "Pod") == ["llama-worker-0"]
+    assert creates(step, "Pod") == []
+
+
+def test_permanent_exit_code_fails_at_once_and_keeps_failed_pods_for_logs() -> None:
+    job, pg, svc = running_job(failurePolicy={"permanentExitCodes": [3]})
+    step = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=3), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.FAILED
+    assert step.status.failure_restarts == 0
+    cond = step.status.condition("Failed")
+    assert cond is not None
+    assert cond.reason == REASON_PERMANENT
+    assert "exit code 3" in cond.message
+    assert deletes(step, "Pod") == ["llama-worker-1"]
+    assert deletes(step, "PodGroup") == [podgroup_name(job)]
+
+
+def test_code_outside_retryable_list_is_permanent() -> None:
+    job, pg, svc = running_job(failurePolicy={"retryableExitCodes": [137]})
+    step = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=1), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.FAILED
+    again = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=137), pod(job, 1)], svc, T0)
+    assert again.status.phase == Phase.RESTARTING
+
+
+def test_failure_budget_exhausted_fails_with_reason() -> None:
+    job, pg, svc = running_job(failurePolicy={"maxFailureRestarts": 1})
+    assert job.status is not None
+    job = job.model_copy(update={"status": job.status.model_copy(update={"failure_restarts": 1})})
+    step = plan(
+        job, pg, [pod(job, 0, attempt=1, phase="Failed", exit_code=1), pod(job, 1, attempt=1)], svc, T0
+    )
+    assert step.status.phase == Phase.FAILED
+    cond = step.status.condition("Failed")
+    assert cond is not None
+    assert cond.reason == REASON_FAILURE_BUDGET
+    assert step.status.failure_restarts == 1
+
+
+def test_zero_budget_fails_on_first_retryable_failure() -> None:
+    job, pg, svc = running_job(failurePolicy={"maxFailureRestarts": 0})
+    step = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=1), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.FAILED
+
+
+# --- preemption ------------------------------------------------------------------------------------------
+
+
+def test_preempted_worker_counts_against_the_preemption_budget_only() -> None:
+    job, pg, svc = running_job(failurePolicy={"maxFailureRestarts": 0})
+    step = plan(
+        job, pg, [pod(job, 0, disruption="PreemptionByScheduler", deleting=True), pod(job, 1)], svc, T0
+    )
+    assert step.status.phase == Phase.RESTARTING
+    assert step.status.preemption_restarts == 1
+    assert step.status.failure_restarts == 0
+    assert step.status.last_disruption_reason == "PreemptionByScheduler"
+    assert deletes(step, "Pod") == ["llama-worker-1"]  # worker 0 is already going
+    assert step.events[0].reason == REASON_PREEMPTED
+
+
+def test_evicted_pod_failed_with_reason_evicted_is_a_preemption_not_a_failure() -> None:
+    job, pg, svc = running_job()
+    evicted = pod(job, 0, phase="Failed", exit_code=137)
+    evicted["status"]["reason"] = "Evicted"
+    step = plan(job, pg, [evicted, pod(job, 1)], svc, T0)
+    assert step.status.preemption_restarts == 1
+    assert step.status.failure_restarts == 0
+
+
+def test_worker_vanished_while_running_is_a_preemption() -> None:
+    job, pg, svc = running_job()
+    step = plan(job, pg, [pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.RESTARTING
+    assert step.status.preemption_restarts == 1
+    assert step.status.last_disruption_reason == "PodVanished"
+
+
+def test_missing_worker_while_queued_is_just_created() -> None:
+    job = make_job()
+    job = with_status(job, plan(job, None, [], None, T0))
+    step = plan(job, podgroup(job), [pod(job, 1, phase="Pending")], desired_service(job), T0)
+    assert step.status.preemption_restarts == 0
+    assert creates(step, "Pod") == ["llama-worker-0"]
+
+
+def test_preemption_budget_exhausted_fails() -> None:
+    job, pg, svc = running_job(failurePolicy={"maxPreemptionRestarts": 0})
+    step = plan(job, pg, [pod(job, 0, disruption="Evicted"), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.FAILED
+    cond = step.status.condition("Failed")
+    assert cond is not None
+    assert cond.reason == REASON_PREEMPTION_BUDGET
+
+
+# --- suspend, resume, deadline ---------------------------------------------------------------------------
+
+
+def test_suspend_deletes_pods_and_podgroup_and_resume_recreates() -> None:
+    job, pg, svc = running_job()
+    suspended = job.model_copy(
+        update={
+            "spec": job.spec.model_copy(
+                update={"run_policy": job.spec.run_policy.model_copy(update={"suspend": True})}
+            )
+        }
+    )
+    step = plan(suspended, pg, [pod(job, 0), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.SUSPENDED
+    assert sorted(deletes(step, "Pod")) == ["llama-worker-0", "llama-worker-1"]
+    assert deletes(step, "PodGroup") == [podgroup_name(job)]
+    assert step.status.start_time is None
+    assert step.status.desired_nodes == 0
+    running = step.status.condition("Running")
+    assert running is not None
+    assert running.status == ConditionStatus.FALSE
+
+    suspended = with_status(suspended, step)
+    idle = plan(suspended, None, [], svc, T0 + timedelta(seconds=5))
+    assert idle.actions == []
+    assert idle.events == []
+    assert idle.status == suspended.status
+
+    resumed = suspended.model_copy(update={"spec": job.spec})
+    back = plan(resumed, None, [], svc, T0 + timedelta(seconds=10))
+    assert [a.kind for a in back.actions if isinstance(a, CreateObject)] == ["PodGroup", "Pod", "Pod"]
+    assert back.status.phase == Phase.QUEUED
+    assert back.status.start_time == T0 + timedelta(seconds=10)
+    assert [e.reason for e in back.events] == ["Resumed", "WaitingForScheduler"]
+
+
+def test_active_deadline_fails_the_job_and_requeues_until_then() -> None:
+    job = make_job(runPolicy={"activeDeadlineSeconds": 100})
+    first = plan(job, None, [], None, T0)
+    assert first.requeue_after == min(100, QUEUED_RECHECK)  # the deadline, or a look at a waiting gang
+    job = with_status(job, first)
+    pg, svc = podgroup(job, "Running"), desired_service(job)
+    pods = [pod(job, 0), pod(job, 1)]
+    mid = plan(job, pg, pods, svc, T0 + timedelta(seconds=40))
+    assert mid.requeue_after == 60
+    assert mid.status.phase == Phase.RUNNING
+    late = plan(with_status(job, mid), pg, pods, svc, T0 + timedelta(seconds=100))
+    assert late.status.phase == Phase.FAILED
+    cond = late.status.condition("Failed")
+    assert cond is not None
+    assert cond.reason == REASON_DEADLINE
+    assert sorted(deletes(late, "Pod")) == ["llama-worker-0", "llama-worker-1"]
+    assert deletes(late, "PodGroup") == [podgroup_name(job)]
+
+
+def test_job_being_deleted_plans_nothing() -> None:
+    job = make_job()
+    job = job.model_copy(update={"metadata": job.metadata.model_copy(update={"deletion_timestamp": T0})})
+    step = plan(job, None, [], None, T0)
+    assert step.actions == []
+    assert step.events == []
+    assert step.status == (job.status or TorchJobStatus())  # not even a status write
+
+
+# --- observation and properties --------------------------------------------------------------------------
+
+
+def test_pods_without_worker_labels_are_ignored() -> None:
+    job = make_job()
+    stray = pod(job, 0)
+    del stray["metadata"]["labels"][REPLICA_INDEX_LABEL]
+    assert observe_worker(stray) is None
+
+
+@given(
+    code=st.integers(min_value=1, max_value=255),
+    permanent=st.lists(st.integers(min_value=1, max_value=255), max_size=5, unique=True),
+    retryable=st.none() | st.lists(st.integers(min_value=1, max_value=255), max_size=5, unique=True),
+)
+@settings(max_examples=200, deadline=None)
+def test_exit_code_classification(code: int, permanent: list[int], retryable: list[int] | None) -> None:
+    if retryable is not None:
+        retryable = [c for c in retryable if c not in permanent]
+    policy = FailurePolicy(permanent_exit_codes=permanent or None, retryable_exit_codes=retryable)
+    expected = code in permanent or (retryable is not None and code not in retryable)
+    assert is_permanent(policy, code) == expected
+
+
+PHASES = st.sampled_from(["Pending", "Running", "Succeeded", "Failed"])
+
+
+@given(
+    phases=st.lists(
+        st.tuples(PHASES, st.booleans(), st.sampled_from([None, 0, 1, 3, 137])), min_size=2, max_size=2
+    ),
+    restarts=st.integers(min_value=0, max_value=2),
+)
+@settings(max_examples=150, deadline=None)
+def test_invariants_over_arbitrary_pod_states(
+    phases: list[tuple[str, bool, int | None]], restarts: int
+) -> None:
+    job, pg, svc = running_job(failurePolicy={"permanentExitCodes": [3], "maxFailureRestarts": 2})
+    assert job.status is not None
+    job = job.model_copy(update={"status": job.status.model_copy(update={"failure_restarts": restarts})})
+    pods = [
+        pod(job, i, attempt=restarts, phase=ph, exit_code=code, disruption="Evicted" if disrupted else None)
+        for i, (ph, disrupted, code) in enumerate(phases)
+    ]
+    step = plan(job, pg, pods, svc, T0)
+    new = step.status
+    # Succeeded only when every worker succeeded.
+    if new.phase == Phase.SUCCEEDED:
+        assert all(p[0] == "Succeeded" for p in phases)
+    # Counters only grow, by at most one, and the attempt changes only on Restarting.
+    grown = (new.failure_restarts - restarts) + new.preemption_restarts
+    assert grown in (0, 1)
+    assert (grown == 1) == (new.phase == Phase.RESTARTING)
+    # Nothing is created while the gang is being torn down or is finished.
+    if new.phase in (Phase.RESTARTING, Phase.FAILED, Phase.SUCCEEDED):
+        assert not creates(step, "Pod")
+        assert not creates(step, "PodGroup")
+    # Never over budget.
+    assert new.failure_restarts <= 2

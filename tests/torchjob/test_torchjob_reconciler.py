@@ -1,0 +1,330 @@
+"""The TorchJob reconciler's I/O on the fake API server: write order, minimal writes, expectations, events."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from controller.client import Client
+from controller.manager import Manager
+from controller.request import Request
+from controller.testing import FakeApiServer
+from controller.torchjob.labels import ATTEMPT_LABEL
+from controller.torchjob.reconciler import TorchJobReconciler
+
+JOBS = ("apis/pyroclast.dev/v1alpha1", "torchjobs")
+PODS = ("api/v1", "pods")
+SERVICES = ("api/v1", "services")
+PODGROUPS = ("apis/scheduling.volcano.sh/v1beta1", "podgroups")
+EVENTS = ("api/v1", "events")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+REQ = Request("team-a", "llama")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def job_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": "TorchJob",
+        "metadata": {"name": "llama", "namespace": "team-a", "creationTimestamp": "2026-11-23T11:59:58Z"},
+        "spec": {"image": "img:1", "command": ["-m", "train"], "nodes": {"count": 2}, **spec},
+    }
+
+
+def setup(**spec: Any) -> tuple[FakeApiServer, TorchJobReconciler, Clock]:
+    fake = FakeApiServer()
+    fake.put_object(*JOBS, job_body(**spec))
+    manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
+    clock = Clock()
+    reconciler = TorchJobReconciler(manager, clock=clock)
+    manager.add(reconciler.controller())
+    return fake, reconciler, clock
+
+
+def sync(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
+    """Let the caches catch up with the fake server (the informers' job, done by hand for determinism)."""
+    for collection, cache in (
+        (JOBS, reconciler.jobs),
+        (PODS, reconciler.pods),
+        (PODGROUPS, reconciler.podgroups),
+        (SERVICES, reconciler.services),
+    ):
+        store = fake.objects.get(collection, {})
+        live = {f"{ns}/{name}" for ns, name in store}
+        for key in cache:
+            if key not in live:
+                cache.remove(key)
+        for obj in store.values():
+            cache.upsert(copy.deepcopy(obj))
+
+
+def writes(fake: FakeApiServer, since: int = 0, *, events: bool = False) -> list[tuple[str, str]]:
+    out = [(m, p) for m, p, _ in fake.requests[since:] if m in WRITES]
+    return out if events else [(m, p) for m, p in out if "/events" not in p]
+
+
+def set_pods(
+    fake: FakeApiServer, phase: str, *, exit_code: int | None = None, only: str | None = None
+) -> None:
+    for (ns, name), obj in list(fake.objects.get(PODS, {}).items()):
+        if only is not None and name != only:
+            continue
+        new = copy.deepcopy(obj)
+        new["status"] = {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}
+        if exit_code is not None:
+            new["status"]["containerStatuses"] = [
+                {"name": "trainer", "state": {"terminated": {"exitCode": exit_code}}}
+            ]
+        fake.put_object(*PODS, new)
+        assert ns == "team-a"
+
+
+def job_status(fake: FakeApiServer) -> dict[str, Any]:
+    return fake.objects[JOBS][("team-a", "llama")].get("status") or {}
+
+
+async def step(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
+    sync(fake, reconciler)
+    await reconciler.reconcile(REQ)
+
+
+async def test_creates_podgroup_service_then_pods_in_order_and_marks_queued() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    assert writes(fake) == [
+        ("POST", "/apis/scheduling.volcano.sh/v1beta1/namespaces/team-a/podgroups"),
+        ("POST", "/api/v1/namespaces/team-a/services"),
+        ("POST", "/api/v1/namespaces/team-a/pods"),
+        ("POST", "/api/v1/namespaces/team-a/pods"),
+        ("PATCH", "/apis/pyroclast.dev/v1alpha1/namespaces/team-a/torchjobs/llama/status"),
+    ]
+    assert job_status(fake)["phase"] == "Queued"
+    events = list(fake.objects[EVENTS].values())
+    assert [e["reason"] for e in events] == ["WaitingForScheduler"]
+    assert events[0]["involvedObject"]["name"] == "llama"
+    assert events[0]["type"] == "Normal"
+
+
+async def test_slow_cache_never_causes_duplicate_creates() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    before = len(fake.requests)
+    # The caches still show no pods and the old job: the reconciler must wait, not create again.
+    for _ in range(3):
+        await reconciler.reconcile(REQ)
+    assert writes(fake, before, events=True) == []
+    sync(fake, reconciler)
+    await reconciler.reconcile(REQ)
+    assert writes(fake, before, events=True) == []  # caught up, nothing new to do
+    assert len(fake.objects[PODS]) == 2
+
+
+async def test_happy_path_then_a_steady_job_makes_zero_writes() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Running"
+    assert job_status(fake)["readyNodes"] == 2
+    before = len(fake.requests)
+    for _ in range(3):
+        await step(fake, reconciler)
+    assert writes(fake, before, events=True) == []
+
+    set_pods(fake, "Succeeded", exit_code=0)
+    await step(fake, reconciler)
+    status = job_status(fake)
+    assert status["phase"] == "Succeeded"
+    assert "completionTime" in status
+    assert fake.objects[PODGROUPS] == {}  # quota freed at the end
+    assert len(fake.objects[PODS]) == 2  # cleanPodPolicy Running keeps finished pods
+    reasons = [e["reason"] for e in fake.objects[EVENTS].values()]
+    assert reasons == ["WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"]
+
+
+async def test_happy_path_write_count_is_bounded() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    await step(fake, reconciler)
+    set_pods(fake, "Succeeded", exit_code=0)
+    await step(fake, reconciler)
+    await step(fake, reconciler)
+    # PodGroup + Service + N pods + 3 status writes (Queued, Running, Succeeded) + PodGroup delete.
+    assert len(writes(fake)) == 2 + 2 + 3 + 1
+
+
+async def test_retryable_failure_restarts_the_gang_after_old_pods_are_gone() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    await step(fake, reconciler)
+    set_pods(fake, "Failed", exit_code=1, only="llama-worker-0")
+    await step(fake, reconciler)
+    status = job_status(fake)
+    assert status["phase"] == "Restarting"
+    assert status["failureRestarts"] == 1
+    assert fake.objects[PODS] == {}  # the fake deletes at once
+    await step(fake, reconciler)
+    pods = fake.objects[PODS]
+    assert sorted(n for _, n in pods) == ["llama-worker-0", "llama-worker-1"]
+    assert {p["metadata"]["labels"][ATTEMPT_LABEL] for p in pods.values()} == {"1"}
+    assert job_status(fake)["phase"] == "Queued"
+    set_pods(fake, "Succeeded", exit_code=0)
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Succeeded"
+    assert job_status(fake)["failureRestarts"] == 1
+
+
+async def test_stale_job_read_cannot_count_a_restart_twice() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    await step(fake, reconciler)
+    set_pods(fake, "Failed", exit_code=1, only="llama-worker-0")
+    await step(fake, reconciler)
+    # Pods and PodGroup caught up, the job cache did not: the reconciler must wait for it.
+    stale = copy.deepcopy(reconciler.jobs.get("team-a/llama"))
+    sync(fake, reconciler)
+    assert stale is not None
+    reconciler.jobs.upsert(stale)
+    before = len(fake.requests)
+    await reconciler.reconcile(REQ)
+    assert writes(fake, before, events=True) == []
+    assert job_status(fake)["failureRestarts"] == 1
+
+
+async def test_suspend_deletes_everything_and_resume_recreates() -> None:
+    fake, reconciler, _ = setup()
+    await step(fake, reconciler)
+    job = copy.deepcopy(fake.objects[JOBS][("team-a", "llama")])
+    job["spec"]["runPolicy"] = {"suspend": True}
+    fake.put_object(*JOBS, job)
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Suspended"
+    assert fake.objects[PODS] == {}
+    assert fake.objects[PODGROUPS] == {}
+    job = copy.deepcopy(fake.objects[JOBS][("team-a", "llama")])
+    job["spec"]["runPolicy"] = {"suspend": False}
+    fake.put_object(*JOBS, job)
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Queued"
+    assert len(fake.objects[PODS]) == 2
+    assert len(fake.objects[PODGROUPS]) == 1
+
+
+async def test_ttl_deletes_the_finished_job() -> None:
+    fake, reconciler, clock = setup(runPolicy={"ttlSecondsAfterFinished": 30})
+    await step(fake, reconciler)
+    set_pods(fake, "Succeeded", exit_code=0)
+    sync(fake, reconciler)
+    result = await reconciler.reconcile(REQ)
+    assert job_status(fake)["phase"] == "Succeeded"
+    assert result.requeue_after == 30
+    clock.tick(31)
+    await step(fake, reconciler)
+    assert fake.objects[JOBS] == {}
+    await step(fake, reconciler)  # the job is gone: nothing to do, no error
+
+
+async def eventually(pred: Callable[[], bool], within: float = 10.0) -> None:
+    with anyio.fail_after(within):
+        while not pred():  # noqa: ASYNC110 - polling a plain predicate
+            await anyio.sleep(0.01)
+
+
+def phase_of(fake: FakeApiServer) -> str | None:
+    return job_status(fake).get("phase")
+
+
+async def test_runs_on_the_manager_with_real_informers() -> None:
+    fake = FakeApiServer()
+    fake.put_object(*JOBS, job_body())
+    manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
+    manager.add(TorchJobReconciler(manager).controller(workers=2))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.run)
+        await eventually(lambda: len(fake.objects.get(PODS, {})) == 2)
+        set_pods(fake, "Running")
+        await eventually(lambda: phase_of(fake) == "Running")
+        set_pods(fake, "Succeeded", exit_code=0)
+        await eventually(lambda: phase_of(fake) == "Succeeded")
+        await eventually(lambda: fake.objects[PODGROUPS] == {})
+        manager.stop()
+    pod_posts = [p for m, p, _ in fake.requests if m == "POST" and p.endswith("/pods")]
+    assert len(pod_posts) == 2
+    reasons = [e["reason"] for e in fake.objects[EVENTS].values()]
+    assert reasons == ["WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"]
+
+
+def sample(name: str, **labels: str) -> float:
+    from controller.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_job_metrics_follow_phases_restarts_and_gang_size() -> None:
+    gangs = sample("pyroclast_torchjob_gang_size_count")
+    failures = sample("pyroclast_torchjob_restarts_total", cause="failure")
+    to_running = sample("pyroclast_torchjob_time_to_running_seconds_count")
+    queued_time = sample("pyroclast_torchjob_queued_seconds_count")
+    fake, reconciler, clock = setup()
+    await step(fake, reconciler)
+    assert sample("pyroclast_torchjobs", phase="Queued", queue="default") >= 1
+    assert sample("pyroclast_torchjob_gang_size_count") == gangs + 1
+    set_pods(fake, "Running")
+    clock.tick(7)
+    await step(fake, reconciler)
+    assert sample("pyroclast_torchjob_time_to_running_seconds_count") == to_running + 1
+    assert sample("pyroclast_torchjob_queued_seconds_count") == queued_time + 1
+    set_pods(fake, "Failed", exit_code=1, only="llama-worker-1")
+    await step(fake, reconciler)
+    assert sample("pyroclast_torchjob_restarts_total", cause="failure") == failures + 1
+    # Other tests' jobs share the process-wide gauge: compare differences only.
+    queued = sample("pyroclast_torchjobs", phase="Queued", queue="default")
+    restarting = sample("pyroclast_torchjobs", phase="Restarting", queue="default")
+    fake.delete_object(*JOBS, "team-a", "llama")
+    await step(fake, reconciler)  # the job is gone: its series is dropped
+    assert sample("pyroclast_torchjobs", phase="Restarting", queue="default") == restarting - 1
+    assert sample("pyroclast_torchjobs", phase="Queued", queue="default") == queued
+
+
+async def test_minor_status_changes_are_batched_and_phase_changes_are_not() -> None:
+    fake = FakeApiServer()
+    fake.put_object(*JOBS, job_body())
+    manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
+    mono = [100.0]
+    reconciler = TorchJobReconciler(manager, clock=Clock(), monotonic=lambda: mono[0])
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Running"  # a phase change is written at once
+    set_pods(fake, "Succeeded", exit_code=0, only="llama-worker-0")
+    before = len(fake.requests)
+    sync(fake, reconciler)
+    result = await reconciler.reconcile(REQ)
+    assert writes(fake, before) == []  # activeNodes 2 -> 1 alone waits for company
+    assert 0 < result.requeue_after <= 2.0
+    mono[0] += 2.5
+    await step(fake, reconciler)
+    assert writes(fake, before) == [
+        ("PATCH", "/apis/pyroclast.dev/v1alpha1/namespaces/team-a/torchjobs/llama/status")
+    ]
+    assert job_status(fake)["activeNodes"] == 1
+    set_pods(fake, "Succeeded", exit_code=0, only="llama-worker-1")
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Succeeded"
