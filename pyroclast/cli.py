@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 _VERBS: dict[str, str] = {
     "crd": "api.crd",
     "run": "pyroclast.operator",
+    "queue": "pyroclast.queue_cli",
 }
 
 Handler = Callable[[argparse.Namespace], int]

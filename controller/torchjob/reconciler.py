@@ -53,13 +53,26 @@ PODGROUPS: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "PodGroup", "podgrou
 OWNER_INDEX: Final = "owner-uid"
 COMPONENT: Final = "pyroclast"
 STATUS_BATCH: Final = 2.0
-"""Seconds a minor status change (counts, messages) may wait to be written together with the next one."""
+"""Seconds a minor status change (counts, messages, the first Pending/Queued) may wait to ride along."""
 # A change here is written at once: events and metrics of a transition assume the status shows it.
 _MAJOR_FIELDS: Final = ("phase", "failureRestarts", "preemptionRestarts")
+_TRANSIENT: Final = frozenset({None, Phase.PENDING, Phase.QUEUED})
+"""A new job moving among these phases is transient: a gang admitted within ``STATUS_BATCH`` goes straight
+to Running in one write; one that really waits shows Queued (with the reason) ``STATUS_BATCH`` later."""
 CACHE_WAIT: Final = 1.0
 """Seconds to come back after while the cache has not shown this process's own writes."""
 
 _KINDS: Final[dict[str, Resource]] = {"PodGroup": PODGROUPS, "Service": SERVICES, "Pod": PODS}
+
+
+def _transient(old: TorchJobStatus, new: TorchJobStatus) -> bool:
+    """A not-yet-running job's move between Pending and Queued, restart counters unchanged."""
+    return (
+        old.phase in _TRANSIENT
+        and new.phase in _TRANSIENT
+        and old.failure_restarts == new.failure_restarts
+        and old.preemption_restarts == new.preemption_restarts
+    )
 
 
 def utcnow() -> datetime:
@@ -90,6 +103,9 @@ class TorchJobReconciler:
         self.metrics = JobMetrics()
         self._monotonic = monotonic
         self._batch_until: dict[str, float] = {}
+        self._announced: dict[str, tuple[Phase, datetime]] = {}
+        """Per job, a held-back phase whose Event was already recorded (not to record it twice), and since
+        when it is held."""
 
     def controller(self, *, workers: int = 4) -> Controller:
         """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
@@ -104,6 +120,7 @@ class TorchJobReconciler:
         raw = self.jobs.get(request.key)
         if raw is None:
             self._batch_until.pop(request.key, None)
+            self._announced.pop(request.key, None)
             self.expectations.forget(request.key)
             self.metrics.forget(request.key)
             return Result()
@@ -142,12 +159,31 @@ class TorchJobReconciler:
         else:
             await self._apply(request, job, step)
             deferred = await self._write_status(request, raw, old, step)
-        await self._record(job, old, step, now)
+        queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
+        await self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
             self.metrics.observe(request.key, step.status.phase, job.spec.scheduling.queue)
         if deferred is not None:
             step.requeue(deferred)
         return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+
+    def _dedupe_held_events(
+        self, key: str, old: TorchJobStatus, step: Plan, now: datetime, *, held: bool
+    ) -> datetime | None:
+        """A phase held back is announced (Event) once, when first seen, not again when finally written.
+
+        Returns since when a Queued phase that was never written had been held (for the time-Queued metric).
+        """
+        phase = step.status.phase
+        announced = self._announced.get(key)
+        if phase is not None and phase != old.phase and announced is not None and announced[0] == phase:
+            step.events.clear()
+        if held and phase is not None and phase != old.phase:
+            if announced is None or announced[0] != phase:
+                self._announced[key] = (phase, now)
+            return None
+        self._announced.pop(key, None)
+        return announced[1] if announced is not None and announced[0] == Phase.QUEUED else None
 
     async def _podgroup_events(self, job: TorchJob, podgroup: JsonObject | None) -> list[JsonObject]:
         """The scheduler's Events on a PodGroup the enqueue gate keeps waiting without a condition (only
@@ -172,7 +208,8 @@ class TorchJobReconciler:
 
         A change of phase or restart counters is written at once. Anything else (node counts, the scheduler's
         message) waits up to ``STATUS_BATCH`` seconds to ride along with the next write, as pods of a gang
-        change one by one.
+        change one by one; so does a new job's first Pending/Queued phase (see ``_TRANSIENT``). Terminal
+        phases, Restarting and restart counters are never held.
         """
         before = old.to_k8s()
         after = step.status.to_k8s()
@@ -180,6 +217,8 @@ class TorchJobReconciler:
             self._batch_until.pop(request.key, None)
             return None
         major = step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
+        if major and not step.commit_first and _transient(old, step.status):
+            major = False
         if not major:
             until = self._batch_until.setdefault(request.key, self._monotonic() + STATUS_BATCH)
             left = until - self._monotonic()
@@ -229,7 +268,15 @@ class TorchJobReconciler:
                             TORCHJOBS, request.name, ns, uid=job.metadata.uid, propagation_policy="Background"
                         )
 
-    async def _record(self, job: TorchJob, old: TorchJobStatus, step: Plan, now: datetime) -> None:
+    async def _record(
+        self,
+        job: TorchJob,
+        old: TorchJobStatus,
+        step: Plan,
+        now: datetime,
+        held_queued: datetime | None = None,
+    ) -> None:
+        """Metrics and Events of this pass; `held_queued`: since when an unwritten Queued was held."""
         new = step.status
         if new.phase == Phase.RUNNING and old.phase != Phase.RUNNING:
             queued = old.condition("Queued")
@@ -237,7 +284,7 @@ class TorchJobReconciler:
                 created=job.metadata.creation_timestamp,
                 queued_since=queued.last_transition_time
                 if queued is not None and queued.status == "True"
-                else None,
+                else held_queued,
                 first=old.condition("Running") is None,
                 now=now,
             )

@@ -64,8 +64,11 @@ class Cluster:
         *,
         start_timeout: float = 180.0,
         watch_cache: bool | None = None,
+        audit: bool = False,
     ) -> None:
-        """`watch_cache` None reads PYROCLAST_RIG_WATCH_CACHE (default off, see `WATCH_CACHE_NOTE`)."""
+        """`watch_cache` None reads PYROCLAST_RIG_WATCH_CACHE (default off, see `WATCH_CACHE_NOTE`).
+
+        `audit` (off by default) makes the apiserver log every write to :attr:`audit_log` (JSON lines)."""
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pyroclast-rig-"))
         self.start_timeout = start_timeout
@@ -73,6 +76,7 @@ class Cluster:
             watch_cache = os.environ.get("PYROCLAST_RIG_WATCH_CACHE", "0") == "1"
         self.watch_cache = watch_cache
         self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.audit_log: Path | None = self.workdir / "logs" / "audit.log" if audit else None
         self.server = ""
         self.timings: dict[str, float] = {}
         self.ready_seconds: float | None = None
@@ -122,6 +126,7 @@ class Cluster:
             stages_file=stages.write_stages(kwok_dir, self.workdir / "kwok-stages.yaml"),
             scheduler_conf=volcano.write_scheduler_conf(self.workdir / "volcano-scheduler.conf"),
             watch_cache=self.watch_cache,
+            audit_log=self.audit_log,
         )
         self._mark("prepare", t)
 

@@ -68,6 +68,8 @@ class Layout:
     scheduler_conf: Path
     ports: dict[str, int] = field(default_factory=lambda: {name: free_port() for name in PORT_NAMES})
     watch_cache: bool = True
+    audit_log: Path | None = None
+    """Where the apiserver writes an audit log of every write (Metadata level), or None (the default): off."""
 
     def repick(self, component: str) -> None:
         """Fresh ports for one component."""
@@ -87,6 +89,18 @@ class Layout:
     def url(self, port_name: str) -> str:
         """Plain-HTTP loopback URL of a port."""
         return f"http://{HOST}:{self.ports[port_name]}"
+
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
+"""Audit writes only (one ResponseComplete entry each, no bodies): what benchmarks count."""
 
 
 def etcd(lay: Layout) -> list[str]:
@@ -139,6 +153,15 @@ def kube_apiserver(lay: Layout) -> list[str]:
     ]
     if not lay.watch_cache:
         argv.append("--watch-cache=false")
+    if lay.audit_log is not None:
+        policy = lay.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        argv += [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={lay.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
     return argv
 
 

@@ -32,6 +32,10 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
+    def monotonic(self) -> float:
+        """Monotonic seconds that advance with :meth:`tick` (the status batching window)."""
+        return (self.now - datetime(2026, 11, 23, tzinfo=UTC)).total_seconds()
+
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
@@ -50,7 +54,7 @@ def setup(**spec: Any) -> tuple[FakeApiServer, TorchJobReconciler, Clock]:
     fake.put_object(*JOBS, job_body(**spec))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     clock = Clock()
-    reconciler = TorchJobReconciler(manager, clock=clock)
+    reconciler = TorchJobReconciler(manager, clock=clock, monotonic=clock.monotonic)
     manager.add(reconciler.controller())
     return fake, reconciler, clock
 
@@ -103,20 +107,64 @@ async def step(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
 
 
 async def test_creates_podgroup_service_then_pods_in_order_and_marks_queued() -> None:
-    fake, reconciler, _ = setup()
-    await step(fake, reconciler)
+    fake, reconciler, clock = setup()
+    sync(fake, reconciler)
+    result = await reconciler.reconcile(REQ)
     assert writes(fake) == [
         ("POST", "/apis/scheduling.volcano.sh/v1beta1/namespaces/team-a/podgroups"),
         ("POST", "/api/v1/namespaces/team-a/services"),
         ("POST", "/api/v1/namespaces/team-a/pods"),
         ("POST", "/api/v1/namespaces/team-a/pods"),
-        ("PATCH", "/apis/pyroclast.dev/v1alpha1/namespaces/team-a/torchjobs/llama/status"),
     ]
-    assert job_status(fake)["phase"] == "Queued"
+    # A new job's Queued is held back one batch window (a gang admitted at once goes straight to Running)...
+    assert job_status(fake) == {}
+    assert 0 < result.requeue_after <= 2.0
     events = list(fake.objects[EVENTS].values())
     assert [e["reason"] for e in events] == ["WaitingForScheduler"]
     assert events[0]["involvedObject"]["name"] == "llama"
     assert events[0]["type"] == "Normal"
+    await step(fake, reconciler)
+    assert len(writes(fake)) == 4  # still inside the window
+    # ...and written once the gang has really waited that long, its Event not recorded twice.
+    clock.tick(2.5)
+    before = len(fake.requests)
+    await step(fake, reconciler)
+    assert writes(fake, before) == [
+        ("PATCH", "/apis/pyroclast.dev/v1alpha1/namespaces/team-a/torchjobs/llama/status")
+    ]
+    status = job_status(fake)
+    assert status["phase"] == "Queued"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Queued"] == "True"
+    assert [e["reason"] for e in fake.objects[EVENTS].values()] == ["WaitingForScheduler"]
+
+
+async def test_a_gang_admitted_within_the_window_goes_straight_to_running() -> None:
+    fake, reconciler, clock = setup()
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    clock.tick(1)
+    before = len(fake.requests)
+    await step(fake, reconciler)
+    assert writes(fake, before) == [
+        ("PATCH", "/apis/pyroclast.dev/v1alpha1/namespaces/team-a/torchjobs/llama/status")
+    ]
+    status = job_status(fake)
+    assert status["phase"] == "Running"
+    assert status["readyNodes"] == 2
+    reasons = [e["reason"] for e in fake.objects[EVENTS].values()]
+    assert reasons == ["WaitingForScheduler", "AllWorkersRunning"]
+
+
+async def test_a_queued_phase_never_written_still_counts_its_time_queued() -> None:
+    queued_time = sample("pyroclast_torchjob_queued_seconds_count")
+    fake, reconciler, clock = setup()
+    await step(fake, reconciler)  # Queued, held back
+    set_pods(fake, "Running")
+    clock.tick(1)
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Running"
+    assert "Queued" not in {c["type"] for c in job_status(fake)["conditions"] if c["status"] == "True"}
+    assert sample("pyroclast_torchjob_queued_seconds_count") == queued_time + 1
 
 
 async def test_slow_cache_never_causes_duplicate_creates() -> None:
@@ -164,8 +212,9 @@ async def test_happy_path_write_count_is_bounded() -> None:
     set_pods(fake, "Succeeded", exit_code=0)
     await step(fake, reconciler)
     await step(fake, reconciler)
-    # PodGroup + Service + N pods + 3 status writes (Queued, Running, Succeeded) + PodGroup delete.
-    assert len(writes(fake)) == 2 + 2 + 3 + 1
+    # PodGroup + Service + N pods + 2 status writes (Running, Succeeded: a Queued admitted within the batch
+    # window is never written) + PodGroup delete.
+    assert len(writes(fake)) == 2 + 2 + 2 + 1
 
 
 async def test_retryable_failure_restarts_the_gang_after_old_pods_are_gone() -> None:
@@ -286,8 +335,10 @@ async def test_job_metrics_follow_phases_restarts_and_gang_size() -> None:
     await step(fake, reconciler)
     assert sample("pyroclast_torchjobs", phase="Queued", queue="default") >= 1
     assert sample("pyroclast_torchjob_gang_size_count") == gangs + 1
+    clock.tick(3)
+    await step(fake, reconciler)  # the requeue after the batch window writes Queued
     set_pods(fake, "Running")
-    clock.tick(7)
+    clock.tick(4)
     await step(fake, reconciler)
     assert sample("pyroclast_torchjob_time_to_running_seconds_count") == to_running + 1
     assert sample("pyroclast_torchjob_queued_seconds_count") == queued_time + 1

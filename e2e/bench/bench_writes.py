@@ -1,0 +1,115 @@
+"""Benchmark: API writes per TorchJob on the happy path, counted by the apiserver's audit log.
+
+Run: ``python -m e2e.bench.bench_writes [--jobs 5] [--workers 4]``. Starts the local rig with the write audit
+on (``Cluster(audit=True)``), runs the real operator (``pyroclast run``) as a process, submits M jobs of N
+workers whose pods kwok succeeds after 3 s, waits until every job Succeeded and its PodGroup is gone, and
+prints the operator's writes by verb and resource per job against the issue's bar of N + 4 (Events apart).
+
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+from e2e.bench.audit import Write, belongs_to, by_kind, log_size, read_writes
+from e2e.bench.harness import (
+    OPERATOR_AGENT,
+    kubectl_json,
+    new_namespace,
+    start_operator,
+    start_rig,
+    stop_operator,
+    torchjob,
+    wait_until,
+)
+from e2e.cluster.pool import NodePool
+
+
+def operator_writes(writes: list[Write], namespace: str) -> list[Write]:
+    """The operator's writes in `namespace` (the benchmark's own TorchJob creates left out)."""
+    return [
+        w
+        for w in writes
+        if w.namespace == namespace
+        and w.user_agent.startswith(OPERATOR_AGENT)
+        and not (w.verb == "create" and w.resource == "torchjobs")
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=5, help="jobs M (default 5)")
+    parser.add_argument("--workers", type=int, default=4, help="workers N per job (default 4)")
+    args = parser.parse_args()
+    m, n = args.jobs, args.workers
+
+    cluster = start_rig()
+    assert cluster.audit_log is not None
+    try:
+        pool = NodePool(cluster)
+        pool(max(2, (m * n + 7) // 8), cpu="8")
+        namespace = new_namespace(cluster, "bench-writes")
+        offset = log_size(cluster.audit_log)
+        proc = start_operator(cluster.kubeconfig, cluster.workdir / "logs" / "bench-operator.log")
+        t0 = time.monotonic()
+        try:
+            names = [f"w-{i:03d}" for i in range(m)]
+            for name in names:
+                cluster.kubectl(
+                    "apply", "-n", namespace, "-f", "-", input=_yaml(torchjob(name, pool, workers=n))
+                )
+
+            def done() -> bool:
+                jobs = kubectl_json(cluster, "torchjobs", "-n", namespace)["items"]
+                pgs = kubectl_json(cluster, "podgroups", "-n", namespace)["items"]
+                phases = [(j.get("status") or {}).get("phase") for j in jobs]
+                return len(jobs) == m and all(p == "Succeeded" for p in phases) and not pgs
+
+            wait_until("every job Succeeded, PodGroups gone", done, 180)
+            elapsed = time.monotonic() - t0
+            time.sleep(4.0)  # any trailing write (a held-back status) lands
+        finally:
+            stop_operator(proc)
+        writes = operator_writes(list(read_writes(cluster.audit_log, offset)), namespace)
+        report(writes, names, n, elapsed)
+        pool.delete_all()
+    finally:
+        cluster.stop()
+
+
+def _yaml(obj: object) -> str:
+    import json
+
+    return json.dumps(obj)  # kubectl reads JSON as YAML
+
+
+def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> None:
+    """Print the table: writes by kind per job, the total against N + 4, Events apart."""
+    events = [w for w in writes if w.resource == "events"]
+    api = [w for w in writes if w.resource != "events"]
+    failed = [w for w in api if not w.ok]
+    m = len(jobs)
+    target = n + 4
+    print(f"\nAPI writes per TorchJob, happy path: {m} jobs x {n} workers, all Succeeded in {elapsed:.1f} s")
+    print(f"(counted by the apiserver's audit log; writer = user agent {OPERATOR_AGENT}*)\n")
+    print(f"{'verb resource':<34}{'total':>7}{'per job':>9}")
+    for kind, count in sorted(by_kind(api).items()):
+        print(f"{kind:<34}{count:>7}{count / m:>9.2f}")
+    per_job = Counter({job: sum(1 for w in api if belongs_to(w, job)) for job in jobs})
+    unattributed = len(api) - sum(per_job.values())
+    worst = max(per_job.values())
+    print(f"{'-' * 50}\n{'total':<34}{len(api):>7}{len(api) / m:>9.2f}")
+    print(f"per job: min {min(per_job.values())}, max {worst}; unattributed {unattributed}")
+    print(f"rejected writes (non-2xx, counted above): {len(failed)} {dict(by_kind(failed))}")
+    print(f"Events (apart): {len(events)} total, {len(events) / m:.2f} per job")
+    verdict = "PASS" if worst <= target else "FAIL"
+    print(f"\nbar: writes per job <= N + 4 = {target}: worst job {worst} -> {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Shared pieces of the TorchJob cluster benchmarks: the rig with an audit log, the operator process, jobs."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from e2e.cluster import Cluster
+from e2e.cluster.operator import install_crd
+from e2e.cluster.pool import NodePool
+
+JsonObject = dict[str, Any]
+OPERATOR_AGENT = "kr8s/"
+"""User agent of the operator's client (the benchmark's own writes are only its TorchJob creates)."""
+
+
+def start_rig() -> Cluster:
+    """The local rig with the apiserver's write audit on, the CRD installed."""
+    cluster = Cluster(audit=True)
+    cluster.start()
+    install_crd(cluster)
+    return cluster
+
+
+def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`pyroclast run` as its own process (as a Deployment runs it), output appended to `log_path`."""
+    argv = [
+        sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(kubeconfig),
+        "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+    ]  # fmt: skip
+    with log_path.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the operator and reap it (SIGKILL after 30 s)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def new_namespace(cluster: Cluster, prefix: str) -> str:
+    """A fresh namespace."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+def torchjob(name: str, pool: NodePool, *, workers: int, succeed_after: str | None = "3s") -> JsonObject:
+    """A fixed-size job of `workers` 1-CPU workers on `pool`; kwok succeeds its pods after `succeed_after`."""
+    annotations = {"pyroclast.dev/test-succeed-after": succeed_after} if succeed_after else {}
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": "TorchJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "example.invalid/train:1",
+            "command": ["-m", "train"],
+            "nprocPerNode": 1,
+            "nodes": {"count": workers},
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"nodeSelector": pool.node_selector},
+            },
+        },
+    }
+
+
+def kubectl_json(cluster: Cluster, *args: str) -> JsonObject:
+    """`kubectl get ... -o json`, parsed."""
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_until(what: str, probe: Any, timeout: float, interval: float = 1.0) -> Any:
+    """Poll `probe()` until truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f} s (last: {last!r})")

@@ -1,0 +1,362 @@
+"""`pyroclast queue`: administer Volcano queues (create, list, get, update, open, close, delete, apply)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import anyio
+import httpx
+import yaml
+
+from api.queue import Queue, QueueState
+from controller.client import Client
+from controller.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TransportError,
+)
+from pyroclast import queues as sdk
+from scheduling.queues import (
+    QueueSpecError,
+    allocation,
+    build_queue,
+    format_table,
+    parse_resources,
+    queue_rows,
+    queues_from_yaml,
+    rows_table,
+    update_patch,
+)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NOT_FOUND: Final = 3
+EXIT_REFUSED: Final = 4
+
+EPILOG: Final = """\
+exit codes:
+  0  done
+  1  failed (cluster unreachable, not allowed by RBAC, state change timed out, ...)
+  2  usage error (bad flag or queue definition)
+  3  queue not found
+  4  conflict or refused (queue exists, queue still used by TorchJobs, protected queue)
+
+draining: `close` asks Volcano's queue-controller to close the queue. A Closed queue admits no new jobs
+(PodGroups). While PodGroups remain the queue reports Closing; their jobs keep running, and it becomes
+Closed when the last one is gone. `open` admits jobs again.
+"""
+
+Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _resource_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-w", "--weight", type=int, help="share relative to other queues (1..65535)")
+    p.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        metavar="RES=QTY",
+        help="hard cap, e.g. --capability cpu=64,memory=256Gi,nvidia.com/gpu=8 (repeatable)",
+    )
+    p.add_argument(
+        "--guarantee", action="append", default=[], metavar="RES=QTY", help="resources reserved for the queue"
+    )
+    p.add_argument(
+        "--deserved", action="append", default=[], metavar="RES=QTY", help="fair share (capacity plugin)"
+    )
+    p.add_argument(
+        "--reclaimable",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether other queues may reclaim resources above deserved (Volcano's default: yes)",
+    )
+    p.add_argument("--parent", help="parent queue (hierarchical queues need the capacity plugin)")
+    p.add_argument("--priority", type=int, help="queue order (>= 0; higher goes first)")
+
+
+def _spec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "weight": args.weight,
+        "capability": parse_resources(args.capability, "--capability"),
+        "guarantee": parse_resources(args.guarantee, "--guarantee"),
+        "deserved": parse_resources(args.deserved, "--deserved"),
+        "reclaimable": args.reclaimable,
+        "parent": args.parent,
+        "priority": args.priority,
+    }
+
+
+def _dump(obj: Any, output: str) -> str:
+    if output == "json":
+        return json.dumps(obj, indent=2, sort_keys=True)
+    return yaml.safe_dump(obj, sort_keys=False).rstrip()
+
+
+def _state(queue: Queue) -> str:
+    return queue.status.state.value if queue.status and queue.status.state else "Unknown"
+
+
+async def _create(client: Client, args: argparse.Namespace) -> int:
+    queue = build_queue(args.name, **_spec_kwargs(args))
+    try:
+        await sdk.create_queue(client, queue)
+    except AlreadyExists:
+        _err(
+            f"queue {args.name} already exists; change it with `pyroclast queue update {args.name}` or apply"
+        )
+        return EXIT_REFUSED
+    print(f"queue/{args.name} created")
+    return EXIT_OK
+
+
+async def _list(client: Client, args: argparse.Namespace) -> int:
+    queues = await sdk.list_queues(client)
+    rows = queue_rows(queues, await sdk.job_counts(client))
+    if args.output == "table":
+        print(rows_table(rows))
+    else:
+        print(_dump([r.as_dict() for r in rows], args.output))
+    return EXIT_OK
+
+
+async def _get(client: Client, args: argparse.Namespace) -> int:
+    queue = await sdk.get_queue(client, args.name)
+    if args.output in ("json", "yaml"):
+        print(_dump(queue.to_k8s(), args.output))
+        return EXIT_OK
+    counts = (await sdk.job_counts(client)).get(args.name)
+    row = queue_rows([queue], {args.name: counts} if counts else {})[0]
+    spec = queue.spec
+    guarantee = (spec.guarantee.resource if spec.guarantee else None) or {}
+    fields = [
+        ("Name", row.name),
+        ("State", row.state),
+        ("Weight", row.weight),
+        ("Parent", row.parent),
+        ("Priority", spec.priority if spec.priority is not None else "-"),
+        ("Reclaimable", "yes" if spec.reclaimable is not False else "no"),
+        ("Capability", _res(spec.capability)),
+        ("Guarantee", _res(guarantee)),
+        ("Deserved", _res(spec.deserved)),
+        ("Allocated", allocation(queue)),
+        ("Running jobs", row.running),
+        ("Pending jobs", row.pending),
+    ]
+    width = max(len(k) for k, _ in fields) + 1
+    print("\n".join(f"{k + ':':<{width}} {v}" for k, v in fields))
+    return EXIT_OK
+
+
+def _res(resources: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((resources or {}).items())) or "-"
+
+
+async def _update(client: Client, args: argparse.Namespace) -> int:
+    patch = update_patch(**_spec_kwargs(args))
+    await sdk.update_queue(client, args.name, patch)
+    print(f"queue/{args.name} updated")
+    return EXIT_OK
+
+
+async def _open(client: Client, args: argparse.Namespace) -> int:
+    queue = await sdk.open_queue(client, args.name, wait=args.wait)
+    print(f"queue/{args.name} {_state(queue) if args.wait > 0 else 'open requested'}")
+    return EXIT_OK
+
+
+async def _close(client: Client, args: argparse.Namespace) -> int:
+    queue = await sdk.close_queue(client, args.name, wait=args.wait)
+    if args.wait <= 0:
+        print(f"queue/{args.name} close requested")
+    elif queue.status is not None and queue.status.state is QueueState.CLOSING:
+        print(
+            f"queue/{args.name} Closing: it admits no new jobs; jobs already in it keep running, "
+            "and it becomes Closed when the last one is gone"
+        )
+    else:
+        print(
+            f"queue/{args.name} Closed: it admits no new jobs "
+            f"(reopen with `pyroclast queue open {args.name}`)"
+        )
+    return EXIT_OK
+
+
+async def _delete(client: Client, args: argparse.Namespace) -> int:
+    try:
+        users = await sdk.delete_queue(client, args.name, force=args.force)
+    except (sdk.QueueInUseError, sdk.ProtectedQueueError) as exc:
+        _err(str(exc))
+        return EXIT_REFUSED
+    if users:
+        print(f"warning: TorchJobs still name queue {args.name}: {', '.join(users)}", file=sys.stderr)
+    print(f"queue/{args.name} deleted")
+    return EXIT_OK
+
+
+async def _apply(client: Client, args: argparse.Namespace) -> int:
+    source = "<stdin>" if args.filename == "-" else args.filename
+    try:
+        text = sys.stdin.read() if args.filename == "-" else await anyio.Path(args.filename).read_text()
+    except OSError as exc:
+        _err(f"-f {args.filename}: {exc.strerror}; give a readable YAML file (or - for stdin)")
+        return EXIT_USAGE
+    queues = queues_from_yaml(text, source=source)
+    if not queues:
+        _err(f"{source} holds no Queue documents; nothing applied")
+        return EXIT_USAGE
+    for result in await sdk.apply_queues(client, queues):
+        print(f"queue/{result.name} {result.action}")
+    return EXIT_OK
+
+
+class _NoCredentialsError(Exception):
+    """The kubeconfig (or in-cluster account) could not be loaded."""
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Raise QueueSpecError for flag values that can never work (before any connection is made)."""
+    if args.queue_verb == "create":
+        build_queue(args.name, **_spec_kwargs(args))
+    elif args.queue_verb == "update":
+        update_patch(**_spec_kwargs(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    command: Command = args.queue_func
+
+    async def go() -> int:
+        try:
+            client = await Client.connect(args.kubeconfig, args.context)
+        except (httpx.TransportError, OSError) as exc:  # kr8s asks the server while it connects
+            raise TransportError(str(exc) or type(exc).__name__) from exc
+        except Exception as exc:  # kr8s raises ValueError or its own errors for bad credentials
+            raise _NoCredentialsError(str(exc)) from exc
+        return await command(client, args)
+
+    name = getattr(args, "name", None)
+    try:
+        _validate(args)  # usage errors first, without touching the cluster
+        return anyio.run(go)
+    except QueueSpecError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except _NoCredentialsError as exc:
+        where = args.kubeconfig or "KUBECONFIG / ~/.kube/config / in-cluster service account"
+        _err(f"cannot load cluster credentials from {where}: {exc}. Pass --kubeconfig FILE (and --context)")
+        return EXIT_FAILED
+    except NotFound as exc:
+        if name and exc.status.get("details", {}).get("kind") == "queues":
+            _err(f"queue {name} not found; list queues with `pyroclast queue list`")
+        else:
+            _err(f"{exc.message or exc}: is Volcano installed (its Queue and Command CRDs)?")
+        return EXIT_NOT_FOUND
+    except (BadRequest, Forbidden) as exc:
+        if "admission webhook" in exc.message:  # Volcano's queue webhook (e.g. guarantee > capability)
+            _err(f"Volcano refused the change: {exc.message}")
+            return EXIT_REFUSED
+        if isinstance(exc, BadRequest):
+            _err(f"the apiserver refused the request: {exc.message}")
+            return EXIT_USAGE
+        _err(
+            f"not allowed by RBAC: {exc.message}. Ask a cluster admin for access to "
+            "queues.scheduling.volcano.sh, commands.bus.volcano.sh and torchjobs.pyroclast.dev"
+        )
+        return EXIT_FAILED
+    except Invalid as exc:
+        _err(f"the apiserver refused the queue: {exc.message}")
+        return EXIT_USAGE
+    except Conflict as exc:
+        _err(f"conflict: {exc.message}; retry the command")
+        return EXIT_REFUSED
+    except TransportError as exc:
+        _err(f"cluster unreachable: {exc.message}. Check --kubeconfig/--context or KUBECONFIG")
+        return EXIT_FAILED
+    except sdk.StateTimeoutError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except ApiError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `pyroclast queue` and its sub-commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "queue", help="administer Volcano queues", description=__doc__, epilog=EPILOG, formatter_class=fmt
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    common.add_argument("--context", help="kubeconfig context")
+    parser.set_defaults(func=_run)
+    sub = parser.add_subparsers(dest="queue_verb", required=True, metavar="COMMAND")
+
+    def verb(name: str, func: Command, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_, description=help_, epilog=EPILOG, formatter_class=fmt, parents=[common]
+        )
+        p.set_defaults(queue_func=func)
+        return p
+
+    p = verb("create", _create, "create a queue")
+    p.add_argument("name")
+    _resource_flags(p)
+
+    p = verb("list", _list, "list queues: state, weight, allocated/capability, running and pending TorchJobs")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+
+    p = verb("get", _get, "show one queue")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+
+    p = verb("update", _update, "change a queue's spec; given resources are merged into the existing ones")
+    p.add_argument("name")
+    _resource_flags(p)
+
+    for name, func, help_ in (
+        ("open", _open, "open a queue: it admits jobs again"),
+        ("close", _close, "close a queue (drain): no new jobs; Closing until its jobs are gone, then Closed"),
+    ):
+        p = verb(name, func, help_)
+        p.add_argument("name")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="wait for the new state (0: do not wait)",
+        )
+
+    p = verb("delete", _delete, "delete a queue; refused while TorchJobs use it unless --force")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="delete even though TorchJobs still name the queue")
+
+    p = verb("apply", _apply, "create or update the queues in a YAML file, idempotently")
+    p.add_argument("-f", "--filename", required=True, help="YAML with kind: Queue documents (- for stdin)")
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "add_parser",
+    "format_table",
+]
