@@ -19,6 +19,7 @@ from e2e.cluster import (
     ModuleNotFoundInCacheError,
     install_signal_handlers,
 )
+from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 
 log = logging.getLogger(__name__)
@@ -128,3 +129,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _unavailable:
         terminalreporter.write_sep("!", "CLUSTER TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_unavailable, red=True)
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> str:
+    """The TorchJob CRD, generated from the models, applied and served."""
+    return install_crd(cluster)

@@ -17,12 +17,12 @@ from collections import Counter
 from e2e.bench.audit import Write, belongs_to, by_kind, log_size, read_writes
 from e2e.bench.harness import (
     OPERATOR_AGENT,
+    job,
     kubectl_json,
     new_namespace,
     start_operator,
     start_rig,
     stop_operator,
-    torchjob,
     wait_until,
 )
 from e2e.cluster.pool import NodePool
@@ -60,9 +60,7 @@ def main() -> None:
         try:
             names = [f"w-{i:03d}" for i in range(m)]
             for name in names:
-                cluster.kubectl(
-                    "apply", "-n", namespace, "-f", "-", input=_yaml(torchjob(name, pool, workers=n))
-                )
+                cluster.kubectl("apply", "-n", namespace, "-f", "-", input=_yaml(job(name, pool, workers=n)))
 
             def done() -> bool:
                 jobs = kubectl_json(cluster, "torchjobs", "-n", namespace)["items"]

@@ -14,6 +14,7 @@ from typing import Any
 from e2e.cluster import Cluster
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
+from e2e.torchjobs import torchjob
 
 JsonObject = dict[str, Any]
 OPERATOR_AGENT = "kr8s/"
@@ -56,25 +57,10 @@ def new_namespace(cluster: Cluster, prefix: str) -> str:
     return name
 
 
-def torchjob(name: str, pool: NodePool, *, workers: int, succeed_after: str | None = "3s") -> JsonObject:
+def job(name: str, pool: NodePool, *, workers: int, succeed_after: str | None = "3s") -> JsonObject:
     """A fixed-size job of `workers` 1-CPU workers on `pool`; kwok succeeds its pods after `succeed_after`."""
     annotations = {"pyroclast.dev/test-succeed-after": succeed_after} if succeed_after else {}
-    return {
-        "apiVersion": "pyroclast.dev/v1alpha1",
-        "kind": "TorchJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "example.invalid/train:1",
-            "command": ["-m", "train"],
-            "nprocPerNode": 1,
-            "nodes": {"count": workers},
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-            "template": {
-                "metadata": {"annotations": annotations},
-                "spec": {"nodeSelector": pool.node_selector},
-            },
-        },
-    }
+    return torchjob(name, pool, count=workers, annotations=annotations)
 
 
 def kubectl_json(cluster: Cluster, *args: str) -> JsonObject:

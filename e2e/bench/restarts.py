@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e.bench.harness import start_operator, stop_operator, torchjob
+from e2e.bench.harness import job, start_operator, stop_operator
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 
@@ -119,7 +119,7 @@ def _create_jobs(
 ) -> None:
     path = f"/apis/pyroclast.dev/v1alpha1/namespaces/{namespace}/torchjobs"
     for i in range(jobs):
-        cluster.api.create(path, torchjob(job_name(i), pool, workers=workers, succeed_after=None))
+        cluster.api.create(path, job(job_name(i), pool, workers=workers, succeed_after=None))
         time.sleep(pace)
 
 

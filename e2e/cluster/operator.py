@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from api import CRD_NAME
 from api.crd import render as render_crd
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.ports import HOST, free_port
@@ -18,15 +19,16 @@ SAMPLE_JOB = REPO_ROOT / "deploy" / "examples" / "torchjob-fixed.yaml"
 OPERATOR = "pyroclast-operator"
 
 
-def install_crd(cluster: Cluster) -> None:
-    """Apply the generated TorchJob CRD and wait until it is served."""
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd())
+def install_crd(cluster: Cluster) -> str:
+    """Apply the generated TorchJob CRD (idempotent) and wait until it is served; returns its name."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render_crd())
     deadline = time.monotonic() + 60
     while cluster.kubectl("get", "torchjobs", "-A", check=False).returncode != 0:
         if time.monotonic() > deadline:
             raise RuntimeError("the TorchJob CRD was not served within 60 s")
         time.sleep(0.5)
-    print("crd: torchjobs.pyroclast.dev", flush=True)
+    print(f"crd: {CRD_NAME}", flush=True)
+    return CRD_NAME
 
 
 def operator_component(cluster: Cluster) -> Component:

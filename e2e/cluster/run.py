@@ -23,7 +23,7 @@ log = logging.getLogger("e2e.cluster")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_KUBECONFIG = REPO_ROOT / ".pyroclast" / "kubeconfig"
 
-RunStep = Callable[[Cluster], None]
+RunStep = Callable[[Cluster], object]
 
 
 def add_gpu_nodes(cluster: Cluster) -> None:

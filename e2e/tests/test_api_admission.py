@@ -17,7 +17,7 @@ from e2e.cluster import Cluster
 from tests.api.api_cases import INVALID_CASES, InvalidCase, base_job
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("torchjob-*.yaml"))
 
 
 @pytest.fixture(scope="module")

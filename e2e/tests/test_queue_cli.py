@@ -13,30 +13,17 @@ from typing import Any
 import anyio
 import pytest
 
-from api import CRD_NAME
-from api.crd import render
 from api.queue import Queue, QueueState
 from controller.torchjob.reconciler import TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.tests import test_torchjob_lifecycle as lifecycle
+from e2e.torchjobs import torchjob
 from pyroclast.cli import main
 from pyroclast.queues import QUEUES, QueueAdmin
 from scheduling.queues import allocation, build_queue
 
 JsonObject = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> str:
-    """The TorchJob CRD, applied and Established (queue list/delete read TorchJobs)."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render())
-    for _ in range(60):
-        wait = ("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-        if cluster.kubectl(*wait, check=False).returncode == 0:
-            return CRD_NAME
-        time.sleep(0.5)
-    raise AssertionError(f"CRD {CRD_NAME} never became Established")
 
 
 Run = Callable[..., tuple[int, str, str]]
@@ -218,21 +205,6 @@ def test_close_drains_while_podgroups_remain(cluster: Cluster, pq: Run, qname: s
     wait_state(cluster, qname, "Closed", within=60)
 
 
-def torchjob(name: str, queue: str) -> JsonObject:
-    return {
-        "apiVersion": "pyroclast.dev/v1alpha1",
-        "kind": "TorchJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "example.invalid/train:1",
-            "command": ["-m", "train"],
-            "nprocPerNode": 1,
-            "nodes": {"count": 1},
-            "scheduling": {"queue": queue},
-        },
-    }
-
-
 def test_list_counts_jobs_and_delete_refuses_while_used(
     cluster: Cluster, crd: str, pq: Run, qname: str, namespace: str
 ) -> None:
@@ -240,7 +212,14 @@ def test_list_counts_jobs_and_delete_refuses_while_used(
     assert code == 0, err
     wait_state(cluster, qname, "Open")
     for job in ("a", "b", "c"):
-        cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(torchjob(job, qname)))
+        cluster.kubectl(
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=json.dumps(torchjob(job, None, count=1, cpu=None, scheduling={"queue": qname})),
+        )
     # No operator runs here: set the phases the operator would have written.
     for job, phase in (("a", "Running"), ("b", "Queued")):
         cluster.kubectl(
@@ -346,7 +325,7 @@ async def test_list_numbers_match_what_volcano_schedules(
     assert code == 0, err
     wait_state(cluster, qname, "Open")
     async with lifecycle.operator(cluster) as client:
-        body = lifecycle.torchjob("gang", nodes, count=2, cpu="1", scheduling={"queue": qname})
+        body = torchjob("gang", nodes, count=2, cpu="1", scheduling={"queue": qname})
         await client.create(TORCHJOBS, body, namespace)
         await lifecycle.wait_phase(client, namespace, "gang", "Running")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 import anyio
 import pytest
 
-from api import CRD_NAME
-from api.crd import render
 from controller.client import Client
 from controller.errors import NotFound, TransportError
 from controller.manager import Manager
@@ -25,22 +22,10 @@ from controller.resource import EVENTS, PODS, SERVICES
 from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS, TorchJobReconciler
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
+from e2e.torchjobs import torchjob
 
 JsonObject = dict[str, Any]
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> str:
-    """The TorchJob CRD, applied from the models and Established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render())
-    # `kubectl wait` errors out (not waits) while a brand-new CRD has no status.conditions yet: retry.
-    for _ in range(60):
-        wait = ("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
-        if cluster.kubectl(*wait, check=False).returncode == 0:
-            return CRD_NAME
-        time.sleep(0.5)
-    raise AssertionError(f"CRD {CRD_NAME} never became Established")
 
 
 @asynccontextmanager
@@ -55,34 +40,6 @@ async def operator(cluster: Cluster) -> AsyncIterator[Client]:
             yield manager.client
         finally:
             manager.stop()
-
-
-def torchjob(
-    name: str,
-    pool: NodePool,
-    *,
-    count: int = 2,
-    cpu: str = "1",
-    annotations: dict[str, str] | None = None,
-    **spec: Any,
-) -> JsonObject:
-    return {
-        "apiVersion": "pyroclast.dev/v1alpha1",
-        "kind": "TorchJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "example.invalid/train:1",
-            "command": ["-m", "train"],
-            "nprocPerNode": 1,
-            "nodes": {"count": count},
-            "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
-            "template": {
-                "metadata": {"annotations": annotations or {}},
-                "spec": {"nodeSelector": pool.node_selector},
-            },
-            **spec,
-        },
-    }
 
 
 async def status_of(client: Client, namespace: str, name: str) -> JsonObject:

@@ -11,7 +11,6 @@ import pytest
 from e2e.bench.restarts import log_of, storm
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
-from e2e.tests.test_torchjob_lifecycle import crd as crd  # the CRD fixture
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from tests.api.api_defaults import apply_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_CRD = ROOT / "deploy" / "crd" / CRD_FILENAME
-EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("torchjob-*.yaml"))
 
 Node = dict[str, Any]
 

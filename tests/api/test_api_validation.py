@@ -12,7 +12,7 @@ from api import TorchJob
 from tests.api.api_cases import GENERIC, INVALID_CASES, InvalidCase, base_job
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("torchjob-*.yaml"))
 
 
 def test_base_job_is_valid() -> None:
