@@ -24,6 +24,6 @@ def test_operator_killed_and_restarted_during_creation_creates_no_duplicates(
     assert out.restarts == 5
     assert out.problems == [], detail
     assert out.pods == 20, detail
-    # No pod was ever created twice (a delete-and-recreate would count more 201s than pods). Fewer is possible:
+    # No pod was created twice (a delete-and-recreate would count more 201s than pods). Fewer is possible:
     # a SIGKILL mid-request leaves a stored pod whose 201 was never answered to the killed client.
     assert out.creates_ok <= out.pods, detail
