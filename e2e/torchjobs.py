@@ -1,9 +1,19 @@
-"""TorchJob manifests for cluster tests and benchmarks: small CPU gangs pinned to a test's own kwok nodes."""
+"""TorchJob helpers for cluster tests and benchmarks: manifests (small CPU gangs pinned to a test's own kwok
+nodes), the operator run in process, and polling for status."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
+from controller.client import Client
+from controller.errors import TransportError
+from controller.manager import Manager
+from controller.torchjob.reconciler import TORCHJOBS, TorchJobReconciler
+from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 
 JsonObject = dict[str, Any]
@@ -40,3 +50,62 @@ def torchjob(
         "metadata": {"name": name},
         "spec": {**body, **spec},
     }
+
+
+@asynccontextmanager
+async def operator(cluster: Cluster) -> AsyncIterator[Client]:
+    """The operator running in this process against the cluster; yields its client."""
+    assert cluster.api is not None  # writes the admin kubeconfig
+    manager = await Manager.connect(cluster.kubeconfig, metrics_bind_address="0", sync_period=None)
+    manager.add(TorchJobReconciler(manager).controller())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.run)
+        try:
+            yield manager.client
+        finally:
+            manager.stop()
+
+
+async def status_of(client: Client, namespace: str, name: str) -> JsonObject:
+    return (await client.get(TORCHJOBS, name, namespace)).get("status") or {}
+
+
+async def wait_for(what: str, probe: Callable[[], Any], within: float = 60.0) -> Any:
+    """Poll the async `probe` until it returns something truthy."""
+    last: Any = None
+    with anyio.move_on_after(within):
+        while True:
+            try:
+                last = await probe()
+            except TransportError as err:  # a dropped keep-alive connection; the next poll reconnects
+                last = err
+            else:
+                if last:
+                    return last
+            await anyio.sleep(0.25)
+    raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
+
+
+async def wait_phase(
+    client: Client, namespace: str, name: str, phase: str, within: float = 60.0
+) -> JsonObject:
+    seen: list[str] = []
+
+    async def probe() -> JsonObject | None:
+        status = await status_of(client, namespace, name)
+        if status.get("phase") and (not seen or seen[-1] != status["phase"]):
+            seen.append(status["phase"])
+        return status if status.get("phase") == phase else None
+
+    try:
+        return await wait_for(f"phase {phase}", probe, within)
+    except AssertionError as err:
+        raise AssertionError(f"{err}; phases seen: {seen}") from None
+
+
+async def names(client: Client, resource: Any, namespace: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in (await client.list(resource, namespace)).items)
+
+
+def condition(status: JsonObject, type_: str) -> JsonObject | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)

@@ -15,9 +15,9 @@ import pytest
 
 from api.queue import Queue, QueueState
 from controller.torchjob.reconciler import TORCHJOBS
+from e2e import torchjobs as lifecycle
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
-from e2e.tests import test_torchjob_lifecycle as lifecycle
 from e2e.torchjobs import torchjob
 from pyroclast.cli import main
 from pyroclast.queues import QUEUES, QueueAdmin

@@ -8,83 +8,21 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 
 from controller.client import Client
-from controller.errors import NotFound, TransportError
-from controller.manager import Manager
+from controller.errors import NotFound
 from controller.resource import EVENTS, PODS, SERVICES
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS, TorchJobReconciler
+from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
-from e2e.torchjobs import torchjob
+from e2e.torchjobs import condition, names, operator, status_of, torchjob, wait_for, wait_phase
 
 JsonObject = dict[str, Any]
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-@asynccontextmanager
-async def operator(cluster: Cluster) -> AsyncIterator[Client]:
-    """The operator running in this process against the cluster; yields its client."""
-    assert cluster.api is not None  # writes the admin kubeconfig
-    manager = await Manager.connect(cluster.kubeconfig, metrics_bind_address="0", sync_period=None)
-    manager.add(TorchJobReconciler(manager).controller())
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(manager.run)
-        try:
-            yield manager.client
-        finally:
-            manager.stop()
-
-
-async def status_of(client: Client, namespace: str, name: str) -> JsonObject:
-    return (await client.get(TORCHJOBS, name, namespace)).get("status") or {}
-
-
-async def wait_for(what: str, probe: Callable[[], Any], within: float = 60.0) -> Any:
-    """Poll the async `probe` until it returns something truthy."""
-    last: Any = None
-    with anyio.move_on_after(within):
-        while True:
-            try:
-                last = await probe()
-            except TransportError as err:  # a dropped keep-alive connection; the next poll reconnects
-                last = err
-            else:
-                if last:
-                    return last
-            await anyio.sleep(0.25)
-    raise AssertionError(f"timed out after {within} s waiting for {what}; last: {last!r}")
-
-
-async def wait_phase(
-    client: Client, namespace: str, name: str, phase: str, within: float = 60.0
-) -> JsonObject:
-    seen: list[str] = []
-
-    async def probe() -> JsonObject | None:
-        status = await status_of(client, namespace, name)
-        if status.get("phase") and (not seen or seen[-1] != status["phase"]):
-            seen.append(status["phase"])
-        return status if status.get("phase") == phase else None
-
-    try:
-        return await wait_for(f"phase {phase}", probe, within)
-    except AssertionError as err:
-        raise AssertionError(f"{err}; phases seen: {seen}") from None
-
-
-async def names(client: Client, resource: Any, namespace: str) -> list[str]:
-    return sorted(o["metadata"]["name"] for o in (await client.list(resource, namespace)).items)
-
-
-def condition(status: JsonObject, type_: str) -> JsonObject | None:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
 
 
 async def test_happy_path_runs_then_succeeds_and_frees_the_podgroup(
