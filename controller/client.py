@@ -15,7 +15,7 @@ from opentelemetry import trace
 from controller import metrics
 from controller.errors import ApiError, error_from_status
 from controller.resource import Resource
-from controller.transport import Kr8sTransport, Transport
+from controller.transport import HttpxTransport, Transport
 
 JsonObject = dict[str, Any]
 
@@ -68,8 +68,12 @@ class Client:
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Client:
-        """A client authenticated through kr8s (kubeconfig / ``KUBECONFIG``, else in-cluster)."""
-        return cls(await Kr8sTransport.connect(kubeconfig, context))
+        """A client with credentials loaded by kr8s (kubeconfig / ``KUBECONFIG``, else in-cluster)."""
+        return cls(await HttpxTransport.connect(kubeconfig, context))
+
+    async def aclose(self) -> None:
+        """Close the transport's connections."""
+        await self.transport.aclose()
 
     async def _call(
         self,

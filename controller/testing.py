@@ -357,6 +357,9 @@ class FakeApiServer:
         new["metadata"]["generation"] = generation
         return Response(200, json.dumps(self.put_object(*route.collection, new)).encode())
 
+    async def aclose(self) -> None:
+        """Nothing to release: the fake holds no connections."""
+
     @contextlib.asynccontextmanager
     async def stream(
         self,

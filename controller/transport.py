@@ -1,21 +1,21 @@
-"""The HTTP transport under :class:`~controller.client.Client`, and its kr8s implementation.
+"""The HTTP transport under :class:`~controller.client.Client`, and its httpx implementation.
 
-kr8s supplies only kubeconfig / in-cluster auth and the httpx session; everything above raw
-bytes (decoding, errors, watch semantics) is ours. The :class:`Transport` protocol also lets
-tests drive the client from an in-memory fake API server.
+kr8s supplies only credentials (kubeconfig, exec plugins, in-cluster service account); each transport owns
+its own ``httpx.AsyncClient``, so no two clients share a session, and everything above raw bytes (decoding,
+errors, watch semantics) is ours. The :class:`Transport` protocol also lets tests drive the client from an
+in-memory fake API server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+import anyio
 import httpx
-import kr8s
 import kr8s.asyncio
 
 from controller.errors import TransportError
@@ -69,12 +69,9 @@ class Transport(Protocol):
         self, method: str, path: str, *, params: Params | None = None, request_timeout: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[StreamResponse]: ...
 
-
-def _split(path: str) -> tuple[str, str]:
-    """Split ``/apis/g/v/...`` into kr8s's (base, url) so its URL builder reproduces ``path``."""
-    stripped = path.lstrip("/")
-    head, _, rest = stripped.partition("/")
-    return "/" + head, rest
+    async def aclose(self) -> None:
+        """Release connections; the transport is not used afterwards."""
+        ...
 
 
 class _HttpxStream:
@@ -94,74 +91,81 @@ class _HttpxStream:
                 yield line.encode()
 
 
-class _StaticStream:
-    """An error answer to a streaming request, already read."""
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+"""Methods resent once when the connection broke before an answer (a stale keep-alive connection).
+PUT carries a resourceVersion and DELETE of a gone object answers 404, so a resend cannot act twice;
+POST and PATCH are resent only when the connection was never made."""
 
-    def __init__(self, status: int, body: bytes):
-        self._status = status
-        self._body = body
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        for line in self._body.splitlines():
-            if line:
-                yield line
+_STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 
 
-def _error_response(err: Exception) -> Response:
-    """The HTTP answer behind a kr8s error (``ServerError``, or kr8s failing to build one)."""
-    response = getattr(err, "response", None)
-    if not isinstance(response, httpx.Response):
-        context = err.__context__
-        response = context.response if isinstance(context, httpx.HTTPStatusError) else None
-    if response is None:
-        return Response(500, str(err).encode())
-    return Response(response.status_code, response.content)
+def _timeout(seconds: float | None) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=10.0)
 
 
-def _is_kr8s_status_error(err: Exception) -> bool:
-    # kr8s raises KeyError while wrapping a 4xx whose JSON body has no "message"
-    return isinstance(err, kr8s.ServerError) or (
-        isinstance(err, KeyError) and isinstance(err.__context__, httpx.HTTPStatusError)
-    )
+class HttpxTransport:
+    """HTTP/1.1 to the apiserver over a private ``httpx.AsyncClient``, credentials loaded by kr8s.
 
-
-class Kr8sTransport:
-    """HTTP over a kr8s ``Api``: kr8s's auth, TLS and session, our own status handling.
-
-    kr8s re-authenticates on 401/403 (exec plugins, rotated service-account tokens) before it
-    gives up with ``kr8s.ServerError``, whose response we turn back into a plain status + body.
-    Connection failures and timeouts become :class:`~controller.errors.TransportError`.
+    On a 401 the credentials are reloaded once (rotated service-account tokens, exec plugins) and the
+    request resent. Connection failures and timeouts become :class:`~controller.errors.TransportError`.
     """
 
-    def __init__(self, api: Any):
-        self._api = api
-        self._host = httpx.URL(str(api.auth.server)).netloc.decode()
+    def __init__(self, auth: Any):
+        self._auth = auth
+        self._host = httpx.URL(str(auth.server)).netloc.decode()
+        self._client: httpx.AsyncClient | None = None
+        self._generation = 0  # bumped each time credentials are reloaded
+        self._lock = anyio.Lock()
 
     @classmethod
-    async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Kr8sTransport:
-        """Resolve credentials (kubeconfig, then in-cluster service account) through kr8s."""
-        with warnings.catch_warnings():
-            # kr8s warns about server versions newer than it was tested with; we only use its transport
-            warnings.filterwarnings(
-                "ignore", message="Kubernetes version .* is not supported", category=UserWarning
-            )
-            api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig) if kubeconfig else None, context=context)
-        return cls(api)
+    async def connect(
+        cls, kubeconfig: str | Path | None = None, context: str | None = None
+    ) -> HttpxTransport:
+        """Resolve credentials: the kubeconfig (or ``KUBECONFIG``), else the in-cluster service account."""
+        # An Api built outside kr8s's per-event-loop factory: only its auth is used, never its session.
+        api: Any = kr8s.asyncio.Api(
+            bypass_factory=True, kubeconfig=str(kubeconfig) if kubeconfig else None, context=context
+        )
+        await api.auth.reauthenticate()
+        return cls(api.auth)
 
     @property
     def host(self) -> str:
         return self._host
 
-    @staticmethod
-    def _timeout(seconds: float | None) -> httpx.Timeout:
-        return httpx.Timeout(seconds, connect=10.0)
+    async def _session(self) -> tuple[httpx.AsyncClient, int]:
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._new_client()
+            return self._client, self._generation
+
+    async def _new_client(self) -> httpx.AsyncClient:
+        auth = self._auth
+        headers = {"User-Agent": "pyroclast"}
+        if auth.token:
+            headers["Authorization"] = f"Bearer {auth.token}"
+        return httpx.AsyncClient(
+            base_url=str(auth.server),
+            headers=headers,
+            verify=await auth.ssl_context(),
+            proxy=auth.proxy,
+            follow_redirects=True,
+        )
+
+    async def _reauthenticate(self, seen: int) -> None:
+        """Reload credentials unless another request already did since generation `seen`."""
+        async with self._lock:
+            if self._generation != seen:
+                return
+            await self._auth.reauthenticate()
+            old, self._client = self._client, await self._new_client()
+            self._generation += 1
+        if old is not None:
+            await old.aclose()
+
+    def _extensions(self) -> dict[str, Any] | None:
+        name = self._auth.tls_server_name
+        return {"sni_hostname": name} if name else None
 
     async def request(
         self,
@@ -173,55 +177,71 @@ class Kr8sTransport:
         content_type: str | None = None,
         request_timeout: float | None = None,
     ) -> Response:
-        base, url = _split(path)
         headers = {"Content-Type": content_type} if content_type else None
-        try:
-            async with self._api.call_api(
-                method,
-                version="",
-                base=base,
-                url=url,
-                params=dict(params or {}),
-                content=body,
-                headers=headers,
-                timeout=self._timeout(request_timeout),
-            ) as resp:
-                response: httpx.Response = resp
-                return Response(response.status_code, response.content)
-        except (kr8s.ServerError, KeyError) as err:
-            if not _is_kr8s_status_error(err):
-                raise
-            return _error_response(err)
-        except (httpx.HTTPError, kr8s.APITimeoutError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        resent = reauthenticated = False
+        while True:
+            client, generation = await self._session()
+            try:
+                answer = await client.request(
+                    method,
+                    path,
+                    params=dict(params or {}),
+                    content=body,
+                    headers=headers,
+                    timeout=_timeout(request_timeout),
+                    extensions=self._extensions(),
+                )
+            except httpx.ConnectError as exc:
+                if resent:
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+                resent = True
+                continue
+            except _STALE_CONNECTION as exc:
+                if resent or method not in IDEMPOTENT:
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+                resent = True
+                continue
+            except httpx.HTTPError as exc:
+                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            if answer.status_code == 401 and not reauthenticated:
+                reauthenticated = True
+                await self._reauthenticate(generation)
+                continue
+            return Response(answer.status_code, answer.content)
 
     @contextlib.asynccontextmanager
     async def stream(
         self, method: str, path: str, *, params: Params | None = None, request_timeout: float | None = None
     ) -> AsyncGenerator[StreamResponse]:
-        base, url = _split(path)
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                resp: httpx.Response = await stack.enter_async_context(
-                    self._api.call_api(
-                        method,
-                        version="",
-                        base=base,
-                        url=url,
-                        stream=True,
-                        params=dict(params or {}),
-                        timeout=self._timeout(request_timeout),
+        reauthenticated = False
+        while True:
+            client, generation = await self._session()
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    answer = await stack.enter_async_context(
+                        client.stream(
+                            method,
+                            path,
+                            params=dict(params or {}),
+                            timeout=_timeout(request_timeout),
+                            extensions=self._extensions(),
+                        )
                     )
-                )
-            except (kr8s.ServerError, KeyError) as err:
-                if not _is_kr8s_status_error(err):
-                    raise
-                error = _error_response(err)
-                yield _StaticStream(error.status, error.body)
+                except httpx.HTTPError as exc:
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+                if answer.status_code == 401 and not reauthenticated:
+                    reauthenticated = True
+                    await answer.aclose()
+                    await self._reauthenticate(generation)
+                    continue
+                try:
+                    yield _HttpxStream(answer)
+                except httpx.HTTPError as exc:  # the stream broke mid-way
+                    raise TransportError(f"{type(exc).__name__}: {exc}") from exc
                 return
-            except (httpx.HTTPError, kr8s.APITimeoutError) as exc:
-                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            try:
-                yield _HttpxStream(resp)
-            except (httpx.HTTPError, kr8s.APITimeoutError) as exc:  # the stream broke mid-way
-                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

@@ -88,8 +88,23 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
         if cluster.pid("kube-apiserver") is not None:
             try:
                 cluster.api.delete(f"/api/v1/namespaces/{name}")
+                _purge(cluster, name)
             except Exception:
                 log.exception("deleting namespace %s", name)
+
+
+def _purge(cluster: Cluster, namespace: str) -> None:
+    """Remove a deleted namespace's pods and PodGroups at once.
+
+    Pods on a test's deleted kwok nodes would otherwise wait for PodGC, and their namespace with them, while
+    the PodGroups still count as Inqueue in Volcano's overcommit check and keep the next test's gang Pending.
+    """
+    force = {"gracePeriodSeconds": 0, "propagationPolicy": "Background"}
+    for path in (
+        f"/api/v1/namespaces/{namespace}/pods",
+        f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{namespace}/podgroups",
+    ):
+        cluster.api.request("DELETE", path, body=force)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from controller.errors import (
 )
 from controller.resource import CONFIG_MAPS, LEASES, NAMESPACES, Resource
 from controller.testing import FakeApiServer
-from controller.transport import _split  # pyright: ignore[reportPrivateUsage]
 
 
 def cm(name: str, ns: str = "default") -> dict[str, object]:
@@ -37,13 +36,6 @@ def test_resource_paths() -> None:
     tj = Resource("pyroclast.dev", "v1alpha1", "TorchJob", "torchjobs")
     assert tj.api_version == "pyroclast.dev/v1alpha1"
     assert tj.path() == "/apis/pyroclast.dev/v1alpha1/torchjobs"
-
-
-def test_kr8s_path_split_round_trips() -> None:
-    # kr8s builds "/".join([base, url]) when version is empty
-    for path in ("/api/v1/namespaces/a/pods", "/apis/coordination.k8s.io/v1/namespaces/a/leases/x"):
-        base, url = _split(path)
-        assert "/".join([base, url]) == path
 
 
 def test_error_mapping() -> None:
