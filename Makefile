@@ -35,11 +35,13 @@ unit: $(VENV)/.installed
 ## Everything: lint, unit tests, workload tests and the cluster tests on a real control plane.
 test: $(VENV)/.installed
 	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && \
+	  export TEST_ASSET_HELM="$$(bash e2e/build-helm.sh | tail -n1)" && \
 	  $(MAKE) --no-print-directory lint && \
 	  PYROCLAST_REQUIRE_CLUSTER=1 $(PY) -m pytest
 
 crd: $(VENV)/.installed
 	$(VENV)/bin/pyroclast crd --write deploy/crd
+	$(VENV)/bin/pyroclast crd --write deploy/helm/pyroclast/crds
 
 bench: $(VENV)/.installed
 	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && $(PY) -m e2e.bench

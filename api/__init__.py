@@ -26,7 +26,16 @@ from api.rendezvous import Rendezvous
 from api.resources import ResourceRequirements
 from api.scheduling import Scheduling
 from api.spec import TorchJobSpec
-from api.status import CheckpointStatus, ConditionType, Phase, Progress, TorchJobStatus
+from api.status import (
+    CheckpointStatus,
+    ConditionType,
+    Disruption,
+    DisruptionKind,
+    Phase,
+    Progress,
+    Resize,
+    TorchJobStatus,
+)
 from api.torchjob import TorchJob
 
 __all__ = [
@@ -46,6 +55,8 @@ __all__ = [
     "Condition",
     "ConditionStatus",
     "ConditionType",
+    "Disruption",
+    "DisruptionKind",
     "EnvVar",
     "FailurePolicy",
     "Nodes",
@@ -63,6 +74,7 @@ __all__ = [
     "QueueState",
     "QueueStatus",
     "Rendezvous",
+    "Resize",
     "ResourceRequirements",
     "RunPolicy",
     "Scheduling",

@@ -15,7 +15,9 @@ _INTERVAL = ("1s", "168h")
 
 
 class Checkpoint(KubeModel):
-    """A checkpoint volume mounted in every worker; path and cadence reach the workload as PYROCLAST_* env."""
+    """A checkpoint volume mounted in every worker at `path`; path and cadence reach the workload as
+    PYROCLAST_CHECKPOINT_DIR/_INTERVAL/_KEEP, and restarted workers get PYROCLAST_RESUME_FROM (the last
+    committed checkpoint in status.lastCheckpoint). The workload resumes from the newest complete one."""
 
     volume: SingleKeyUnstructured = Field(
         description="A core VolumeSource with exactly one source, e.g. "

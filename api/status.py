@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, StrictInt
 
@@ -22,6 +22,7 @@ class Phase(StrEnum):
     QUEUED = "Queued"
     RUNNING = "Running"
     RESTARTING = "Restarting"
+    PREEMPTED = "Preempted"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -38,23 +39,68 @@ class ConditionType(StrEnum):
     QUEUED = "Queued"
     RUNNING = "Running"
     RESTARTING = "Restarting"
+    PREEMPTED = "Preempted"
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
 
 
+HISTORY: Final = 10
+"""Entries kept in status.disruptions and status.resizes (the newest)."""
+
+Reason = Annotated[str, Field(max_length=256)]
+
+
+class DisruptionKind(StrEnum):
+    """What pushed a worker off its node (never a crash of the workload)."""
+
+    PREEMPTION = "Preemption"
+    EVICTION = "Eviction"
+    NODE_LOST = "NodeLost"
+
+
+class Disruption(KubeModel):
+    """A worker the scheduler, the kubelet or a lost node took away."""
+
+    time: datetime = Field(description="When the operator saw it.")
+    kind: DisruptionKind = Field(description="Preemption (scheduler preempt/reclaim), Eviction or NodeLost.")
+    reason: Reason = Field(description="The reason as reported, e.g. PreemptionByScheduler or Evicted.")
+    pod: Annotated[str, Field(max_length=253)] = Field(description="The worker pod.")
+    pod_uid: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="The pod's UID, when it was still there to read."
+    )
+    message: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="The reporter's explanation, e.g. the scheduler's Evict event."
+    )
+    action: Literal["Restarted", "Shrunk"] = Field(
+        description="Restarted: the whole gang restarted (below nodes.min, or a fixed-size job); Shrunk: an "
+        "elastic job kept running on the remaining nodes."
+    )
+
+
+class Resize(KubeModel):
+    """A change of a running elastic job's node count, in place (no gang restart)."""
+
+    time: datetime = Field(description="When the operator saw it.")
+    from_nodes: Count = Field(description="Nodes in the rendezvous before.")
+    to_nodes: Count = Field(description="Nodes in the rendezvous after.")
+    cause: Reason = Field(description="Why, e.g. Preemption, NodeLost or CapacityReturned.")
+
+
 class CheckpointStatus(KubeModel):
-    """The newest checkpoint the workload committed."""
+    """The newest checkpoint the workload committed, as its workers reported it on exit (termination
+    message); restarted workers get its path as PYROCLAST_RESUME_FROM."""
 
     step: Count = Field(description="Training step of the checkpoint.")
     time: datetime | None = Field(default=None, description="When it was committed.")
     path: Annotated[str, Field(max_length=4096)] | None = Field(
-        default=None, description="Where it lies in the checkpoint volume."
+        default=None,
+        description="Its directory in the trainer container: <checkpoint.path>/step-<12-digit step>.",
     )
 
 
 class Progress(KubeModel):
-    """Training progress as the workload last reported it."""
+    """Training progress as the workload last reported it (termination message of its latest exit)."""
 
     step: Count = Field(description="Current training step.")
     total_steps: Count | None = Field(default=None, description="Steps the run will take, when known.")
@@ -67,8 +113,8 @@ class TorchJobStatus(KubeModel):
 
     phase: Phase | None = Field(
         default=None,
-        description="Pending, Queued (PodGroup waiting in Volcano), Running, Restarting, Suspended, "
-        "Succeeded or Failed.",
+        description="Pending, Queued (PodGroup waiting in Volcano), Running, Restarting, Preempted (gang "
+        "restarted after a preemption, waiting for capacity), Suspended, Succeeded or Failed.",
     )
     conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
         default=None, description="Conditions, one per type.", json_schema_extra=map_list("type")
@@ -93,6 +139,12 @@ class TorchJobStatus(KubeModel):
         default=None, description="Why the gang last restarted, e.g. PreemptedByScheduler or ExitCode137."
     )
     last_disruption_time: datetime | None = Field(default=None, description="When the gang last restarted.")
+    disruptions: Annotated[list[Disruption], Field(max_length=HISTORY)] | None = Field(
+        default=None, description=f"The newest {HISTORY} preemptions, evictions, node losses; oldest first."
+    )
+    resizes: Annotated[list[Resize], Field(max_length=HISTORY)] | None = Field(
+        default=None, description=f"The newest {HISTORY} in-place resizes of an elastic job, oldest first."
+    )
     last_checkpoint: CheckpointStatus | None = Field(default=None, description="Newest committed checkpoint.")
     progress: Progress | None = Field(default=None, description="Latest training progress.")
     start_time: datetime | None = Field(default=None, description="When the job first started running.")

@@ -32,6 +32,7 @@ from controller.health import HttpServer, checks_route, metrics_route, parse_add
 from controller.informer import Informer
 from controller.leader import LeaderElectionLost, LeaderElector
 from controller.resource import Resource
+from controller.throttle import throttled
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,15 @@ class Manager:
         self._started = False
 
     @classmethod
-    async def connect(cls, kubeconfig: str | Path | None = None, **options: object) -> Manager:
-        """A manager with a kr8s-authenticated client (kubeconfig / ``KUBECONFIG`` / in-cluster)."""
+    async def connect(
+        cls, kubeconfig: str | Path | None = None, *, qps: float = 0.0, burst: int = 0, **options: object
+    ) -> Manager:
+        """A manager with a kr8s-authenticated client (kubeconfig / ``KUBECONFIG`` / in-cluster).
+
+        ``qps``/``burst`` throttle that client like client-go's token bucket (``qps <= 0``: unthrottled).
+        """
         client = await Client.connect(kubeconfig)
+        client.transport = throttled(client.transport, qps, burst)
         return cls(client, **options)  # type: ignore[arg-type]
 
     # --- registration ------------------------------------------------------------------------

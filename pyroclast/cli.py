@@ -13,6 +13,7 @@ _VERBS: dict[str, str] = {
     "crd": "api.crd",
     "run": "pyroclast.operator",
     "queue": "pyroclast.queue_cli",
+    "job": "pyroclast.job_cli",
 }
 
 Handler = Callable[[argparse.Namespace], int]
@@ -27,7 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command line for the job (`job submit ... -- -m train`).
+    trailing: list[str] = []
+    if "--" in words:
+        cut = words.index("--")
+        words, trailing = words[:cut], words[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if trailing and not getattr(args, "takes_command", False):
+        parser.error(f"unexpected arguments after --: {' '.join(trailing)}")
+    args.trailing = trailing
     func: Handler = args.func
     return func(args)
 

@@ -1,19 +1,72 @@
-"""`pyroclast run`: the operator process (TorchJob controller on the runtime's manager)."""
+"""`pyroclast run`: the operator process (TorchJob controller on the runtime's manager).
+
+Every flag is documented in the README ("Operator flags"); the Helm chart and the kustomize base pass them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 
-from controller.manager import Manager
+from api.duration import duration_seconds
+from controller.health import parse_address
+from controller.leader import JITTER_FACTOR, LeaderElectionLost
+from controller.manager import CacheSyncTimeout, Manager
 from controller.torchjob.reconciler import TorchJobReconciler
+from pyroclast import logs
 
 log = logging.getLogger("pyroclast.operator")
 
 LEADER_ELECTION_ID = "pyroclast-operator"
+DEFAULT_QPS = 50.0
+DEFAULT_BURST = 100
+
+T = TypeVar("T")
+
+
+def _checked(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
+    """An argparse type whose error names what was expected (argparse adds the flag's name)."""
+
+    def convert(value: str) -> T:
+        try:
+            return parse(value)
+        except (ValueError, TypeError) as err:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what} ({err})") from None
+
+    convert.__name__ = what
+    return convert
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+def _duration(value: str) -> float:
+    seconds = float(duration_seconds(value))
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds
+
+
+def _address(value: str) -> str:
+    parse_address(value)  # raises ValueError on a bad port
+    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,40 +75,152 @@ def add_parser(subparsers: Any) -> None:
         "run", help="run the operator", description="Run the TorchJob operator until SIGTERM/SIGINT."
     )
     parser.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig path (default: KUBECONFIG or in-cluster)"
+        "--kubeconfig",
+        metavar="PATH",
+        default=None,
+        help="kubeconfig path (default: KUBECONFIG, else in-cluster)",
     )
-    parser.add_argument("--namespace", default=None, help="watch one namespace only (default: all)")
-    parser.add_argument("--workers", type=int, default=4, help="concurrent reconciles (default 4)")
-    parser.add_argument("--metrics-bind-address", default="127.0.0.1:8080", help='"0" disables metrics')
-    parser.add_argument("--health-probe-bind-address", default="127.0.0.1:8081", help='"0" disables probes')
-    parser.add_argument("--leader-elect", action="store_true", help="run only while holding the leader Lease")
-    parser.add_argument("--leader-election-namespace", default=None, help="namespace of the leader Lease")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--namespace", metavar="NS", default=None, help="watch this namespace only (default: all namespaces)"
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=_checked(_positive_int, "a positive integer"),
+        default=4,
+        help="TorchJobs reconciled concurrently (default 4)",
+    )
+    api = parser.add_argument_group("API client")
+    api.add_argument(
+        "--kube-api-qps",
+        metavar="QPS",
+        type=_checked(_non_negative, "a number >= 0"),
+        default=DEFAULT_QPS,
+        help=f"steady requests per second to the apiserver; 0 disables throttling (default {DEFAULT_QPS:g})",
+    )
+    api.add_argument(
+        "--kube-api-burst",
+        metavar="N",
+        type=_checked(_positive_int, "a positive integer"),
+        default=DEFAULT_BURST,
+        help=f"requests allowed above the QPS in a burst (default {DEFAULT_BURST})",
+    )
+    le = parser.add_argument_group("leader election")
+    le.add_argument("--leader-elect", action="store_true", help="run only while holding the leader Lease")
+    le.add_argument(
+        "--leader-election-id", metavar="NAME", default=LEADER_ELECTION_ID, help="name of the Lease"
+    )
+    le.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        default=None,
+        help="namespace of the Lease (default: the service account's, else POD_NAMESPACE, else default)",
+    )
+    duration = _checked(_duration, "a duration such as 15s")
+    le.add_argument(
+        "--leader-elect-lease-duration", metavar="DURATION", type=duration, default=15.0, help="default 15s"
+    )
+    le.add_argument(
+        "--leader-elect-renew-deadline", metavar="DURATION", type=duration, default=10.0, help="default 10s"
+    )
+    le.add_argument(
+        "--leader-elect-retry-period", metavar="DURATION", type=duration, default=2.0, help="default 2s"
+    )
+    serving = parser.add_argument_group("endpoints")
+    address = _checked(_address, "HOST:PORT or 0")
+    serving.add_argument(
+        "--metrics-bind-address",
+        metavar="ADDR",
+        type=address,
+        default="127.0.0.1:8080",
+        help='"0" disables /metrics',
+    )
+    serving.add_argument(
+        "--health-probe-bind-address",
+        metavar="ADDR",
+        type=address,
+        default="127.0.0.1:8081",
+        help='/healthz and /readyz; "0" disables',
+    )
+    telemetry = parser.add_argument_group("logs and traces")
+    telemetry.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        type=_checked(logs.parse_level, "a log level"),
+        default=logging.INFO,
+        help="debug, info, warning or error (default info)",
+    )
+    telemetry.add_argument("--log-format", choices=logs.FORMATS, default="text", help="default text")
+    telemetry.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        default=None,
+        help="OTLP/HTTP collector, e.g. http://otel-collector:4318; sets OTEL_EXPORTER_OTLP_ENDPOINT "
+        "(the other OTEL_* variables apply as usual)",
+    )
     parser.set_defaults(func=run)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    """Connect, register the TorchJob controller and run until stopped."""
-    manager = await Manager.connect(
-        args.kubeconfig,
-        namespace=args.namespace,
-        leader_election=args.leader_elect,
-        leader_election_id=LEADER_ELECTION_ID if args.leader_elect else None,
-        leader_election_namespace=args.leader_election_namespace,
-        metrics_bind_address=args.metrics_bind_address,
-        health_probe_bind_address=args.health_probe_bind_address,
-        handle_signals=True,
+def manager_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Manager options the flags ask for; ValueError naming the flags when they contradict."""
+    lease, renew, retry = (
+        args.leader_elect_lease_duration,
+        args.leader_elect_renew_deadline,
+        args.leader_elect_retry_period,
     )
+    if not lease > renew:
+        raise ValueError("--leader-elect-lease-duration must be longer than --leader-elect-renew-deadline")
+    if not renew > JITTER_FACTOR * retry:
+        raise ValueError(
+            f"--leader-elect-renew-deadline must be longer than {JITTER_FACTOR} x --leader-elect-retry-period"
+        )
+    return {
+        "namespace": args.namespace,
+        "qps": args.kube_api_qps,
+        "burst": args.kube_api_burst,
+        "leader_election": args.leader_elect,
+        "leader_election_id": args.leader_election_id if args.leader_elect else None,
+        "leader_election_namespace": args.leader_election_namespace,
+        "lease_duration": lease,
+        "renew_deadline": renew,
+        "retry_period": retry,
+        "metrics_bind_address": args.metrics_bind_address,
+        "health_probe_bind_address": args.health_probe_bind_address,
+        "handle_signals": True,
+    }
+
+
+async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Connect, register the TorchJob controller and run until stopped."""
+    manager = await Manager.connect(args.kubeconfig, **options)
     manager.add(TorchJobReconciler(manager).controller(workers=args.workers))
-    log.info("pyroclast operator starting (namespace=%s, workers=%d)", args.namespace or "*", args.workers)
+    log.info(
+        "pyroclast operator starting",
+        extra={
+            "namespace": args.namespace or "*",
+            "workers": args.workers,
+            "qps": args.kube_api_qps,
+            "burst": args.kube_api_burst,
+            "leader_elect": args.leader_elect,
+            "server": manager.client.transport.host,
+        },
+    )
     await manager.run()
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of `pyroclast run`; returns the exit code."""
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    anyio.run(serve, args)
+    """Entry point of `pyroclast run`; returns the exit code (2: contradictory flags)."""
+    try:
+        options = manager_options(args)
+    except ValueError as err:
+        print(f"pyroclast run: error: {err}", file=sys.stderr)
+        return 2
+    logs.configure(args.log_level, args.log_format)
+    if args.otlp_endpoint:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp_endpoint
+    try:
+        anyio.run(serve, args, options)
+    except (LeaderElectionLost, CacheSyncTimeout) as err:
+        log.error("operator stopped: %s", err)
+        return 1
     return 0

@@ -1,30 +1,28 @@
+# pyright: strict
 """`pyroclast queue`: administer Volcano queues (create, list, get, update, open, close, delete, apply)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import anyio
-import httpx
-import yaml
 
 from api.queue import Queue, QueueState
 from controller.client import Client
-from controller.errors import (
-    AlreadyExists,
-    ApiError,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    TransportError,
-)
+from controller.errors import AlreadyExists, NotFound
 from pyroclast import queues as sdk
+from pyroclast.cli_support import connection_flags, dump, err, run_command
+from pyroclast.errors import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+)
 from scheduling.queues import (
     QueueSpecError,
     allocation,
@@ -37,30 +35,14 @@ from scheduling.queues import (
     update_patch,
 )
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_NOT_FOUND: Final = 3
-EXIT_REFUSED: Final = 4
-
-EPILOG: Final = """\
-exit codes:
-  0  done
-  1  failed (cluster unreachable, not allowed by RBAC, state change timed out, ...)
-  2  usage error (bad flag or queue definition)
-  3  queue not found
-  4  conflict or refused (queue exists, queue still used by TorchJobs, protected queue)
-
+EPILOG: Final = f"""\
+{EXIT_CODES_HELP}
 draining: `close` asks Volcano's queue-controller to close the queue. A Closed queue admits no new jobs
 (PodGroups). While PodGroups remain the queue reports Closing; their jobs keep running, and it becomes
 Closed when the last one is gone. `open` admits jobs again.
 """
 
 Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
-
-
-def _err(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
 
 
 def _resource_flags(p: argparse.ArgumentParser) -> None:
@@ -100,12 +82,6 @@ def _spec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _dump(obj: Any, output: str) -> str:
-    if output == "json":
-        return json.dumps(obj, indent=2, sort_keys=True)
-    return yaml.safe_dump(obj, sort_keys=False).rstrip()
-
-
 def _state(queue: Queue) -> str:
     return queue.status.state.value if queue.status and queue.status.state else "Unknown"
 
@@ -115,9 +91,7 @@ async def _create(client: Client, args: argparse.Namespace) -> int:
     try:
         await sdk.create_queue(client, queue)
     except AlreadyExists:
-        _err(
-            f"queue {args.name} already exists; change it with `pyroclast queue update {args.name}` or apply"
-        )
+        err(f"queue {args.name} already exists; change it with `pyroclast queue update {args.name}` or apply")
         return EXIT_REFUSED
     print(f"queue/{args.name} created")
     return EXIT_OK
@@ -129,14 +103,14 @@ async def _list(client: Client, args: argparse.Namespace) -> int:
     if args.output == "table":
         print(rows_table(rows))
     else:
-        print(_dump([r.as_dict() for r in rows], args.output))
+        print(dump([r.as_dict() for r in rows], args.output))
     return EXIT_OK
 
 
 async def _get(client: Client, args: argparse.Namespace) -> int:
     queue = await sdk.get_queue(client, args.name)
     if args.output in ("json", "yaml"):
-        print(_dump(queue.to_k8s(), args.output))
+        print(dump(queue.to_k8s(), args.output))
         return EXIT_OK
     counts = (await sdk.job_counts(client)).get(args.name)
     row = queue_rows([queue], {args.name: counts} if counts else {})[0]
@@ -199,7 +173,7 @@ async def _delete(client: Client, args: argparse.Namespace) -> int:
     try:
         users = await sdk.delete_queue(client, args.name, force=args.force)
     except (sdk.QueueInUseError, sdk.ProtectedQueueError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_REFUSED
     if users:
         print(f"warning: TorchJobs still name queue {args.name}: {', '.join(users)}", file=sys.stderr)
@@ -212,19 +186,15 @@ async def _apply(client: Client, args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.filename == "-" else await anyio.Path(args.filename).read_text()
     except OSError as exc:
-        _err(f"-f {args.filename}: {exc.strerror}; give a readable YAML file (or - for stdin)")
+        err(f"-f {args.filename}: {exc.strerror}; give a readable YAML file (or - for stdin)")
         return EXIT_USAGE
     queues = queues_from_yaml(text, source=source)
     if not queues:
-        _err(f"{source} holds no Queue documents; nothing applied")
+        err(f"{source} holds no Queue documents; nothing applied")
         return EXIT_USAGE
     for result in await sdk.apply_queues(client, queues):
         print(f"queue/{result.name} {result.action}")
     return EXIT_OK
-
-
-class _NoCredentialsError(Exception):
-    """The kubeconfig (or in-cluster account) could not be loaded."""
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -237,60 +207,21 @@ def _validate(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     command: Command = args.queue_func
+    name: str | None = getattr(args, "name", None)
 
-    async def go() -> int:
-        try:
-            client = await Client.connect(args.kubeconfig, args.context)
-        except (httpx.TransportError, OSError) as exc:  # kr8s asks the server while it connects
-            raise TransportError(str(exc) or type(exc).__name__) from exc
-        except Exception as exc:  # kr8s raises ValueError or its own errors for bad credentials
-            raise _NoCredentialsError(str(exc)) from exc
-        return await command(client, args)
-
-    name = getattr(args, "name", None)
-    try:
-        _validate(args)  # usage errors first, without touching the cluster
-        return anyio.run(go)
-    except QueueSpecError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
-    except _NoCredentialsError as exc:
-        where = args.kubeconfig or "KUBECONFIG / ~/.kube/config / in-cluster service account"
-        _err(f"cannot load cluster credentials from {where}: {exc}. Pass --kubeconfig FILE (and --context)")
-        return EXIT_FAILED
-    except NotFound as exc:
+    def not_found(exc: NotFound) -> str | None:
         if name and exc.status.get("details", {}).get("kind") == "queues":
-            _err(f"queue {name} not found; list queues with `pyroclast queue list`")
-        else:
-            _err(f"{exc.message or exc}: is Volcano installed (its Queue and Command CRDs)?")
-        return EXIT_NOT_FOUND
-    except (BadRequest, Forbidden) as exc:
-        if "admission webhook" in exc.message:  # Volcano's queue webhook (e.g. guarantee > capability)
-            _err(f"Volcano refused the change: {exc.message}")
-            return EXIT_REFUSED
-        if isinstance(exc, BadRequest):
-            _err(f"the apiserver refused the request: {exc.message}")
-            return EXIT_USAGE
-        _err(
-            f"not allowed by RBAC: {exc.message}. Ask a cluster admin for access to "
-            "queues.scheduling.volcano.sh, commands.bus.volcano.sh and torchjobs.pyroclast.dev"
-        )
-        return EXIT_FAILED
-    except Invalid as exc:
-        _err(f"the apiserver refused the queue: {exc.message}")
-        return EXIT_USAGE
-    except Conflict as exc:
-        _err(f"conflict: {exc.message}; retry the command")
-        return EXIT_REFUSED
-    except TransportError as exc:
-        _err(f"cluster unreachable: {exc.message}. Check --kubeconfig/--context or KUBECONFIG")
-        return EXIT_FAILED
-    except sdk.StateTimeoutError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
-    except ApiError as exc:
-        _err(str(exc))
-        return EXIT_FAILED
+            return f"queue {name} not found; list queues with `pyroclast queue list`"
+        return None
+
+    return run_command(
+        args,
+        lambda client: command(client, args),
+        noun="queue",
+        validate=lambda: _validate(args),
+        not_found=not_found,
+        usage=(QueueSpecError,),
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -299,11 +230,7 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "queue", help="administer Volcano queues", description=__doc__, epilog=EPILOG, formatter_class=fmt
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)"
-    )
-    common.add_argument("--context", help="kubeconfig context")
+    common = connection_flags()
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="queue_verb", required=True, metavar="COMMAND")
 

@@ -1,3 +1,4 @@
+# pyright: strict
 """Volcano queue administration SDK: async functions over the controller runtime's Client, and a sync wrapper.
 
 State changes (open/close) go through `bus.volcano.sh/v1alpha1` Command objects, as `vcctl queue operate`
@@ -21,7 +22,8 @@ from api.queue import Queue, QueueState
 from controller.client import Client
 from controller.errors import AlreadyExists, NotFound
 from controller.resource import Resource
-from scheduling.queues import JobCounts, count_jobs, job_queue, queue_manifest, spec_patch
+from pyroclast.errors import EXIT_TIMEOUT, RefusedError
+from scheduling.queues import JobCounts, count_jobs, job_phase, job_queue, queue_manifest, spec_patch
 
 JsonObject = dict[str, Any]
 
@@ -43,7 +45,7 @@ class QueueAction(StrEnum):
     CLOSE = "CloseQueue"
 
 
-class QueueInUseError(Exception):
+class QueueInUseError(RefusedError):
     """Deleting a queue that TorchJobs still use, without force."""
 
     def __init__(self, name: str, jobs: Sequence[str]):
@@ -56,7 +58,7 @@ class QueueInUseError(Exception):
         self.jobs = list(jobs)
 
 
-class ProtectedQueueError(Exception):
+class ProtectedQueueError(RefusedError):
     """Volcano's scheduler recreates `root` and `default` and the webhook refuses to delete them."""
 
     def __init__(self, name: str):
@@ -64,8 +66,10 @@ class ProtectedQueueError(Exception):
         self.name = name
 
 
-class StateTimeoutError(Exception):
+class StateTimeoutError(RefusedError):
     """The queue-controller did not move the queue to the wanted state in time."""
+
+    exit_code = EXIT_TIMEOUT
 
     def __init__(self, name: str, wanted: Sequence[QueueState], last: QueueState | None, timeout: float):
         super().__init__(
@@ -215,9 +219,11 @@ async def close_queue(client: Client, name: str, *, wait: float = 30.0) -> Queue
 
 
 async def delete_queue(client: Client, name: str, *, force: bool = False) -> list[str]:
-    """Delete a queue; refuses (QueueInUseError) while TorchJobs join it, unless `force`.
+    """Delete a queue; refuses (QueueInUseError) while unfinished TorchJobs join it, unless `force`.
 
-    Returns the `namespace/name` of the TorchJobs that still joined it (empty unless forced). Raises NotFound.
+    Succeeded and Failed jobs hold nothing and never return to a queue, so they do not block; suspended ones
+    do (they queue again on resume). Returns the `namespace/name` of the blocking TorchJobs (empty unless
+    forced). Raises NotFound.
     """
     if name in PROTECTED_QUEUES:
         raise ProtectedQueueError(name)
@@ -225,6 +231,7 @@ async def delete_queue(client: Client, name: str, *, force: bool = False) -> lis
     users = [
         f"{j['metadata'].get('namespace', '')}/{j['metadata']['name']}"
         for j in await list_torchjobs(client, name)
+        if (phase := job_phase(j)) is None or not phase.finished
     ]
     if users and not force:
         raise QueueInUseError(name, sorted(users))

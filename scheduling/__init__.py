@@ -1,12 +1,11 @@
 """Volcano: the gang (PodGroup) a TorchJob runs as, and how to read what the scheduler says about it."""
 
-from scheduling.podgroup import desired_podgroup, min_resources, podgroup_name, podgroup_spec_patch
+from scheduling.podgroup import desired_podgroup, podgroup_name, podgroup_spec_patch
 from scheduling.resources import format_quantity, node_requests, scale_resources
 
 __all__ = [
     "desired_podgroup",
     "format_quantity",
-    "min_resources",
     "node_requests",
     "podgroup_name",
     "podgroup_spec_patch",

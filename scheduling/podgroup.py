@@ -5,8 +5,10 @@ Invariants:
   gang (whose garbage collection may lag);
 - minMember is the gang minimum (nodes.min, or nodes.count for a fixed job): the scheduler binds that many
   workers together or none;
-- minResources is minMember times one worker's requests, extended resources such as nvidia.com/gpu included,
-  so Volcano's enqueue gate never admits a gang the queue cannot hold.
+- no minResources: Volcano's enqueue gate (overcommit, proportion) compares it with the cluster's *idle*
+  resources, so on a full cluster a higher-priority gang (preempt) or a gang of a queue under its share
+  (reclaim) would stay Pending forever and never become a preemptor. Without it the gang is Inqueue at once;
+  allocate still binds all minMember workers or none and proportion still caps each queue per task.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from api import ObjectMeta, OwnerReference, PodGroup, PodGroupSpec, TorchJob
-from scheduling.resources import node_requests, scale_resources
 
 _UID_CHARS = 8
 
@@ -27,15 +28,9 @@ def podgroup_name(job: TorchJob) -> str:
     return f"{meta.name}-{meta.uid.replace('-', '')[:_UID_CHARS]}"
 
 
-def min_resources(job: TorchJob) -> dict[str, str]:
-    """Resources of the whole gang minimum."""
-    return scale_resources(node_requests(job.spec), job.spec.nodes.min_nodes)
-
-
 def desired_podgroup(job: TorchJob, owner: OwnerReference, labels: dict[str, str]) -> PodGroup:
     """The PodGroup for `job`, owned by it."""
     spec = job.spec
-    resources = min_resources(job)
     return PodGroup(
         metadata=ObjectMeta(
             name=podgroup_name(job),
@@ -47,7 +42,6 @@ def desired_podgroup(job: TorchJob, owner: OwnerReference, labels: dict[str, str
             min_member=spec.nodes.min_nodes,
             queue=spec.scheduling.queue,
             priority_class_name=spec.scheduling.priority_class_name,
-            min_resources=dict(resources) if resources else None,
         ),
     )
 

@@ -32,6 +32,9 @@ reserved for the operator at admission, so a TorchJob sets the training knobs as
 ``PYROCLAST_CHECKPOINT_INTERVAL``   save every N steps (0: only on drain and at the end). Default 50.
 ``PYROCLAST_CHECKPOINT_KEEP``       committed checkpoints kept. Default 3.
 ``PYROCLAST_CHECKPOINT_ASYNC``      ``1``: periodic saves run in the background (drain/final saves never).
+``PYROCLAST_RESUME_FROM``           set on restarted pods: the newest committed ``step-<N>`` directory the
+                                    operator saw reported (``status.lastCheckpoint.path``). The workload
+                                    resumes from the newest complete checkpoint of this and ``latest``.
 ``PYROCLAST_TOTAL_STEPS``           optimizer steps of the whole job. Default 100.
 ``PYROCLAST_GLOBAL_BATCH``          samples per step over all ranks; must divide by the world size.
 ``PYROCLAST_DATASET_SIZE``          synthetic samples per epoch. ``PYROCLAST_SEED``: data/model seed.
@@ -51,7 +54,9 @@ that point on the first attempt only; phases in :mod:`workloads.faults`).
 
 Exit codes: ``0`` training complete; ``75`` drained (stopped on a signal after committing a checkpoint of the
 current step; restartable); anything else is a failure. Local rank 0 writes ``{"reason", "step",
-"committed_step", "world_size", "error"}`` to the termination log on every exit.
+"total_steps", "loss", "committed_step", "committed_time", "world_size", "error"}`` to the termination log on
+every exit (``committed_time``: Unix seconds of the commit). The operator reads it from the pod status into
+``status.lastCheckpoint`` and ``status.progress``: the workload needs no API access to report.
 
 Progress lines (stdout and the progress file) are JSON objects with an ``event`` key: ``start``, ``resume``,
 ``progress`` (step, total_steps, epoch, samples_seen, loss, world_size, restart_count, committed_step,
@@ -74,6 +79,7 @@ CHECKPOINT_DIR: Final = "PYROCLAST_CHECKPOINT_DIR"
 CHECKPOINT_INTERVAL: Final = "PYROCLAST_CHECKPOINT_INTERVAL"
 CHECKPOINT_KEEP: Final = "PYROCLAST_CHECKPOINT_KEEP"
 CHECKPOINT_ASYNC: Final = "PYROCLAST_CHECKPOINT_ASYNC"
+RESUME_FROM: Final = "PYROCLAST_RESUME_FROM"
 TOTAL_STEPS: Final = "PYROCLAST_TOTAL_STEPS"
 GLOBAL_BATCH: Final = "PYROCLAST_GLOBAL_BATCH"
 DATASET_SIZE: Final = "PYROCLAST_DATASET_SIZE"

@@ -105,12 +105,14 @@ class Checkpointer:
         self.pg = process_group
         self.pending: PendingSave | None = None
         self.committed_step: int | None = None
+        self.committed_time: float | None = None
 
-    def load(self, state: AppState) -> commit.Manifest | None:
-        """Load the committed checkpoint into ``state`` (rank 0 picks it for everyone); None if none."""
+    def load(self, state: AppState, hint: Path | None = None) -> commit.Manifest | None:
+        """Load the committed checkpoint (or the newer ``hint``, see :func:`commit.resume_dir`) into
+        ``state``; rank 0 picks it for everyone. None if there is none."""
         choice: list[str | None] = [None]
         if self.rank == 0:
-            found = commit.committed_step_dir(self.root)
+            found = commit.resume_dir(self.root, hint)
             choice[0] = None if found is None else found.name
         dist.broadcast_object_list(choice, src=0)
         if choice[0] is None:
@@ -165,6 +167,7 @@ class Checkpointer:
     def _commit(self, step: int, cursor: DataCursor, save_s: float) -> None:
         # DCP returns on rank 0 only after every rank's data and then .metadata are written.
         self.committed_step = step
+        self.committed_time = time.time()
         if self.rank != 0:
             return
         self.faults.hit("before_manifest", step)

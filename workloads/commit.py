@@ -122,6 +122,20 @@ def committed_step_dir(root: Path) -> Path | None:
     return None
 
 
+def resume_dir(root: Path, hint: Path | None) -> Path | None:
+    """The checkpoint to resume from: the newest complete one of ``latest``'s and ``hint`` (the operator's
+    record of the last commit), so a damaged or lost ``latest`` never silently restarts training from
+    scratch. A hint outside ``root`` or not a complete ``step-N`` directory is ignored."""
+    found = committed_step_dir(root)
+    if hint is None or hint.parent != root or not _STEP_DIR.match(hint.name) or not is_complete(hint):
+        if hint is not None:
+            log.warning("resume hint %s is not a complete checkpoint under %s; ignored", hint, root)
+        return found
+    if found is None or hint.name > found.name:  # zero-padded step numbers sort as numbers
+        return hint
+    return found
+
+
 def prepare_fresh(root: Path, step: int) -> Path:
     """An empty directory for the checkpoint of ``step``; a leftover from a crashed save is removed."""
     directory = root / step_dir_name(step)

@@ -51,6 +51,7 @@ class TrainConfig:
     """Job-wide settings; identical on every rank."""
 
     checkpoint_dir: Path | None = None
+    resume_from: Path | None = None
     checkpoint_interval: int = 50
     checkpoint_keep: int = 3
     checkpoint_async: bool = False
@@ -78,6 +79,7 @@ class TrainConfig:
         d = cls()
         cfg = cls(
             checkpoint_dir=Path(e[w.CHECKPOINT_DIR]) if e.get(w.CHECKPOINT_DIR) else None,
+            resume_from=Path(e[w.RESUME_FROM]) if e.get(w.RESUME_FROM) else None,
             checkpoint_interval=_int(e, w.CHECKPOINT_INTERVAL, d.checkpoint_interval),
             checkpoint_keep=_int(e, w.CHECKPOINT_KEEP, d.checkpoint_keep),
             checkpoint_async=e.get(w.CHECKPOINT_ASYNC, "0") == "1",
@@ -112,7 +114,15 @@ class TrainConfig:
 
     def params(self) -> dict[str, str]:
         """Hyperparameters as strings, for experiment tracking."""
-        skip = {"progress_file", "termination_log", "sample_log_dir", "fault", "mlflow_tracking_uri"}
+        # per-attempt or test-only settings: a resumed MLflow run refuses changed params
+        skip = {
+            "progress_file",
+            "termination_log",
+            "sample_log_dir",
+            "fault",
+            "mlflow_tracking_uri",
+            "resume_from",
+        }
         return {k: str(v) for k, v in asdict(self).items() if k not in skip}
 
 

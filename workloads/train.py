@@ -89,6 +89,7 @@ class Trainer:
         self.step = 0
         self.start_step = 0
         self.last_save_s = 0.0
+        self.last_loss: float | None = None
 
     @property
     def committed_step(self) -> int | None:
@@ -99,7 +100,7 @@ class Trainer:
         if self.ckpt is None:
             return
         started = time.perf_counter()
-        manifest = self.ckpt.load(self.state)
+        manifest = self.ckpt.load(self.state, self.cfg.resume_from)
         if manifest is None:
             return
         if (manifest.global_batch, manifest.dataset_size) != (self.cfg.global_batch, self.cfg.dataset_size):
@@ -137,6 +138,7 @@ class Trainer:
         while self.step < cfg.total_steps:
             started = time.perf_counter()
             loss, stop = self.train_step()
+            self.last_loss = loss
             if self.step == self.start_step:  # warm-up done: a dead peer now fails fast
                 _set_timeout(cfg.step_timeout_s, [None, self.ckpt_pg])
             self.step += 1
@@ -220,10 +222,14 @@ class Trainer:
 def _terminate(cfg: TrainConfig, env: DistEnv, reason: str, trainer: Trainer | None, error: str = "") -> None:
     if env.local_rank != 0:
         return
+    ckpt = trainer.ckpt if trainer else None
     message: dict[str, Any] = {
         "reason": reason,
         "step": trainer.step if trainer else None,
+        "total_steps": cfg.total_steps,
+        "loss": trainer.last_loss if trainer else None,
         "committed_step": trainer.committed_step if trainer else None,
+        "committed_time": round(ckpt.committed_time, 3) if ckpt and ckpt.committed_time else None,
         "world_size": env.world_size,
         "error": error,
     }

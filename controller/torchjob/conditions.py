@@ -11,6 +11,7 @@ PHASE_CONDITION: dict[Phase, ConditionType] = {
     Phase.QUEUED: ConditionType.QUEUED,
     Phase.RUNNING: ConditionType.RUNNING,
     Phase.RESTARTING: ConditionType.RESTARTING,
+    Phase.PREEMPTED: ConditionType.PREEMPTED,
     Phase.SUSPENDED: ConditionType.SUSPENDED,
     Phase.SUCCEEDED: ConditionType.SUCCEEDED,
     Phase.FAILED: ConditionType.FAILED,

@@ -41,7 +41,13 @@ def rendezvous_conf(job: TorchJob, *, is_host: bool) -> str:
 
 
 def worker_env(
-    job: TorchJob, *, attempt: int, rendezvous_endpoint: str, local_addr: str, rendezvous_host: bool
+    job: TorchJob,
+    *,
+    attempt: int,
+    rendezvous_endpoint: str,
+    local_addr: str,
+    rendezvous_host: bool,
+    resume_from: str | None = None,
 ) -> list[dict[str, Any]]:
     """The trainer container's env: Pyroclast's variables first, then the user's (which admission keeps clear
     of every reserved name)."""
@@ -71,6 +77,8 @@ def worker_env(
             env[contract.CHECKPOINT_INTERVAL] = str(checkpoint.interval_steps)
         if checkpoint.keep is not None:
             env[contract.CHECKPOINT_KEEP] = str(checkpoint.keep)
+        if resume_from is not None:
+            env[contract.RESUME_FROM] = resume_from
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     out.extend(e.to_k8s() for e in spec.env or [])
     return out

@@ -7,13 +7,14 @@ that changes phase or disappears moves out of its old series at once.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from api import Phase
+from api import Disruption, Phase, Resize, TorchJobStatus
 from controller.metrics import REGISTRY
 
+_Entry = TypeVar("_Entry", Disruption, Resize)
 _DURATION_BUCKETS: Final = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 _GANG_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
@@ -33,6 +34,18 @@ TIME_QUEUED: Final = Histogram(
     "pyroclast_torchjob_queued_seconds",
     "Seconds a gang spent Queued before it ran",
     buckets=_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+DISRUPTIONS: Final = Counter(
+    "pyroclast_torchjob_disruptions_total",
+    "Workers taken by preemption, eviction or node loss, by kind and the answer (Restarted or Shrunk)",
+    ["kind", "action"],
+    registry=REGISTRY,
+)
+RESIZES: Final = Counter(
+    "pyroclast_torchjob_resizes_total",
+    "In-place resizes of running elastic jobs, by direction and cause",
+    ["direction", "cause"],
     registry=REGISTRY,
 )
 GANG_SIZE: Final = Histogram(
@@ -82,6 +95,21 @@ class JobMetrics:
         RESTARTS.labels(cause=cause).inc()
 
     @staticmethod
+    def disruptions(old: TorchJobStatus, new: TorchJobStatus) -> None:
+        """Count the disruptions and resizes `new` records beyond `old` (histories only grow at the end)."""
+        for entry in _added(old.disruptions, new.disruptions):
+            DISRUPTIONS.labels(kind=entry.kind.value, action=entry.action).inc()
+        for entry in _added(old.resizes, new.resizes):
+            direction = "down" if entry.to_nodes < entry.from_nodes else "up"
+            RESIZES.labels(direction=direction, cause=entry.cause).inc()
+
+    @staticmethod
     def gang_created(min_member: int) -> None:
         """A PodGroup with `min_member` was created."""
         GANG_SIZE.observe(min_member)
+
+
+def _added(old: list[_Entry] | None, new: list[_Entry] | None) -> list[_Entry]:
+    """Entries of the bounded history `new` that `old` did not have."""
+    before, after = old or [], new or []
+    return [e for e in after if e not in before]

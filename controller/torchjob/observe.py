@@ -21,7 +21,9 @@ POD_SUCCEEDED: Final = "Succeeded"
 POD_FAILED: Final = "Failed"
 
 # Reasons with which the kubelet, the eviction API and vc-scheduler mark a pod pushed off its node.
-_DISRUPTION_REASONS: Final = frozenset({"Evicted", "Preempting", "PreemptionByScheduler", "Evict"})
+_DISRUPTION_REASONS: Final = frozenset(
+    {"Evicted", "Preempting", "PreemptionByScheduler", "Evict", "NodeLost"}
+)
 _WAITING_PHASES: Final = frozenset({"Pending", "Inqueue", "Unknown"})
 _EPOCH: Final = datetime.fromisoformat("0001-01-01T00:00:00+00:00")
 
@@ -145,7 +147,7 @@ def observe_podgroup(podgroup: JsonObject, events: Sequence[JsonObject] = ()) ->
     phase = str(status.get("phase") or "Pending")
     every: list[JsonObject] = status.get("conditions") or []
     conditions = [c for c in every if c.get("status") == "True"]
-    conditions.sort(key=lambda c: _when(c.get("lastTransitionTime")))
+    conditions.sort(key=lambda c: event_time(c.get("lastTransitionTime")))
     latest = conditions[-1] if conditions else None
     if latest is not None and latest.get("type") == "Unschedulable":
         return GangState(
@@ -156,7 +158,7 @@ def observe_podgroup(podgroup: JsonObject, events: Sequence[JsonObject] = ()) ->
         name = str(meta.get("name", ""))
         mine = [e for e in events if e.get("reason") == "Unschedulable" and _about(e, name)]
         if mine:
-            newest = max(mine, key=lambda e: _when(e.get("lastTimestamp") or e.get("eventTime")))
+            newest = max(mine, key=lambda e: event_time(e.get("lastTimestamp") or e.get("eventTime")))
             return GangState(phase, "Unschedulable", str(newest.get("message") or ""))
     return GangState(phase, "", "")
 
@@ -166,7 +168,8 @@ def _about(event: JsonObject, podgroup_name: str) -> bool:
     return involved.get("kind") == "PodGroup" and involved.get("name") == podgroup_name
 
 
-def _when(value: object) -> datetime:
+def event_time(value: object) -> datetime:
+    """An API timestamp as a datetime; the epoch when absent or malformed (sorts first)."""
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))

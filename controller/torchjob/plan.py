@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from api import FailurePolicy, Phase, TorchJob, TorchJobStatus
+from api import ConditionType, FailurePolicy, Phase, TorchJob, TorchJobStatus
+from controller.torchjob import disruption
 from controller.torchjob.conditions import for_phase
 from controller.torchjob.labels import job_labels, owner_reference, worker_selector
 from controller.torchjob.observe import (
@@ -26,6 +27,14 @@ from controller.torchjob.observe import (
     observe_worker,
 )
 from controller.torchjob.pod import desired_worker
+from controller.torchjob.rendezvous import (
+    StoreState,
+    is_worker,
+    observe_store,
+    store_creates,
+    store_deletes,
+)
+from controller.torchjob.report import apply_reports
 from controller.torchjob.service import desired_service
 from scheduling import desired_podgroup, podgroup_name, podgroup_spec_patch
 
@@ -42,11 +51,15 @@ REASON_SUSPENDED: Final = "Suspended"
 REASON_RESUMED: Final = "Resumed"
 REASON_RESIZED: Final = "Resized"
 REASON_PREEMPTED: Final = "Preempted"
+REASON_AWAITING_CAPACITY: Final = "WaitingForCapacity"
+REASON_SHRUNK: Final = "NodesLost"
+REASON_REGROWN: Final = "NodesRejoined"
 REASON_FAILED_RETRY: Final = "WorkerFailed"
 REASON_PERMANENT: Final = "PermanentExitCode"
 REASON_FAILURE_BUDGET: Final = "FailureBudgetExhausted"
 REASON_PREEMPTION_BUDGET: Final = "PreemptionBudgetExhausted"
 REASON_DEADLINE: Final = "DeadlineExceeded"
+REASON_CHECKPOINT: Final = "CheckpointCommitted"
 
 
 # --- actions ---------------------------------------------------------------------------------------------
@@ -130,10 +143,14 @@ def plan(
     service: JsonObject | None,
     now: datetime,
     podgroup_events: Sequence[JsonObject] = (),
+    rendezvous_objects: Sequence[JsonObject] = (),
+    departures: disruption.Departures = disruption.NONE_DEPARTED,
 ) -> Plan:
     """Decide the job's next status and the writes that move the world towards it.
 
-    `podgroup_events` are the scheduler's Events on the PodGroup, read only for a gang still waiting.
+    `podgroup_events` are the scheduler's Events on the PodGroup, read only for a gang still waiting;
+    `rendezvous_objects` the job's other Services and PodGroups, where an elastic job's dedicated store keeps
+    its own (:mod:`.rendezvous`); `departures` what is known of running workers now gone (:mod:`.disruption`).
     """
     old = job.status or TorchJobStatus()
     if job.metadata.deletion_timestamp is not None:
@@ -146,6 +163,9 @@ def plan(
         status.phase = Phase.PENDING
     out = Plan(status)
     workers = [w for w in (observe_worker(p) for p in pods) if w is not None]
+    store = observe_store(job, pods, rendezvous_objects)
+    if apply_reports(job, status, pods, now) and (ckpt := status.last_checkpoint) is not None:
+        out.events.append(Event("Normal", REASON_CHECKPOINT, f"step {ckpt.step} committed at {ckpt.path}"))
 
     if old.phase is not None and old.phase.finished:
         _finish(job, out, podgroup, workers, now)
@@ -155,7 +175,11 @@ def plan(
         _transition(job, out, Phase.FAILED, REASON_DEADLINE, _deadline_message(job), now, "Warning")
         _finish(job, out, podgroup, workers, now)
     else:
-        _drive(job, out, podgroup, workers, service, now, podgroup_events)
+        _drive(job, out, podgroup, workers, service, now, podgroup_events, store, departures)
+    finished = status.phase.finished
+    wanted = not finished and status.phase != Phase.SUSPENDED
+    for kind, obj in store_deletes(job, store, wanted=wanted):
+        out.actions.append(DeleteObject(kind, obj.name, obj.uid))
     _count(job, out, workers)
     return out
 
@@ -168,6 +192,8 @@ def _drive(
     service: JsonObject | None,
     now: datetime,
     podgroup_events: Sequence[JsonObject],
+    store: StoreState,
+    departures: disruption.Departures = disruption.NONE_DEPARTED,
 ) -> None:
     status = out.status
     if status.phase == Phase.SUSPENDED:
@@ -195,14 +221,14 @@ def _drive(
         return
     if status.phase == Phase.RESTARTING and any(w.deleting for w in workers):
         return  # the old gang is still terminating; same-named pods must wait
-    if _judge(job, out, current, count, now):
+    if _judge(job, out, current, count, now, departures):
         out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in workers if not w.deleting)
         if out.status.phase is not None and out.status.phase.finished:
             out.actions.clear()
             _finish(job, out, podgroup, workers, now)
         return
 
-    _ensure_gang(job, out, podgroup, service, current, count, attempt)
+    _ensure_gang(job, out, podgroup, service, current, count, attempt, store)
     # Volcano counts finished members as scheduled too: a worker done early keeps the gang Running.
     running = sum(1 for w in current.values() if w.phase in (POD_RUNNING, POD_SUCCEEDED) and not w.deleting)
     if running >= job.spec.nodes.min_nodes or status.phase == Phase.RUNNING:
@@ -220,35 +246,58 @@ def _drive(
         gang = observe_podgroup(podgroup or {}, podgroup_events)
         message = gang.summary  # counts live in activeNodes/readyNodes, so progress alone rewrites nothing
         out.requeue(QUEUED_RECHECK)  # scheduler events trigger no reconcile: look again for a new reason
-        _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal")
+        if _preempted(status):
+            why = status.last_disruption_reason or REASON_PREEMPTED
+            message = f"Preempted ({why}), waiting for capacity: {message}"
+            _transition(job, out, Phase.PREEMPTED, REASON_AWAITING_CAPACITY, message, now, "Warning")
+        else:
+            _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal")
+    if (grown := disruption.regrown(status, current, now)) is not None:
+        what = f"{grown.from_nodes} -> {grown.to_nodes} nodes ({grown.cause})"
+        out.events.append(Event("Normal", REASON_REGROWN, f"replacement workers joined: {what}"))
 
 
-def _judge(job: TorchJob, out: Plan, current: dict[int, Worker], count: int, now: datetime) -> bool:
+def _preempted(status: TorchJobStatus) -> bool:
+    """A gang restarted for a preemption and not yet running again."""
+    if status.phase == Phase.PREEMPTED:
+        return True
+    restarting = status.condition(ConditionType.RESTARTING)
+    return (
+        status.phase == Phase.RESTARTING and restarting is not None and restarting.reason == REASON_PREEMPTED
+    )
+
+
+def _judge(
+    job: TorchJob,
+    out: Plan,
+    current: dict[int, Worker],
+    count: int,
+    now: datetime,
+    departures: disruption.Departures = disruption.NONE_DEPARTED,
+) -> bool:
     """Act on the current attempt's outcome; True when the gang must go (restart or finish)."""
     status = out.status
     policy = job.spec.failure_policy
-    disrupted = [w for w in current.values() if w.disruption is not None and w.phase != POD_SUCCEEDED]
-    vanished = (
-        [i for i in range(job.spec.nodes.min_nodes) if i not in current]
-        if status.phase == Phase.RUNNING
-        else []
-    )
-    if disrupted or vanished:
-        what = (
-            f"{disrupted[0].name} was disrupted ({disrupted[0].disruption})"
-            if disrupted
-            else f"worker {vanished[0]} disappeared while running"
-        )
+    lost = disruption.losses(job, status, current, departures)
+    if lost:
+        what = "; ".join(loss.describe() for loss in lost)
+        left = disruption.remaining(current, lost)
+        if disruption.can_shrink(job, status, left):
+            _shrink(job, out, current, lost, left, now)
+            return False
+        disruption.record(status, lost, now, "Restarted")
         if status.preemption_restarts >= policy.max_preemption_restarts:
             message = f"{what}; preemption restart budget ({policy.max_preemption_restarts}) exhausted"
             _transition(job, out, Phase.FAILED, REASON_PREEMPTION_BUDGET, message, now, "Warning")
             return True
         status.preemption_restarts += 1
-        cause = (disrupted[0].disruption or REASON_PREEMPTED) if disrupted else "PodVanished"
-        _restart(job, out, REASON_PREEMPTED, cause, what, now)
+        _restart(job, out, REASON_PREEMPTED, lost[0].reason, what, now)
         return True
 
-    failed = sorted((w for w in current.values() if w.phase == POD_FAILED), key=lambda w: w.index)
+    # A disrupted worker (recorded above) is never a failure, even if its pod ended Failed.
+    failed = sorted(
+        (w for w in current.values() if w.phase == POD_FAILED and w.disruption is None), key=lambda w: w.index
+    )
     if failed:
         first = failed[0]
         code = first.exit_code
@@ -271,6 +320,31 @@ def _judge(job: TorchJob, out: Plan, current: dict[int, Worker], count: int, now
         )
         return True
     return False
+
+
+def _shrink(
+    job: TorchJob,
+    out: Plan,
+    current: dict[int, Worker],
+    lost: list[disruption.Loss],
+    left: int,
+    now: datetime,
+) -> None:
+    """An elastic job goes on with the nodes it has left; the lost workers are replaced (same attempt) once
+    their pods are gone, and join when capacity returns."""
+    status = out.status
+    disruption.record(status, lost, now, "Shrunk")
+    entry = disruption.resize(status, now, left + len(lost), left, lost[0].kind.value)
+    gone = {loss.uid for loss in lost if loss.uid}
+    out.actions.extend(
+        DeleteObject("Pod", w.name, w.uid) for w in current.values() if w.uid in gone and not w.deleting
+    )
+    message = (
+        "; ".join(loss.describe() for loss in lost)
+        + f": training goes on with {entry.to_nodes} of {job.spec.nodes.count} nodes (min "
+        f"{job.spec.nodes.min_nodes}) without a restart; replacements join when capacity returns"
+    )
+    out.events.append(Event("Warning", REASON_SHRUNK, message))
 
 
 def _resized(job: TorchJob, workers: list[Worker]) -> bool:
@@ -308,8 +382,10 @@ def _ensure_gang(
     current: dict[int, Worker],
     count: int,
     attempt: int,
+    store: StoreState,
 ) -> None:
-    """PodGroup first, then the Service, then the missing workers (the reconciler keeps this order)."""
+    """PodGroup first, then the Service, an elastic job's rendezvous store, then the missing workers (the
+    reconciler keeps this order). Workers are told the newest checkpoint the status knows of."""
     desired = desired_podgroup(job, owner_reference(job), job_labels(job))
     if podgroup is None:
         out.actions.append(CreateObject("PodGroup", desired.to_k8s()))
@@ -317,9 +393,12 @@ def _ensure_gang(
         out.actions.append(PatchPodGroup(podgroup_name(job), patch))
     if service is None:
         out.actions.append(CreateObject("Service", desired_service(job)))
+    out.actions.extend(CreateObject(kind, body) for kind, body in store_creates(job, store))
+    last = out.status.last_checkpoint
+    resume_from = last.path if last is not None else None
     for index in range(count):
         if index not in current:
-            out.actions.append(CreateObject("Pod", desired_worker(job, index, attempt)))
+            out.actions.append(CreateObject("Pod", desired_worker(job, index, attempt, resume_from)))
     for index, worker in sorted(current.items()):
         if index >= count and not worker.deleting:
             out.actions.append(DeleteObject("Pod", worker.name, worker.uid))
@@ -422,7 +501,9 @@ def _count(job: TorchJob, out: Plan, workers: list[Worker]) -> None:
     current = [w for w in workers if w.attempt == attempt and w.uid not in going]
     finished = status.phase is not None and status.phase.finished
     status.desired_nodes = 0 if finished or status.phase == Phase.SUSPENDED else job.spec.nodes.count
-    created = sum(1 for a in out.actions if isinstance(a, CreateObject) and a.kind == "Pod")
+    created = sum(  # workers only: an elastic job's rendezvous store is no node
+        1 for a in out.actions if isinstance(a, CreateObject) and a.kind == "Pod" and is_worker(a.body)
+    )
     status.active_nodes = sum(1 for w in current if w.active) + created
     status.ready_nodes = sum(1 for w in current if w.active and w.phase == POD_RUNNING and w.ready)
     nproc = job.spec.nproc_per_node

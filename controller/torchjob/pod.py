@@ -16,6 +16,7 @@ from controller.torchjob.labels import (
     owner_reference,
     worker_name,
 )
+from controller.torchjob.rendezvous import store_endpoint, uses_dedicated_store
 from controller.torchjob.service import service_name
 from scheduling.podgroup import podgroup_name
 
@@ -30,12 +31,15 @@ def worker_dns_name(job: TorchJob, index: int) -> str:
 
 
 def rendezvous_endpoint(job: TorchJob) -> str:
-    """Worker 0 hosts the c10d store; every node dials it by its stable DNS name."""
+    """An elastic job's dedicated store, else worker 0, which hosts the store of a fixed-size gang."""
+    if uses_dedicated_store(job):
+        return store_endpoint(job)
     return f"{worker_dns_name(job, 0)}:{job.spec.rendezvous.port}"
 
 
-def desired_worker(job: TorchJob, index: int, attempt: int) -> dict[str, Any]:
-    """Worker pod `index` of gang attempt `attempt`."""
+def desired_worker(job: TorchJob, index: int, attempt: int, resume_from: str | None = None) -> dict[str, Any]:
+    """Worker pod `index` of gang attempt `attempt`; `resume_from`: the newest committed checkpoint the
+    operator knows of (``status.lastCheckpoint.path``)."""
     spec = job.spec
     overlay_meta = spec.template.metadata if spec.template and spec.template.metadata else None
     overlay = spec.template.spec if spec.template and spec.template.spec else None
@@ -72,7 +76,8 @@ def desired_worker(job: TorchJob, index: int, attempt: int) -> dict[str, Any]:
             attempt=attempt,
             rendezvous_endpoint=rendezvous_endpoint(job),
             local_addr=worker_dns_name(job, index),
-            rendezvous_host=index == 0,
+            rendezvous_host=index == 0 and not uses_dedicated_store(job),
+            resume_from=resume_from,
         ),
         "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous.port, "protocol": "TCP"}],
         "terminationMessagePath": TERMINATION_LOG,

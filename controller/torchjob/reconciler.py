@@ -24,11 +24,15 @@ from controller.cache import owner_uid_index
 from controller.client import Client
 from controller.controller import Controller
 from controller.errors import AlreadyExists, NotFound
+from controller.informer import InformerEvent
 from controller.manager import Manager
 from controller.request import Request, Result, TerminalError
 from controller.resource import EVENTS, PODS, SERVICES, Resource
+from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departures, vanished
 from controller.torchjob.expectations import Expectations
+from controller.torchjob.labels import worker_name
 from controller.torchjob.metrics import JobMetrics
+from controller.torchjob.observe import observe_worker
 from controller.torchjob.plan import (
     REASON_FAILED_RETRY,
     REASON_PREEMPTED,
@@ -39,9 +43,10 @@ from controller.torchjob.plan import (
     Event,
     PatchPodGroup,
     Plan,
+    attempt_of,
     plan,
 )
-from controller.torchjob.service import service_name
+from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
 
 log = logging.getLogger(__name__)
@@ -55,10 +60,14 @@ COMPONENT: Final = "pyroclast"
 STATUS_BATCH: Final = 2.0
 """Seconds a minor status change (counts, messages, the first Pending/Queued) may wait to ride along."""
 # A change here is written at once: events and metrics of a transition assume the status shows it.
-_MAJOR_FIELDS: Final = ("phase", "failureRestarts", "preemptionRestarts")
+# Disruptions and resizes too: a disrupted pod is recorded once, by its UID in the written history.
+_MAJOR_FIELDS: Final = ("phase", "failureRestarts", "preemptionRestarts", "disruptions", "resizes")
 _TRANSIENT: Final = frozenset({None, Phase.PENDING, Phase.QUEUED})
+_WAITING: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED})
 """A new job moving among these phases is transient: a gang admitted within ``STATUS_BATCH`` goes straight
 to Running in one write; one that really waits shows Queued (with the reason) ``STATUS_BATCH`` later."""
+DEPARTED_TTL: Final = 600.0
+"""Seconds the last state of a deleted, disrupted worker pod is kept for the reconcile that finds it gone."""
 CACHE_WAIT: Final = 1.0
 """Seconds to come back after while the cache has not shown this process's own writes."""
 
@@ -104,6 +113,9 @@ class TorchJobReconciler:
         self._monotonic = monotonic
         self._batch_until: dict[str, float] = {}
         self._announced: dict[str, tuple[Phase, datetime]] = {}
+        self._departed: dict[str, tuple[float, JsonObject]] = {}
+        """Per `<job uid>/<pod name>`, the last state of a disrupted worker pod deleted lately, and when."""
+        manager.informer(PODS).add_handler(self._remember_departed)
         """Per job, a held-back phase whose Event was already recorded (not to record it twice), and since
         when it is held."""
 
@@ -147,10 +159,21 @@ class TorchJobReconciler:
 
         pg_name = podgroup_name(job)
         podgroup = next((p for p in owned_pgs if objects.name(p) == pg_name), None)
-        service = next((s for s in owned_svcs if objects.name(s) == service_name(job)), None)
+        service = self.services.get(f"{request.namespace}/{WORKERS_SERVICE}", copy=False)
         now = self.clock()
         events = await self._podgroup_events(job, podgroup)
-        step = plan(job, podgroup, owned_pods, service, now, events)
+        others = [o for o in (*owned_svcs, *owned_pgs) if o is not podgroup]
+        departures = await self._departures(job, owned_pods)
+        step = plan(
+            job,
+            podgroup,
+            owned_pods,
+            service,
+            now,
+            events,
+            rendezvous_objects=others,
+            departures=departures,
+        )
 
         old = job.status or TorchJobStatus()
         if step.commit_first:
@@ -185,11 +208,47 @@ class TorchJobReconciler:
         self._announced.pop(key, None)
         return announced[1] if announced is not None and announced[0] == Phase.QUEUED else None
 
+    def _remember_departed(self, event: InformerEvent) -> None:
+        """Keep the last state of a deleted worker pod that shows a disruption, for a while: a reconcile may
+        only see it gone."""
+        now = self._monotonic()
+        self._departed = {k: v for k, v in self._departed.items() if now - v[0] < DEPARTED_TTL}
+        if event.type != "delete" or event.final_state_unknown:
+            return
+        worker = observe_worker(event.obj)
+        if worker is not None and worker.disruption is not None:
+            for owner in owner_uid_index(event.obj):
+                self._departed[f"{owner}/{worker.name}"] = (now, event.obj)
+
+    async def _departures(self, job: TorchJob, pods: list[JsonObject]) -> Departures:
+        """What is known of workers of the running gang that are gone: their last state when it showed a
+        disruption, else the scheduler's Evict Events (read only then)."""
+        status = job.status
+        if status is None or status.phase != Phase.RUNNING:
+            return NONE_DEPARTED
+        attempt = attempt_of(status)
+        workers = (observe_worker(p) for p in pods)
+        current = {w.index: w for w in workers if w is not None and w.attempt == attempt}
+        gone = [worker_name(job, i) for i in vanished(job, status, current)]
+        if not gone:
+            return NONE_DEPARTED
+        uid = job.metadata.uid or ""
+        last = [self._departed[k][1] for k in (f"{uid}/{name}" for name in gone) if k in self._departed]
+        if len(last) == len(gone):
+            return Departures(last_states=last)
+        selector = f"involvedObject.kind=Pod,reason={EVICT_EVENT}"
+        try:
+            events = (await self.client.list(EVENTS, job.metadata.namespace, field_selector=selector)).items
+        except Exception as err:  # the cause is a nicety; the loss is handled without it
+            log.info("could not read Evict events in %s: %s", job.metadata.namespace, err)
+            events = []
+        return Departures(last_states=last, events=events)
+
     async def _podgroup_events(self, job: TorchJob, podgroup: JsonObject | None) -> list[JsonObject]:
         """The scheduler's Events on a PodGroup the enqueue gate keeps waiting without a condition (only
         then: the condition, when present, says the same without a read)."""
         status = job.status
-        if podgroup is None or status is None or status.phase not in (Phase.QUEUED, Phase.PENDING):
+        if podgroup is None or status is None or status.phase not in _WAITING:
             return []
         pg_status: JsonObject = podgroup.get("status") or {}
         if pg_status.get("conditions") or pg_status.get("phase") not in (None, "Pending", "Inqueue"):
@@ -248,7 +307,8 @@ class TorchJobReconciler:
                     except AlreadyExists:
                         log.info("torchjob %s: %s %s already exists", request, kind, name)
                         continue
-                    self.expectations.created(request.key, kind, name)
+                    if not (kind == "Service" and name == WORKERS_SERVICE):  # shared, owned by no job
+                        self.expectations.created(request.key, kind, name)
                     if kind == "PodGroup":
                         JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
                 case PatchPodGroup(name=name, patch=patch):
@@ -288,6 +348,7 @@ class TorchJobReconciler:
                 first=old.condition("Running") is None,
                 now=now,
             )
+        JobMetrics.disruptions(old, new)
         for event in step.events:
             if event.reason == REASON_PREEMPTED:
                 JobMetrics.restarted("preemption")

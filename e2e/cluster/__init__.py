@@ -24,6 +24,10 @@ kwok stages in force (upstream ones come from the kwok module's `kustomize/stage
   - `pyroclast.dev/test-evict: "true"` as a label or an annotation -> kubelet-style eviction at once: phase
     Failed, pod reason `Evicted`, condition `DisruptionTarget=True` (reason TerminationByKubelet),
     containers terminated with exitCode 137.
+  - `pyroclast.dev/test-report-after: "<delay>"` plus `pyroclast.dev/test-termination-message: "<text>"`
+    and optional `pyroclast.dev/test-exit-code` (default 1) -> the pod ends after the delay (Failed, or
+    Succeeded for exit code 0) and the `trainer` container's termination message is `<text>`: a workload
+    report as `workloads.train` writes it. Annotate a running pod to kill it mid-run with a report.
 
   `<delay>` must be a Go duration (`"0s"`, `"1500ms"`, `"2m"`) or an RFC3339 time. A bare number such as
   `"5"` does not parse and silently means "now" (kwok falls back to the stage's 0 ms default). An RFC3339

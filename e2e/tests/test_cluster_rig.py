@@ -161,6 +161,7 @@ def test_project_stages_are_keyed_on_annotations() -> None:
         "pyroclast-test-succeed-after",
         "pyroclast-test-fail-after",
         "pyroclast-test-evict",
+        "pyroclast-test-report-after",
     }
     succeed = by_name["pyroclast-test-succeed-after"]["spec"]
     assert "pyroclast.dev/test-succeed-after" in succeed["delay"]["durationFrom"]["expressionFrom"]
@@ -171,6 +172,9 @@ def test_project_stages_are_keyed_on_annotations() -> None:
     evict = by_name["pyroclast-test-evict"]["spec"]["next"]["statusTemplate"]
     assert "reason: Evicted" in evict
     assert "DisruptionTarget" in evict
+    report = by_name["pyroclast-test-report-after"]["spec"]
+    assert "pyroclast.dev/test-report-after" in report["delay"]["durationFrom"]["expressionFrom"]
+    assert "pyroclast.dev/test-termination-message" in report["next"]["statusTemplate"]
 
 
 def test_stage_file_combines_upstream_and_project_stages(tmp_path: Path) -> None:

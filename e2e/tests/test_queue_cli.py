@@ -211,7 +211,7 @@ def test_list_counts_jobs_and_delete_refuses_while_used(
     code, _, err = pq("create", qname, "--capability", "cpu=4,nvidia.com/gpu=2")
     assert code == 0, err
     wait_state(cluster, qname, "Open")
-    for job in ("a", "b", "c"):
+    for job in ("a", "b", "c", "d"):
         cluster.kubectl(
             "create",
             "-n",
@@ -220,8 +220,9 @@ def test_list_counts_jobs_and_delete_refuses_while_used(
             "-",
             input=json.dumps(torchjob(job, None, count=1, cpu=None, scheduling={"queue": qname})),
         )
-    # No operator runs here: set the phases the operator would have written.
-    for job, phase in (("a", "Running"), ("b", "Queued")):
+    # No operator runs here: set the phases the operator would have written. A finished job (d) holds nothing:
+    # it is neither counted nor does it keep the queue from being deleted.
+    for job, phase in (("a", "Running"), ("b", "Queued"), ("d", "Succeeded")):
         cluster.kubectl(
             "patch", "torchjob", job, "-n", namespace, "--subresource=status", "--type=merge",
             "-p", json.dumps({"status": {"phase": phase}}),

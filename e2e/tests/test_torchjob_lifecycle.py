@@ -17,12 +17,14 @@ from controller.client import Client
 from controller.errors import NotFound
 from controller.resource import EVENTS, PODS, SERVICES
 from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
+from controller.torchjob.service import WORKERS_SERVICE
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import condition, names, operator, status_of, torchjob, wait_for, wait_phase
 
 JsonObject = dict[str, Any]
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+TRACE = "pyroclast.dev/trace-context"
 
 
 async def test_happy_path_runs_then_succeeds_and_frees_the_podgroup(
@@ -78,8 +80,10 @@ async def test_deleted_job_leaves_nothing_behind(
         await client.create(TORCHJOBS, torchjob("gone", nodes), namespace)
         await wait_phase(client, namespace, "gone", "Running")
         await client.delete(TORCHJOBS, "gone", namespace, propagation_policy="Foreground")
-        for resource in (PODS, PODGROUPS, SERVICES):
+        for resource in (PODS, PODGROUPS):
             await wait_for(f"{resource} gone", lambda r=resource: _empty(client, r, namespace), 60)
+        # Only the namespace's shared worker Service stays, owned by no job.
+        assert await names(client, SERVICES, namespace) == [WORKERS_SERVICE]
         await wait_for("job gone", lambda: _gone(client, namespace, "gone"), 60)
         with pytest.raises(NotFound):
             await client.get(TORCHJOBS, "gone", namespace)
@@ -232,20 +236,31 @@ async def test_happy_path_api_writes_per_job(
         return await call(self, verb, method, resource, path, **kw)
 
     monkeypatch.setattr(Client, "_call", counting)
+    per_job: list[list[str]] = []
     async with operator(cluster) as client:
-        body = torchjob("count", nodes, count=workers, annotations={"pyroclast.dev/test-succeed-after": "3s"})
-        await client.create(TORCHJOBS, body, namespace)
-        await wait_phase(client, namespace, "count", "Succeeded")
-        await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
-        await anyio.sleep(2.0)  # let any trailing write land
-    mine = [w for w in writes[1:] if not w.startswith("POST events")]  # minus the test's create, and Events
-    events = len(writes) - 1 - len(mine)
-    print(f"\nAPI writes for a {workers}-worker job, happy path: {len(mine)} (+ {events} Events)")
-    print("\n".join(mine))
-    # PodGroup, Service, N pods, 2 status writes (Running, Succeeded; a Queued the gang leaves within the
-    # status batch window is never written) and the PodGroup delete. (With a recording tracer the runtime adds
-    # one trace-context annotation patch.)
-    assert len(mine) <= workers + 6, mine
+        for name in ("first", "second"):  # the first job in a namespace also creates its shared Service
+            before = len(writes)
+            body = torchjob(
+                name, nodes, count=workers, annotations={"pyroclast.dev/test-succeed-after": "3s"}
+            )
+            await client.create(TORCHJOBS, body, namespace)
+            await wait_phase(client, namespace, name, "Succeeded")
+            await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
+            await anyio.sleep(2.0)  # let any trailing write land
+            # minus the test's create, Events, and the runtime's trace-context annotation (recording tracer)
+            per_job.append(
+                [w for w in writes[before + 1 :] if not w.startswith("POST events") and TRACE not in w]
+            )
+    for name, mine in zip(("first", "second"), per_job, strict=True):
+        print(f"\nAPI writes for {workers}-worker job {name!r}, happy path: {len(mine)}")
+        print("\n".join(mine))
+    services = [w for job in per_job for w in job if w.startswith("POST services")]
+    assert len(services) == 1, services
+    assert per_job[0][:2] == [w for w in per_job[0] if w.startswith("POST podgroups")] + services
+    # PodGroup, N pods, 2 status writes (Running, Succeeded) and the PodGroup delete: N + 4. One more is
+    # allowed for a Queued phase written when the gang waits longer than the status batch window (2 s).
+    assert len(per_job[1]) <= workers + 5, per_job[1]
+    assert len(per_job[0]) <= workers + 6, per_job[0]
 
 
 def _start_cli_operator(cluster: Cluster) -> subprocess.Popen[str]:

@@ -28,6 +28,11 @@ from controller.torchjob.plan import (
     plan,
 )
 from controller.torchjob.pod import desired_worker
+from controller.torchjob.rendezvous import (
+    desired_rendezvous_pod,
+    desired_rendezvous_podgroup,
+    desired_rendezvous_service,
+)
 from controller.torchjob.service import desired_service
 from scheduling import podgroup_name
 
@@ -282,11 +287,14 @@ def test_resizing_a_fixed_job_restarts_the_whole_gang_at_the_new_size() -> None:
 
 def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
     job, pg, svc = running_job(nodes={"count": 2, "min": 1, "max": 4})
-    bigger = plan(resize(job, 3), pg, [pod(job, 0), pod(job, 1)], svc, T0)
+    store = {**desired_rendezvous_pod(job), "status": {"phase": "Running"}}
+    store_objs = [desired_rendezvous_service(job), desired_rendezvous_podgroup(job)]
+    pods = [pod(job, 0), pod(job, 1), store]
+    bigger = plan(resize(job, 3), pg, pods, svc, T0, rendezvous_objects=store_objs)
     assert bigger.status.phase == Phase.RUNNING
     assert creates(bigger, "Pod") == ["llama-worker-2"]
     assert deletes(bigger, "Pod") == []
-    smaller = plan(resize(job, 1), pg, [pod(job, 0), pod(job, 1)], svc, T0)
+    smaller = plan(resize(job, 1), pg, pods, svc, T0, rendezvous_objects=store_objs)
     assert smaller.status.phase == Phase.RUNNING
     assert deletes(smaller, "Pod") == ["llama-worker-1"]
 

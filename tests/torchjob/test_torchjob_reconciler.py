@@ -379,3 +379,44 @@ async def test_minor_status_changes_are_batched_and_phase_changes_are_not() -> N
     set_pods(fake, "Succeeded", exit_code=0, only="llama-worker-1")
     await step(fake, reconciler)
     assert job_status(fake)["phase"] == "Succeeded"
+
+
+async def test_worker_gone_from_an_elastic_job_is_explained_by_the_evict_event_and_shrinks_in_place() -> None:
+    shrunk = sample("pyroclast_torchjob_disruptions_total", kind="Preemption", action="Shrunk")
+    down = sample("pyroclast_torchjob_resizes_total", direction="down", cause="Preemption")
+    fake, reconciler, clock = setup(nodes={"count": 2, "min": 1, "max": 2})
+    await step(fake, reconciler)
+    set_pods(fake, "Running")
+    clock.tick(3)
+    await step(fake, reconciler)
+    assert job_status(fake)["phase"] == "Running"
+    reads = sum(1 for m, p, _ in fake.requests if m == "GET" and p.endswith("/events"))
+    assert reads == 0, "no Event read while the gang is whole"
+
+    victim = fake.objects[PODS][("team-a", "llama-worker-1")]
+    fake.put_object(
+        *EVENTS,
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "llama-worker-1.evict", "namespace": "team-a"},
+            "involvedObject": {"kind": "Pod", "name": "llama-worker-1", "uid": victim["metadata"]["uid"]},
+            "reason": "Evict",
+            "message": "Pod is evicted, because of preempt",
+            "lastTimestamp": "2026-11-23T12:00:04Z",
+        },
+    )
+    fake.delete_object(*PODS, "team-a", "llama-worker-1")
+    clock.tick(2)
+    await step(fake, reconciler)
+    assert sum(1 for m, p, _ in fake.requests if m == "GET" and p.endswith("/events")) == 1
+    status = job_status(fake)
+    assert status["phase"] == "Running"
+    assert status.get("preemptionRestarts", 0) == 0
+    [taken] = status["disruptions"]
+    assert (taken["kind"], taken["reason"], taken["action"]) == ("Preemption", "Evict", "Shrunk")
+    assert taken["podUid"] == victim["metadata"]["uid"]
+    assert [(r["fromNodes"], r["toNodes"]) for r in status["resizes"]] == [(2, 1)]
+    assert ("team-a", "llama-worker-1") in fake.objects[PODS], "a replacement waits for capacity"
+    assert sample("pyroclast_torchjob_disruptions_total", kind="Preemption", action="Shrunk") == shrunk + 1
+    assert sample("pyroclast_torchjob_resizes_total", direction="down", cause="Preemption") == down + 1

@@ -24,7 +24,7 @@ from controller.torchjob.labels import (
 )
 from controller.torchjob.pod import desired_worker, rendezvous_endpoint
 from controller.torchjob.service import desired_service
-from scheduling import desired_podgroup, format_quantity, min_resources, podgroup_name, podgroup_spec_patch
+from scheduling import desired_podgroup, format_quantity, podgroup_name, podgroup_spec_patch
 
 UID = "3f2a9c1e-0b7d-4e21-9a55-6c0d2f1e8b90"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -66,8 +66,9 @@ def test_podgroup_of_fixed_job_gangs_every_node_with_extended_resources() -> Non
     assert pg.spec.min_member == 4
     assert pg.spec.queue == "research"
     assert pg.spec.priority_class_name == "high"
-    # Requests win over limits; a limit alone (the GPU) is the request.
-    assert pg.spec.min_resources == {"cpu": "2", "memory": str(4 * 16 * 2**30), "nvidia.com/gpu": "32"}
+    # No minResources: the enqueue gate would keep a preemptor Pending on a full cluster (see podgroup.py).
+    assert pg.spec.min_resources is None
+    assert "minResources" not in pg.spec.to_k8s()
     owner = (pg.metadata.owner_references or [])[0]
     assert (owner.kind, owner.name, owner.uid, owner.controller) == ("TorchJob", "llama", UID, True)
     assert pg.metadata.labels == {JOB_NAME_LABEL: "llama", "app.kubernetes.io/managed-by": "pyroclast"}
@@ -77,14 +78,7 @@ def test_podgroup_of_elastic_job_gangs_the_minimum() -> None:
     job = make_job(nodes={"count": 4, "min": 2, "max": 8}, resources={"limits": {"nvidia.com/gpu": 1}})
     pg = desired_podgroup(job, owner_reference(job), {})
     assert pg.spec.min_member == 2
-    assert pg.spec.min_resources == {"nvidia.com/gpu": "2"}
-
-
-def test_podgroup_without_resources_has_no_min_resources() -> None:
-    job = make_job()
-    assert min_resources(job) == {}
-    assert desired_podgroup(job, owner_reference(job), {}).spec.min_resources is None
-    assert "minResources" not in desired_podgroup(job, owner_reference(job), {}).spec.to_k8s()
+    assert pg.spec.min_resources is None
 
 
 def test_podgroup_patch_touches_only_changed_owned_fields() -> None:
@@ -143,7 +137,7 @@ def test_worker_carries_every_volcano_marker() -> None:
     assert meta["annotations"][PREEMPTABLE_ANNOTATION] == "true"
     assert spec["priorityClassName"] == "high"
     assert spec["restartPolicy"] == "Never"
-    assert (spec["hostname"], spec["subdomain"]) == ("llama-worker-1", "llama")
+    assert (spec["hostname"], spec["subdomain"]) == ("llama-worker-1", "pyroclast-workers")
     assert meta["labels"][JOB_NAME_LABEL] == "llama"
     assert meta["labels"][REPLICA_INDEX_LABEL] == "1"
     assert meta["labels"][ATTEMPT_LABEL] == "0"
@@ -168,10 +162,10 @@ def test_trainer_runs_torchrun_with_the_launcher_env() -> None:
     assert env[contract.PET_NNODES] == "2:2"
     assert env[contract.PET_NPROC_PER_NODE] == "4"
     assert env[contract.PET_RDZV_BACKEND] == "c10d"
-    assert env[contract.PET_RDZV_ENDPOINT] == "llama-worker-0.llama.team-a.svc:29400"
+    assert env[contract.PET_RDZV_ENDPOINT] == "llama-worker-0.pyroclast-workers.team-a.svc:29400"
     assert env[contract.PET_RDZV_ID] == f"{UID}-2"
     assert env[contract.PET_MAX_RESTARTS] == "5"
-    assert env[contract.PET_LOCAL_ADDR] == "llama-worker-1.llama.team-a.svc"
+    assert env[contract.PET_LOCAL_ADDR] == "llama-worker-1.pyroclast-workers.team-a.svc"
     assert env[contract.TERMINATION_LOG] == trainer["terminationMessagePath"] == "/dev/termination-log"
     assert contract.TORCH_DISABLE_SHARE_RDZV_TCP_STORE not in env
     conf = dict(kv.split("=") for kv in env[contract.PET_RDZV_CONF].split(","))
@@ -287,15 +281,17 @@ def test_resources_pass_through_to_the_trainer() -> None:
 def test_service_is_headless_and_selects_the_workers() -> None:
     job = make_job(rendezvous={"port": 29500})
     svc = desired_service(job)
-    assert svc["metadata"]["name"] == "llama"
+    assert svc["metadata"]["name"] == "pyroclast-workers"  # one per namespace, shared by its jobs
+    assert svc["metadata"]["namespace"] == job.metadata.namespace
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["publishNotReadyAddresses"] is True
-    assert svc["spec"]["ports"][0]["port"] == 29500
-    pod_labels = desired_worker(job, 0, 0)["metadata"]["labels"]
-    assert all(pod_labels[k] == v for k, v in svc["spec"]["selector"].items())
+    assert "ownerReferences" not in svc["metadata"]  # outlives any one job
+    pod = desired_worker(job, 0, 0)
+    assert all(pod["metadata"]["labels"][k] == v for k, v in svc["spec"]["selector"].items())
+    assert pod["spec"]["subdomain"] == svc["metadata"]["name"]
+    assert pod["spec"]["hostname"] == pod["metadata"]["name"]
     key, value = worker_selector(job).split("=")
-    assert pod_labels[key] == value
-    assert svc["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert pod["metadata"]["labels"][key] == value
 
 
 # --- properties -----------------------------------------------------------------------------------------

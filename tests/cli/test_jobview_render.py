@@ -1,0 +1,168 @@
+"""How `pyroclast job` shows jobs: list rows, describe, the wait display and its exit codes (pure)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from api import PodGroup, TorchJob
+from controller.torchjob.observe import observe_podgroup
+from pyroclast.job_cli import ProgressDisplay
+from pyroclast.jobview import (
+    JobDetails,
+    WaitFor,
+    age,
+    bar,
+    change_key,
+    describe_text,
+    jobs_table,
+    state_line,
+    wait_outcome,
+)
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def job(name: str = "ft", status: dict[str, Any] | None = None, **spec: Any) -> TorchJob:
+    return TorchJob.model_validate(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "uid": "u-1",
+                "creationTimestamp": "2026-01-01T11:55:00Z",
+            },
+            "spec": {"image": "i", "command": ["t.py"], **spec},
+            "status": status,
+        }
+    )
+
+
+def cond(type_: str, reason: str, message: str) -> dict[str, Any]:
+    return {"type": type_, "status": "True", "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-01T11:59:00Z"}  # fmt: skip
+
+
+RUNNING = {
+    "phase": "Running",
+    "readyNodes": 2,
+    "desiredNodes": 2,
+    "failureRestarts": 1,
+    "preemptionRestarts": 2,
+    "progress": {"step": 50, "totalSteps": 200, "loss": 0.41234},
+    "conditions": [cond("Running", "AllWorkersRunning", "all 2 gang members started")],
+}
+
+
+@pytest.mark.parametrize(
+    ("delta", "shown"),
+    [(timedelta(seconds=5), "5s"), (timedelta(minutes=7), "7m"), (timedelta(hours=2, minutes=5), "2h5m"),
+     (timedelta(hours=9), "9h"), (timedelta(days=3, hours=1), "3d"), (-timedelta(seconds=3), "0s")],
+)  # fmt: skip
+def test_age_is_kubectls(delta: timedelta, shown: str) -> None:
+    assert age(NOW - delta, NOW) == shown
+    assert age(None, NOW) == "<unknown>"
+
+
+def test_list_table_rows() -> None:
+    table = jobs_table([job("a", RUNNING, nodes={"count": 2}), job("b", scheduling={"queue": "q"})], NOW)
+    assert table.splitlines() == [
+        "NAME   PHASE     NODES   QUEUE     RESTARTS   PROGRESS   AGE",
+        "a      Running   2/2     default   1/2        50/200     5m",
+        "b      Pending   0/1     q         0/0        -          5m",
+    ]
+    wide = jobs_table([job("a")], NOW, all_namespaces=True)
+    assert wide.splitlines()[1].split()[:2] == ["ns", "a"]
+
+
+def test_wait_outcome_and_exit_codes() -> None:
+    queued = job(status={"phase": "Queued"})
+    assert wait_outcome(queued, WaitFor.RUNNING) is None
+    assert wait_outcome(job(status=RUNNING), WaitFor.RUNNING) == 0
+    assert wait_outcome(job(status=RUNNING), WaitFor.FINISHED) is None
+    assert wait_outcome(job(status={"phase": "Succeeded"}), WaitFor.RUNNING) == 0
+    assert wait_outcome(job(status={"phase": "Failed"}), WaitFor.FINISHED) == 5
+    assert wait_outcome(job(status={"phase": "Suspended"}), WaitFor.FINISHED) is None
+
+
+def test_state_line_and_bar() -> None:
+    assert bar(50, 200, width=8) == "[##------]  25%"
+    assert bar(500, 200, width=4) == "[####] 100%"
+    running = job(status=RUNNING)
+    assert (
+        state_line(running)
+        == "ft: Running  nodes 2/2  restarts 1 failure/2 preemption  step 50/200  loss 0.4123"
+    )
+    assert "step 50/200 [#####---------------]  25%" in state_line(running, with_bar=True)
+    waiting = job(
+        status={
+            "phase": "Queued",
+            "conditions": [cond("Queued", "WaitingForScheduler", "PodGroup is Inqueue")],
+        }
+    )
+    assert state_line(waiting) == "ft: Queued  nodes 0/1  PodGroup is Inqueue"
+
+
+def test_progress_display_terminal_vs_plain() -> None:
+    steps = [job(status={**RUNNING, "progress": {"step": s, "totalSteps": 200}}) for s in (10, 20)]
+    tty = io.StringIO()
+    show = ProgressDisplay(tty, tty=True)
+    for j in steps:
+        show(j)
+    show.done()
+    assert tty.getvalue().count("\r\x1b[K") == 2  # one line, rewritten in place
+    assert tty.getvalue().endswith("\n")
+    assert "[##" in tty.getvalue()
+
+    plain = io.StringIO()
+    show = ProgressDisplay(plain, tty=False)
+    for j in [*steps, job(status={"phase": "Succeeded"})]:
+        show(j)
+    show.done()
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 2  # a step alone is no news; the phase change is
+    assert "\r" not in plain.getvalue()
+    assert lines[0].endswith("ft: Running  nodes 2/2  restarts 1 failure/2 preemption  step 10/200")
+    assert lines[1].endswith("ft: Succeeded  nodes 0/1")
+    assert change_key(steps[0]) == change_key(steps[1])
+
+
+def test_describe_shows_the_gang_and_the_schedulers_reason_while_queued() -> None:
+    raw_pg: dict[str, Any] = {
+        "metadata": {"name": "ft-u1", "namespace": "ns"},
+        "spec": {"minMember": 2, "queue": "team-a", "minResources": {"cpu": "2"}},
+        "status": {"phase": "Pending"},
+    }
+    event = {
+        "type": "Warning", "reason": "Unschedulable", "message": "queue resource quota insufficient",
+        "involvedObject": {"kind": "PodGroup", "name": "ft-u1"}, "source": {"component": "volcano"},
+        "lastTimestamp": "2026-01-01T11:59:30Z",
+    }  # fmt: skip
+    pod = {
+        "metadata": {"name": "ft-worker-0"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {"exitCode": 3}}}]},
+    }
+    details = JobDetails(
+        job=job(status={"phase": "Queued", "conditions": [cond("Queued", "WaitingForScheduler", "waiting")]}),
+        podgroup=PodGroup.model_validate(raw_pg),
+        gang=observe_podgroup(raw_pg, [event]),
+        workers=[pod],
+        events=[event],
+    )
+    text = describe_text(details, NOW)
+    assert "Scheduler:      PodGroup is Pending (Unschedulable): queue resource quota insufficient" in text
+    assert "  Min resources: cpu=2" in text
+    assert "  ft-worker-0   Failed   n1     3" in text
+    assert (
+        "Warning   Unschedulable   30s   volcano   PodGroup/ft-u1   queue resource quota insufficient" in text
+    )
+    assert "Queued   True     WaitingForScheduler" in text
+
+    running = describe_text(JobDetails(job=job(status=RUNNING)), NOW)
+    assert "Scheduler:" not in running
+    assert "PodGroup:\n  <none>" in running
+    assert "Events:\n  <none>" in running
