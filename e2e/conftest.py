@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from e2e.cluster import (
 )
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
+from pyroclast.cli import main
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def crd(cluster: Cluster) -> str:
     """The TorchJob CRD, generated from the models, applied and served."""
     return install_crd(cluster)
+
+
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> CliRun:
+    """Run `pyroclast ARGS... --kubeconfig <rig>` in process: (exit code, stdout, stderr). The kubeconfig goes
+    before a `--` (after it comes a job's command); `kubeconfig=` runs as someone else."""
+    assert cluster.api is not None  # writes the admin kubeconfig
+
+    def run(*argv: str, kubeconfig: Path | None = None) -> tuple[int, str, str]:
+        words = list(argv)
+        cut = words.index("--") if "--" in words else len(words)
+        words[cut:cut] = ["--kubeconfig", str(kubeconfig or cluster.kubeconfig)]
+        capsys.readouterr()
+        code = main(words)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def qname(cluster: Cluster) -> Iterator[str]:
+    """A fresh queue name; the queue (and its Commands) are removed after the test."""
+    name = f"q-{secrets.token_hex(4)}"
+    yield name
+    cluster.kubectl("delete", "queue", name, "--ignore-not-found", "--wait=false", check=False)

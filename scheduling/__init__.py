@@ -1,13 +1,11 @@
 """Volcano: the gang (PodGroup) a TorchJob runs as, and how to read what the scheduler says about it."""
 
 from scheduling.podgroup import desired_podgroup, podgroup_name, podgroup_spec_patch
-from scheduling.resources import format_quantity, node_requests, scale_resources
+from scheduling.resources import format_quantity
 
 __all__ = [
     "desired_podgroup",
     "format_quantity",
-    "node_requests",
     "podgroup_name",
     "podgroup_spec_patch",
-    "scale_resources",
 ]

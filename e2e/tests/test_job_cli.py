@@ -28,36 +28,11 @@ from e2e.cluster import Cluster
 from e2e.cluster.pki import CertificateAuthority
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import torchjob
-from pyroclast.cli import main
 from pyroclast.jobs import JobClient
 from pyroclast.jobspec import build_job
 
 JsonObject = dict[str, Any]
 Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def pj(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `pyroclast job|queue VERB ARGS... --kubeconfig <rig>` in process: (exit code, stdout, stderr)."""
-    assert cluster.api is not None  # writes the admin kubeconfig
-
-    def run(*argv: str, kubeconfig: Path | None = None) -> tuple[int, str, str]:
-        words = list(argv)
-        cut = words.index("--") if "--" in words else len(words)
-        words[cut:cut] = ["--kubeconfig", str(kubeconfig or cluster.kubeconfig)]
-        capsys.readouterr()
-        code = main(words)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
-@pytest.fixture
-def qname(cluster: Cluster) -> Iterator[str]:
-    name = f"q-{secrets.token_hex(4)}"
-    yield name
-    cluster.kubectl("delete", "queue", name, "--ignore-not-found", "--wait=false", check=False)
 
 
 def held(cluster: Cluster, namespace: str, name: str) -> JsonObject | None:
@@ -138,9 +113,9 @@ def write_jobs(path: Path, *jobs: JsonObject) -> str:
 
 
 def test_submit_get_list_from_flags_and_yaml(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, crd: str, cli: Run, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, out, err = pj(
+    code, out, err = cli(
         "job", "submit", "ft", "-n", namespace, "--image", "example.invalid/train:1", "--min-nodes", "2",
         "--max-nodes", "4", "--nproc", "2", "--cpu", "1", "--memory", "2Gi", "--gpus", "1", "--env", "A=1",
         "--preemptible", "--", "-m", "workloads.train", "--total-steps", "10",
@@ -155,21 +130,21 @@ def test_submit_get_list_from_flags_and_yaml(
     assert spec["scheduling"]["preemptible"] is True
     assert spec["scheduling"]["queue"] == "default"  # the CRD's default
 
-    code, out, _ = pj("job", "get", "ft", "-n", namespace, "-o", "json")
+    code, out, _ = cli("job", "get", "ft", "-n", namespace, "-o", "json")
     assert code == 0
     got = json.loads(out)
     assert got["metadata"]["uid"] == (held(cluster, namespace, "ft") or {})["metadata"]["uid"]
     assert "managedFields" not in got["metadata"]
-    code, out, _ = pj("job", "get", "ft", "-n", namespace, "-o", "yaml")
+    code, out, _ = cli("job", "get", "ft", "-n", namespace, "-o", "yaml")
     assert yaml.safe_load(out)["spec"]["nodes"]["max"] == 4
-    code, out, _ = pj("job", "get", "ft", "-n", namespace)
+    code, out, _ = cli("job", "get", "ft", "-n", namespace)
     header, row = out.splitlines()
     assert header.split() == ["NAME", "PHASE", "NODES", "QUEUE", "RESTARTS", "PROGRESS", "AGE"]
     assert row.split()[:6] == ["ft", "Pending", "0/4", "default", "0/0", "-"]
 
     second = torchjob("from-yaml", None, count=1)
     third = torchjob("other-queue", None, count=1, scheduling={"queue": "default", "preemptible": False})
-    code, out, err = pj(
+    code, out, err = cli(
         "job", "submit", "-n", namespace, "-f", write_jobs(tmp_path / "j.yaml", second, third)
     )
     assert code == 0, err
@@ -177,75 +152,75 @@ def test_submit_get_list_from_flags_and_yaml(
         "torchjob/from-yaml submitted to queue default",
         "torchjob/other-queue submitted to queue default",
     ]
-    code, out, _ = pj("job", "list", "-n", namespace)
+    code, out, _ = cli("job", "list", "-n", namespace)
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["from-yaml", "ft", "other-queue"]
-    code, out, _ = pj("job", "list", "-A", "-o", "json")
+    code, out, _ = cli("job", "list", "-A", "-o", "json")
     mine = [j["metadata"]["name"] for j in json.loads(out) if j["metadata"]["namespace"] == namespace]
     assert mine == ["from-yaml", "ft", "other-queue"]
-    code, out, _ = pj("job", "list", "-A")
+    code, out, _ = cli("job", "list", "-A")
     assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert any(ln.split()[:2] == [namespace, "ft"] for ln in out.splitlines())
 
-    code, _, err = pj("job", "submit", "ft", "-n", namespace, "--image", "x", "--", "train.py")
+    code, _, err = cli("job", "submit", "ft", "-n", namespace, "--image", "x", "--", "train.py")
     assert code == 4
     assert f"TorchJob ft already exists in namespace {namespace}" in err
 
-    code, out, err = pj(
+    code, out, err = cli(
         "job", "submit", "dry", "-n", namespace, "--image", "x", "--dry-run", "-o", "json", "--", "t.py"
     )
     assert code == 0, err
     assert json.loads(out)["spec"]["failurePolicy"]["maxFailureRestarts"] == 3  # defaulted by the apiserver
     assert held(cluster, namespace, "dry") is None
 
-    code, _, err = pj(
+    code, _, err = cli(
         "job", "submit", "-n", namespace, "-f", write_jobs(tmp_path / "bad.yaml", {**second, "kind": "Pod"})
     )
     assert code == 2
     assert "only kind: TorchJob" in err
 
     monkeypatch.setattr("sys.stdin", io.StringIO(yaml.safe_dump(torchjob("from-stdin", None, count=1))))
-    code, out, err = pj("job", "submit", "-n", namespace, "-f", "-")
+    code, out, err = cli("job", "submit", "-n", namespace, "-f", "-")
     assert (code, out.strip()) == (0, "torchjob/from-stdin submitted to queue default"), err
     assert held(cluster, namespace, "from-stdin") is not None
 
-    code, _, err = pj("job", "get", "nope", "-n", namespace)
+    code, _, err = cli("job", "get", "nope", "-n", namespace)
     assert code == 3
     assert f"TorchJob nope not found in namespace {namespace}" in err
-    code, _, err = pj("job", "list", "-n", f"no-such-{namespace}")
+    code, _, err = cli("job", "list", "-n", f"no-such-{namespace}")
     assert code == 0  # listing an absent namespace is empty, as kubectl says
     assert "No TorchJobs" in err
 
 
 def test_submit_refuses_unknown_queue_closed_queue_and_missing_priority_class(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, qname: str
+    cluster: Cluster, crd: str, cli: Run, namespace: str, qname: str
 ) -> None:
     flags = ("-n", namespace, "--image", "x")
-    code, _, err = pj("job", "submit", "a", *flags, "--queue", qname, "--", "t.py")
+    code, _, err = cli("job", "submit", "a", *flags, "--queue", qname, "--", "t.py")
     assert code == 3
     assert f"queue {qname} does not exist" in err
     assert "pyroclast queue list" in err
     assert held(cluster, namespace, "a") is None
 
-    assert pj("queue", "create", qname)[0] == 0
-    assert pj("queue", "close", qname)[0] == 0
-    code, _, err = pj("job", "submit", "a", *flags, "--queue", qname, "--", "t.py")
+    assert cli("queue", "create", qname)[0] == 0
+    assert cli("queue", "close", qname)[0] == 0
+    code, _, err = cli("job", "submit", "a", *flags, "--queue", qname, "--", "t.py")
     assert code == 4
     assert f"queue {qname} is Closed and admits no new jobs" in err
     assert f"pyroclast queue open {qname}" in err
     assert held(cluster, namespace, "a") is None
-    code, _, err = pj("job", "submit", "a", *flags, "--queue", qname, "--no-check", "--", "t.py")
+    code, _, err = cli("job", "submit", "a", *flags, "--queue", qname, "--no-check", "--", "t.py")
     assert code == 0, err  # the checks are the CLI's; the apiserver itself accepts the job
-    code, out, _ = pj("job", "list", "-A", "--queue", qname)
+    code, out, _ = cli("job", "list", "-A", "--queue", qname)
     assert [ln.split()[:2] for ln in out.splitlines()[1:]] == [[namespace, "a"]]
 
     pc = f"pc-{secrets.token_hex(3)}"
-    code, _, err = pj("job", "submit", "b", *flags, "--priority-class", pc, "--", "t.py")
+    code, _, err = cli("job", "submit", "b", *flags, "--priority-class", pc, "--", "t.py")
     assert code == 3
     assert f"priority class {pc} does not exist" in err
     assert "kubectl get priorityclasses" in err
     cluster.kubectl("create", "priorityclass", pc, "--value=1000")
     try:
-        code, _, err = pj("job", "submit", "b", *flags, "--priority-class", pc, "--", "t.py")
+        code, _, err = cli("job", "submit", "b", *flags, "--priority-class", pc, "--", "t.py")
         assert code == 0, err
         assert (held(cluster, namespace, "b") or {})["spec"]["scheduling"]["priorityClassName"] == pc
     finally:
@@ -253,15 +228,15 @@ def test_submit_refuses_unknown_queue_closed_queue_and_missing_priority_class(
 
 
 def test_rbac_and_unreachable_cluster_say_what_to_do(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, tmp_path: Path
+    cluster: Cluster, crd: str, cli: Run, namespace: str, tmp_path: Path
 ) -> None:
     nobody = cluster.add_user(f"nobody-{secrets.token_hex(3)}")
-    code, _, err = pj("job", "list", "-n", namespace, kubeconfig=nobody)
+    code, _, err = cli("job", "list", "-n", namespace, kubeconfig=nobody)
     assert code == 1
     assert "not allowed by RBAC" in err
     assert 'cannot list resource "torchjobs"' in err
     assert "kubectl auth can-i" in err
-    code, _, err = pj(
+    code, _, err = cli(
         "job", "submit", "x", "-n", namespace, "--image", "i", "--no-check", "--", "t.py", kubeconfig=nobody
     )
     assert code == 1
@@ -271,22 +246,33 @@ def test_rbac_and_unreachable_cluster_say_what_to_do(
     config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
     unreachable = tmp_path / "unreachable.kubeconfig"
     unreachable.write_text(yaml.safe_dump(config))
-    code, _, err = pj("job", "list", "-n", namespace, kubeconfig=unreachable)
+    code, _, err = cli("job", "list", "-n", namespace, kubeconfig=unreachable)
     assert code == 1
     assert "cluster unreachable" in err
     assert "--kubeconfig" in err
 
 
 async def test_lifecycle_wait_describe_suspend_resume_delete(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, nodes: NodePool, tmp_path: Path
+    cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool, tmp_path: Path
 ) -> None:
     nodes(2, cpu="4")
     path = write_jobs(tmp_path / "job.yaml", torchjob("life", nodes, count=2))
     async with lifecycle.operator(cluster) as client:
-        code, _, err = await anyio.to_thread.run_sync(pj, "job", "submit", "-n", namespace, "-f", path)
+        code, _, err = await anyio.to_thread.run_sync(cli, "job", "submit", "-n", namespace, "-f", path)
         assert code == 0, err
         code, out, err = await anyio.to_thread.run_sync(
-            pj, "job", "wait", "life", "-n", namespace, "--for", "running", "--timeout", "60", "--poll", "0.2"
+            cli,
+            "job",
+            "wait",
+            "life",
+            "-n",
+            namespace,
+            "--for",
+            "running",
+            "--timeout",
+            "60",
+            "--poll",
+            "0.2",
         )
         assert code == 0, err
         assert out.splitlines()[-1] == "torchjob/life Running"
@@ -295,7 +281,7 @@ async def test_lifecycle_wait_describe_suspend_resume_delete(
 
         async def described() -> list[str] | None:
             # vc-scheduler writes the PodGroup's phase at the end of its session, after binding the pods.
-            code, out, err = await anyio.to_thread.run_sync(pj, "job", "describe", "life", "-n", namespace)
+            code, out, err = await anyio.to_thread.run_sync(cli, "job", "describe", "life", "-n", namespace)
             assert code == 0, err
             sections = out.split("\n\n")
             pg = fields(next(s for s in sections if s.startswith("PodGroup:")))
@@ -317,33 +303,33 @@ async def test_lifecycle_wait_describe_suspend_resume_delete(
         assert any(ln.split()[:2] == ["Running", "True"] for ln in conditions.splitlines())
 
         code, out, err = await anyio.to_thread.run_sync(
-            pj, "job", "wait", "life", "-n", namespace, "--timeout", "1", "--poll", "0.2"
+            cli, "job", "wait", "life", "-n", namespace, "--timeout", "1", "--poll", "0.2"
         )
         assert code == 6
         assert "is still Running after 1s" in err
 
-        code, out, _ = await anyio.to_thread.run_sync(pj, "job", "suspend", "life", "-n", namespace)
+        code, out, _ = await anyio.to_thread.run_sync(cli, "job", "suspend", "life", "-n", namespace)
         assert code == 0
         assert "suspended" in out
         await lifecycle.wait_phase(client, namespace, "life", "Suspended")
-        code, out, _ = await anyio.to_thread.run_sync(pj, "job", "describe", "life", "-n", namespace)
+        code, out, _ = await anyio.to_thread.run_sync(cli, "job", "describe", "life", "-n", namespace)
         assert "PodGroup:\n  <none>" in out
         assert fields(out.split("\n\n")[0])["Suspended"] == "yes"
 
-        code, out, _ = await anyio.to_thread.run_sync(pj, "job", "resume", "life", "-n", namespace)
+        code, out, _ = await anyio.to_thread.run_sync(cli, "job", "resume", "life", "-n", namespace)
         assert code == 0
         await lifecycle.wait_phase(client, namespace, "life", "Running")
 
-        code, out, _ = await anyio.to_thread.run_sync(pj, "job", "delete", "life", "-n", namespace)
+        code, out, _ = await anyio.to_thread.run_sync(cli, "job", "delete", "life", "-n", namespace)
         assert (code, out.strip()) == (0, "torchjob/life deleted")
         assert held(cluster, namespace, "life") is None
-        code, _, err = await anyio.to_thread.run_sync(pj, "job", "delete", "life", "-n", namespace)
+        code, _, err = await anyio.to_thread.run_sync(cli, "job", "delete", "life", "-n", namespace)
         assert code == 3
         assert "not found" in err
 
 
 async def test_wait_exit_code_reflects_the_outcome(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, nodes: NodePool, tmp_path: Path
+    cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool, tmp_path: Path
 ) -> None:
     nodes(2, cpu="4")
     ok = torchjob("ok", nodes, count=1, annotations={"pyroclast.dev/test-succeed-after": "1s"})
@@ -356,30 +342,30 @@ async def test_wait_exit_code_reflects_the_outcome(
     )
     async with lifecycle.operator(cluster):
         code, _, err = await anyio.to_thread.run_sync(
-            pj, "job", "submit", "-n", namespace, "-f", write_jobs(tmp_path / "j.yaml", ok, bad)
+            cli, "job", "submit", "-n", namespace, "-f", write_jobs(tmp_path / "j.yaml", ok, bad)
         )
         assert code == 0, err
         code, out, err = await anyio.to_thread.run_sync(
-            pj, "job", "wait", "ok", "-n", namespace, "--timeout", "60", "--poll", "0.2"
+            cli, "job", "wait", "ok", "-n", namespace, "--timeout", "60", "--poll", "0.2"
         )
         assert (code, out.splitlines()[-1]) == (0, "torchjob/ok Succeeded"), err
         code, out, err = await anyio.to_thread.run_sync(
-            pj, "job", "wait", "bad", "-n", namespace, "--timeout", "60", "--poll", "0.2"
+            cli, "job", "wait", "bad", "-n", namespace, "--timeout", "60", "--poll", "0.2"
         )
         assert (code, out.splitlines()[-1]) == (5, "torchjob/bad Failed")
         assert "TorchJob bad Failed:" in err
         assert "bad-worker-0 failed with exit code 2" in err
         code, _, err = await anyio.to_thread.run_sync(
-            pj, "job", "wait", "nope", "-n", namespace, "--timeout", "5"
+            cli, "job", "wait", "nope", "-n", namespace, "--timeout", "5"
         )
         assert code == 3
 
 
 async def test_describe_gives_the_schedulers_reason_while_queued(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, nodes: NodePool, qname: str
+    cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool, qname: str
 ) -> None:
     nodes(2, cpu="4")
-    code, _, err = await anyio.to_thread.run_sync(pj, "queue", "create", qname, "--capability", "cpu=1")
+    code, _, err = await anyio.to_thread.run_sync(cli, "queue", "create", qname, "--capability", "cpu=1")
     assert code == 0, err
     async with lifecycle.operator(cluster) as client:
         body = torchjob("big", nodes, count=2, cpu="1", scheduling={"queue": qname})
@@ -393,7 +379,7 @@ async def test_describe_gives_the_schedulers_reason_while_queued(
         async def agreed() -> tuple[str, str] | None:
             """describe's Scheduler line next to what vc-scheduler wrote (PodGroup condition, or its Events
             while the enqueue gate holds the gang), read around it; equal once neither moved meanwhile."""
-            code, out, _ = await anyio.to_thread.run_sync(pj, "job", "describe", "big", "-n", namespace)
+            code, out, _ = await anyio.to_thread.run_sync(cli, "job", "describe", "big", "-n", namespace)
             assert code == 0
             pg = await client.get(PODGROUPS, pg_name, namespace)
             events = (await client.list(EVENTS, namespace, field_selector=selector)).items
@@ -407,23 +393,23 @@ async def test_describe_gives_the_schedulers_reason_while_queued(
         )
         assert shown.startswith("PodGroup is ")
         assert "unschedulable" in message.lower()
-        code, out, _ = await anyio.to_thread.run_sync(pj, "queue", "list", "-o", "json")
+        code, out, _ = await anyio.to_thread.run_sync(cli, "queue", "list", "-o", "json")
         row = next(r for r in json.loads(out) if r["name"] == qname)
         assert (row["running"], row["pending"]) == (0, 1)
 
 
 async def test_logs_go_through_the_pods_log_api(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, nodes: NodePool
+    cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool
 ) -> None:
     nodes(2, cpu="4")
     async with lifecycle.operator(cluster) as client:
         await client.create(lifecycle.TORCHJOBS, torchjob("talk", nodes, count=2), namespace)
-        code, _, err = await anyio.to_thread.run_sync(pj, "job", "logs", "talk", "-n", namespace, "-w", "7")
+        code, _, err = await anyio.to_thread.run_sync(cli, "job", "logs", "talk", "-n", namespace, "-w", "7")
         assert code == 3
         assert "has no worker 7" in err
         await lifecycle.wait_phase(client, namespace, "talk", "Running")
         # kwok nodes have no kubelet: the apiserver's proxy to the node fails, and each worker says so.
-        code, out, err = await anyio.to_thread.run_sync(pj, "job", "logs", "talk", "-n", namespace)
+        code, out, err = await anyio.to_thread.run_sync(cli, "job", "logs", "talk", "-n", namespace)
         assert code == 1
         assert out == ""
         assert "[worker-0] no logs from pod talk-worker-0" in err
@@ -431,21 +417,21 @@ async def test_logs_go_through_the_pods_log_api(
         assert "containerLogs" in err  # the apiserver's own words: it tried the node's kubelet
         assert "2 worker(s) gave no logs" in err
         code, _, err = await anyio.to_thread.run_sync(
-            pj, "job", "logs", "talk", "-n", namespace, "-w", "1", "-f"
+            cli, "job", "logs", "talk", "-n", namespace, "-w", "1", "-f"
         )
         assert code == 1
         assert "talk-worker-1" in err
 
 
 async def test_logs_merge_every_worker_with_a_prefix(
-    cluster: Cluster, crd: str, pj: Run, namespace: str, nodes: NodePool, kubelet: FakeKubelet
+    cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool, kubelet: FakeKubelet
 ) -> None:
     nodes(2, cpu="4")
     async with lifecycle.operator(cluster) as client:
         await client.create(lifecycle.TORCHJOBS, torchjob("chat", nodes, count=2), namespace)
         await lifecycle.wait_phase(client, namespace, "chat", "Running")
 
-        code, out, err = await anyio.to_thread.run_sync(pj, "job", "logs", "chat", "-n", namespace)
+        code, out, err = await anyio.to_thread.run_sync(cli, "job", "logs", "chat", "-n", namespace)
         assert code == 0, err
         assert "no logs" not in err
         lines = out.splitlines()
@@ -459,14 +445,14 @@ async def test_logs_merge_every_worker_with_a_prefix(
         }
 
         code, out, _ = await anyio.to_thread.run_sync(
-            pj, "job", "logs", "chat", "-n", namespace, "-w", "1", "--tail", "2"
+            cli, "job", "logs", "chat", "-n", namespace, "-w", "1", "--tail", "2"
         )
         assert code == 0
         assert out.splitlines() == [f"chat-worker-1 says {n}" for n in (2, 3)]  # one worker: no prefix
         assert kubelet.requests[-1][2]["tailLines"] == "2"
 
         kubelet.requests.clear()
-        code, out, _ = await anyio.to_thread.run_sync(pj, "job", "logs", "chat", "-n", namespace, "-f")
+        code, out, _ = await anyio.to_thread.run_sync(cli, "job", "logs", "chat", "-n", namespace, "-f")
         assert code == 0
         assert sorted(out.splitlines()) == sorted(
             f"[worker-{i}] chat-worker-{i} says {n}" for i in (0, 1) for n in range(LOG_LINES)

@@ -3,10 +3,11 @@ state Volcano's queue-controller reports after open/close."""
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from e2e import torchjobs as lifecycle
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import torchjob
-from pyroclast.cli import main
 from pyroclast.queues import QUEUES, QueueAdmin
 from scheduling.queues import allocation, build_queue
 
@@ -30,25 +30,9 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def pq(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `pyroclast queue VERB ARGS... --kubeconfig <rig>` in process: (exit code, stdout, stderr)."""
-    assert cluster.api is not None  # writes the admin kubeconfig
-
-    def run(verb: str, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["queue", verb, *args, "--kubeconfig", str(cluster.kubeconfig)])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
-@pytest.fixture
-def qname(cluster: Cluster) -> Iterator[str]:
-    """A fresh queue name; the queue (and its Commands) are removed after the test."""
-    name = f"q-{secrets.token_hex(4)}"
-    yield name
-    cluster.kubectl("delete", "queue", name, "--ignore-not-found", "--wait=false", check=False)
+def pq(cli: Run) -> Run:
+    """`pyroclast queue VERB ARGS...` in process: (exit code, stdout, stderr)."""
+    return functools.partial(cli, "queue")
 
 
 def queue_json(cluster: Cluster, name: str) -> JsonObject | None:
