@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from controller import objects
 
@@ -56,8 +56,19 @@ def strip_managed_fields(obj: JsonObject) -> JsonObject:
     return obj
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def deep_copy(value: Any) -> Any:
-    """Copy a JSON tree (dicts, lists, scalars) — several times faster than ``copy.deepcopy``."""
+    """Copy a JSON tree (dicts, lists, scalars) — several times faster than ``copy.deepcopy``.
+
+    Scalar leaves are shared without a call (half the cost of a read under P1's profile)."""
+    if type(value) is dict:
+        tree = cast("dict[str, Any]", value)
+        return {k: v if type(v) in _SCALARS else deep_copy(v) for k, v in tree.items()}
+    if type(value) is list:
+        items = cast("list[Any]", value)
+        return [v if type(v) in _SCALARS else deep_copy(v) for v in items]
     if isinstance(value, dict):
         return {k: deep_copy(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
     if isinstance(value, list):

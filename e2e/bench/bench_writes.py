@@ -11,8 +11,10 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
+from pathlib import Path
 
 from e2e.bench.audit import Write, belongs_to, by_kind, log_size, read_writes
 from e2e.bench.harness import (
@@ -45,6 +47,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=5, help="jobs M (default 5)")
     parser.add_argument("--workers", type=int, default=4, help="workers N per job (default 4)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     m, n = args.jobs, args.workers
 
@@ -74,7 +77,10 @@ def main() -> None:
         finally:
             stop_operator(proc)
         writes = operator_writes(list(read_writes(cluster.audit_log, offset)), namespace)
-        report(writes, names, n, elapsed)
+        figures = report(writes, names, n, elapsed)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(figures, indent=1))
         pool.delete_all()
     finally:
         cluster.stop()
@@ -86,15 +92,15 @@ def _yaml(obj: object) -> str:
     return json.dumps(obj)  # kubectl reads JSON as YAML
 
 
-def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> None:
-    """Print the table: writes by kind per job, the total against N + 4, Events apart."""
+def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> dict[str, object]:
+    """Print the table: writes by kind per job, the total against N + 4, Events apart; return the figures."""
     events = [w for w in writes if w.resource == "events"]
     api = [w for w in writes if w.resource != "events"]
     failed = [w for w in api if not w.ok]
     m = len(jobs)
     target = n + 4
     print(f"\nAPI writes per TorchJob, happy path: {m} jobs x {n} workers, all Succeeded in {elapsed:.1f} s")
-    print(f"(counted by the apiserver's audit log; writer = user agent {OPERATOR_AGENT}*)\n")
+    print(f"(counted by the apiserver's audit log; writer = user agent {' or '.join(OPERATOR_AGENT)}*)\n")
     print(f"{'verb resource':<34}{'total':>7}{'per job':>9}")
     for kind, count in sorted(by_kind(api).items()):
         print(f"{kind:<34}{count:>7}{count / m:>9.2f}")
@@ -107,6 +113,15 @@ def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> None
     print(f"Events (apart): {len(events)} total, {len(events) / m:.2f} per job")
     verdict = "PASS" if worst <= target else "FAIL"
     print(f"\nbar: writes per job <= N + 4 = {target}: worst job {worst} -> {verdict}")
+    return {
+        "jobs": m,
+        "workers": n,
+        "worst": worst,
+        "mean": len(api) / m,
+        "target": target,
+        "by_kind": dict(by_kind(api)),
+        "events": len(events),
+    }
 
 
 if __name__ == "__main__":

@@ -17,23 +17,32 @@ from e2e.cluster.pool import NodePool
 from e2e.torchjobs import torchjob
 
 JsonObject = dict[str, Any]
-OPERATOR_AGENT = "kr8s/"
-"""User agent of the operator's client (the benchmark's own writes are only its TorchJob creates)."""
+OPERATOR_AGENT = ("pyroclast", "kr8s/")
+"""User-agent prefixes of the operator's client, current and earlier (the bench writes with kubectl)."""
 
 
-def start_rig() -> Cluster:
-    """The local rig with the apiserver's write audit on, the CRD installed."""
-    cluster = Cluster(audit=True)
+def start_rig(*, audit: bool = True) -> Cluster:
+    """The local rig (watch cache on, as in production), write audit per `audit`, the CRD installed."""
+    cluster = Cluster(audit=audit, watch_cache=True)
     cluster.start()
     install_crd(cluster)
     return cluster
 
 
-def start_operator(kubeconfig: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """`pyroclast run` as its own process (as a Deployment runs it), output appended to `log_path`."""
+def start_operator(
+    kubeconfig: Path,
+    log_path: Path,
+    *,
+    args: tuple[str, ...] = (),
+    metrics: str = "0",
+    health: str = "0",
+) -> subprocess.Popen[bytes]:
+    """`pyroclast run` as its own process (as a Deployment runs it), output appended to `log_path`.
+
+    `metrics`/`health` are bind addresses ("0": off); `args` adds flags (`--workers`, `--kube-api-qps`)."""
     argv = [
         sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(kubeconfig),
-        "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+        "--metrics-bind-address", metrics, "--health-probe-bind-address", health, *args,
     ]  # fmt: skip
     with log_path.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)

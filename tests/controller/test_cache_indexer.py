@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.cache import Cache, label_index, object_key, owner_uid_index
+from controller.cache import Cache, deep_copy, label_index, object_key, owner_uid_index
 
 
 def obj(ns: str, name: str, rv: str = "1", **meta: Any) -> dict[str, Any]:
@@ -79,6 +79,19 @@ def test_reads_return_copies_that_cannot_mutate_the_cache(compact: bool) -> None
     assert cache.list(label_selector={"l": "1"})[0]["metadata"]["name"] == "x"
     assert (cache.get("a/x", copy=False) is cache.get("a/x", copy=False)) is not compact
     assert cache.version("a/x") == "1"
+
+
+def test_deep_copy_shares_only_scalars() -> None:
+    class Tagged(dict[str, Any]):
+        pass
+
+    tree: dict[str, Any] = {"a": [[1, {"b": "c"}], None, 2.5, True], "t": Tagged(x=[1]), "s": "v"}
+    copied = deep_copy(tree)
+    assert copied == tree
+    copied["a"][0][1]["b"] = "mutated"
+    copied["a"][0].append(3)
+    copied["t"]["x"].append(2)
+    assert tree == {"a": [[1, {"b": "c"}], None, 2.5, True], "t": {"x": [1]}, "s": "v"}
 
 
 def test_compact_storage_is_bytes_and_reads_are_fresh() -> None:

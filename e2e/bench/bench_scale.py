@@ -1,0 +1,206 @@
+"""Benchmark P1, P2, P4, P5: M TorchJobs x N workers against the raw apiserver rate and Kubeflow's operator.
+
+Run: ``python -m e2e.bench.bench_scale [--jobs 1000] [--workers 8] [--json out.json] [--profile DIR]``.
+One rig (watch cache on, audit off), kwok nodes for every pod, then in turn:
+
+* raw: a plain concurrent client (32 in flight, unthrottled) creates M x N Pending pods -> pods/s;
+* ours: ``pyroclast run --workers 16 --kube-api-qps 200 --kube-api-burst 400``, M TorchJobs submitted
+  16 in flight; pods created and Running over time (a watch). P1 = our create rate / the raw rate;
+* P5: the operator is SIGKILLed with every job Running and started again: seconds to /readyz (caches
+  synced) and to steady (every job reconciled, queue empty); pod creates after the restart (duplicates);
+* P4: the restarted operator's RSS with every job and pod cached, per cached object;
+* Kubeflow training-operator v1.9.4 (``--gang-scheduler-name=volcano``) tuned (16 threads, QPS 200/burst
+  400) and with its defaults (1 thread, QPS 20/burst 30), M PyTorchJobs of N Worker replicas each.
+  P2 = our time to every pod Running / the tuned reference's.
+
+Prints the figures; ``--json`` writes them with the time series (the runner turns them into the table/plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from controller.resource import Resource
+from controller.torchjob.reconciler import TORCHJOBS
+from e2e.bench import kubeflow
+from e2e.bench.harness import job, new_namespace, start_operator, start_rig, stop_operator, wait_until
+from e2e.bench.restarts import pod_creates
+from e2e.bench.scale import (
+    Phase,
+    clear_namespace,
+    raw_create_rate,
+    ready,
+    rss_mib,
+    run_phase,
+    wait_steady,
+)
+from e2e.cluster import Cluster
+from e2e.cluster.pool import NodePool
+from e2e.cluster.ports import HOST, free_port
+
+JsonObject = dict[str, Any]
+PYTORCHJOBS = Resource("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
+OURS_TUNED = ("--workers", "16", "--kube-api-qps", "200", "--kube-api-burst", "400")
+PODS_PER_NODE = 100
+
+
+def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonObject) -> None:
+    m, n = args.jobs, args.workers
+    ns = new_namespace(cluster, "bench-ours")
+    metrics_port, health_port = free_port(), free_port()
+    log_path = cluster.workdir / "logs" / "bench-operator.log"
+
+    def launch() -> subprocess.Popen[bytes]:
+        return start_operator(
+            cluster.kubeconfig, log_path, args=OURS_TUNED,
+            metrics=f"{HOST}:{metrics_port}", health=f"{HOST}:{health_port}",
+        )  # fmt: skip
+
+    proc = launch()
+    try:
+        wait_until("operator ready", lambda: ready(health_port), 60, 0.2)
+        idle_rss = rss_mib(proc.pid)
+        profiler = _profile(proc.pid, args.profile) if args.profile else None
+        bodies = [job(f"tj-{i:05d}", pool, workers=n, succeed_after=None) for i in range(m)]
+        phase = run_phase(cluster, "pyroclast", ns, TORCHJOBS, bodies, m * n, args.timeout)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+        out["ours"] = phase.summary()
+        _print_phase(phase)
+        out["p5"], out["p4"], proc = _restart(cluster, proc, launch, health_port, metrics_port, m, n)
+        out["p4"]["idle_rss_mib"] = round(idle_rss, 1)
+    finally:
+        stop_operator(proc)
+    clear_namespace(cluster, ns, [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs"])
+
+
+def _restart(
+    cluster: Cluster,
+    proc: subprocess.Popen[bytes],
+    launch: Callable[[], subprocess.Popen[bytes]],
+    health: int,
+    metrics: int,
+    m: int,
+    n: int,
+) -> tuple[JsonObject, JsonObject, subprocess.Popen[bytes]]:
+    """P5 (SIGKILL with every job Running, start again) and P4 (the new process's RSS once steady)."""
+    before = pod_creates(cluster)
+    stop_operator(proc, signal.SIGKILL)
+    t0 = time.monotonic()
+    new = launch()
+    wait_until("operator ready after SIGKILL", lambda: ready(health), 120, 0.05)
+    synced = time.monotonic() - t0
+    steady = wait_steady(metrics, m) + synced
+    time.sleep(2.0)  # a late duplicate create would land now
+    after = pod_creates(cluster)
+    p5 = {
+        "synced_seconds": round(synced, 2),
+        "steady_seconds": round(steady, 2),
+        "pod_creates_after_restart": after["201"] - before["201"],
+        "conflicts_after_restart": after["409"] - before["409"],
+    }
+    rss = rss_mib(new.pid)
+    p4 = {"rss_mib": round(rss, 1), "jobs": m, "pods": m * n}
+    print(f"P5: synced {synced:.2f} s, steady {steady:.2f} s after SIGKILL; pod creates since: {p5}")
+    print(f"P4: RSS {rss:.1f} MiB with {m} jobs / {m * n} pods cached")
+    return p5, p4, new
+
+
+def _profile(pid: int, directory: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording the operator (collapsed stacks) until SIGINT."""
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "50",
+            "--format", "raw", "--output", str(directory / "ours-p1.folded"), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kubeflow(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonObject) -> None:
+    try:
+        binary = kubeflow.build()
+        kubeflow.install(cluster)
+    except (kubeflow.KubeflowUnavailable, subprocess.CalledProcessError) as err:
+        out["kubeflow_error"] = str(err)
+        print(f"Kubeflow training-operator unavailable: {err}")
+        return
+    out["kubeflow_version"] = kubeflow.version()
+    m, n = args.jobs, args.workers
+    for key, flags, timeout in (
+        ("kubeflow_tuned", kubeflow.TUNED, args.timeout),
+        ("kubeflow_default", kubeflow.DEFAULTS, args.default_timeout),
+    ):
+        ns = new_namespace(cluster, f"bench-{key.replace('_', '-')}")
+        proc = kubeflow.start(cluster, binary, flags, cluster.workdir / "logs" / f"{key}.log")
+        try:
+            bodies = [kubeflow.pytorchjob(f"pj-{i:05d}", pool, workers=n) for i in range(m)]
+            phase = run_phase(cluster, key, ns, PYTORCHJOBS, bodies, m * n, timeout)
+            out[key] = phase.summary() | {"flags": list(flags)}
+            _print_phase(phase)
+        finally:
+            stop_operator(proc)
+        clear_namespace(
+            cluster, ns,
+            [f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs",
+             f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+        )  # fmt: skip
+
+
+def _print_phase(phase: Phase) -> None:
+    assert phase.timeline is not None
+    rate = f"{phase.create_rate:.1f} pods/s" if phase.create_rate else "n/a"
+    print(
+        f"{phase.label}: {len(phase.timeline.created)}/{phase.pods} pods created "
+        f"(last at {phase.created_seconds or float('nan'):.1f} s, {rate}), "
+        f"{len(phase.timeline.running)} Running (all at {phase.running_seconds or float('nan'):.1f} s); "
+        f"jobs submitted in {phase.submit_seconds:.1f} s{' TIMED OUT' if phase.timed_out else ''}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=900, help="per operator run, seconds")
+    parser.add_argument(
+        "--default-timeout", type=float, default=600, help="for Kubeflow at its defaults (QPS 20), seconds"
+    )
+    parser.add_argument("--skip-kubeflow", action="store_true")
+    parser.add_argument("--skip-ours", action="store_true", help="only the raw rate and Kubeflow")
+    parser.add_argument("--profile", type=Path, help="py-spy the operator during P1 into this directory")
+    parser.add_argument("--json", type=Path, help="write the figures and time series here")
+    args = parser.parse_args()
+    pods = args.jobs * args.workers
+    out: JsonObject = {"jobs": args.jobs, "workers": args.workers, "pods": pods}
+    cluster = start_rig(audit=False)
+    try:
+        pool = NodePool(cluster)
+        pool(max(2, -(-pods // PODS_PER_NODE)), cpu=str(PODS_PER_NODE), memory="1Ti", gpus=8, pods=110)
+        ns = new_namespace(cluster, "bench-raw")
+        out["raw_rate"] = raw_create_rate(cluster, ns, pods)
+        print(f"raw apiserver pod creates (plain client, 32 in flight): {out['raw_rate']:.1f} pods/s")
+        clear_namespace(cluster, ns, [])
+        if not args.skip_ours:
+            _ours(cluster, args, pool, out)
+        if not args.skip_kubeflow:
+            _kubeflow(cluster, args, pool, out)
+        pool.delete_all()
+    finally:
+        cluster.stop()
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
