@@ -100,7 +100,8 @@ class CheckpointStatus(KubeModel):
 
 
 class Progress(KubeModel):
-    """Training progress as the workload last reported it (termination message of its latest exit)."""
+    """Training progress as the workload last reported it: live through the operator's progress endpoint when
+    enabled, else the termination message of its latest exit."""
 
     step: Count = Field(description="Current training step.")
     total_steps: Count | None = Field(default=None, description="Steps the run will take, when known.")

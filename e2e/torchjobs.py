@@ -55,13 +55,22 @@ def torchjob(
 @asynccontextmanager
 async def operator(cluster: Cluster) -> AsyncIterator[Client]:
     """The operator running in this process against the cluster; yields its client."""
+    async with operator_reconciler(cluster) as reconciler:
+        yield reconciler.client
+
+
+@asynccontextmanager
+async def operator_reconciler(cluster: Cluster, **options: Any) -> AsyncIterator[TorchJobReconciler]:
+    """As :func:`operator`, with `options` for :class:`TorchJobReconciler` (e.g. ``progress_bind``); yields
+    the reconciler."""
     assert cluster.api is not None  # writes the admin kubeconfig
     manager = await Manager.connect(cluster.kubeconfig, metrics_bind_address="0", sync_period=None)
-    manager.add(TorchJobReconciler(manager).controller())
+    reconciler = TorchJobReconciler(manager, **options)
+    manager.add(reconciler.controller())
     async with anyio.create_task_group() as tg:
         tg.start_soon(manager.run)
         try:
-            yield manager.client
+            yield reconciler
         finally:
             manager.stop()
 

@@ -18,6 +18,7 @@ from api.duration import duration_seconds
 from controller.health import parse_address
 from controller.leader import JITTER_FACTOR, LeaderElectionLost
 from controller.manager import CacheSyncTimeout, Manager
+from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.reconciler import TorchJobReconciler
 from pyroclast import logs
 
@@ -67,6 +68,13 @@ def _duration(value: str) -> float:
 def _address(value: str) -> str:
     parse_address(value)  # raises ValueError on a bad port
     return value
+
+
+def _http_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if scheme not in ("http", "https") or not sep or not rest or rest.startswith("/"):
+        raise ValueError("expected http://HOST[:PORT][/PATH]")
+    return value.rstrip("/")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -142,6 +150,20 @@ def add_parser(subparsers: Any) -> None:
         default="127.0.0.1:8081",
         help='/healthz and /readyz; "0" disables',
     )
+    serving.add_argument(
+        "--progress-bind-address",
+        metavar="ADDR",
+        type=address,
+        default="0",
+        help='POST /v1/progress for live reports from workers; "0" (default) disables; needs --progress-url',
+    )
+    serving.add_argument(
+        "--progress-url",
+        metavar="URL",
+        type=_checked(_http_url, "an http(s) URL"),
+        default=None,
+        help="the endpoint as workers dial it, e.g. http://pyroclast-progress.pyroclast-system.svc:8082",
+    )
     telemetry = parser.add_argument_group("logs and traces")
     telemetry.add_argument(
         "--log-level",
@@ -190,10 +212,19 @@ def manager_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def progress_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reconciler's live-progress options; ValueError naming the flags when only one is set."""
+    bind = parse_address(args.progress_bind_address)
+    if (bind is None) != (args.progress_url is None):
+        raise ValueError("--progress-bind-address and --progress-url go together: set both or neither")
+    return {"progress_bind": Address(*bind) if bind else None, "progress_url": args.progress_url}
+
+
 async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """Connect, register the TorchJob controller and run until stopped."""
     manager = await Manager.connect(args.kubeconfig, **options)
-    manager.add(TorchJobReconciler(manager).controller(workers=args.workers))
+    reconciler = TorchJobReconciler(manager, **progress_options(args))
+    manager.add(reconciler.controller(workers=args.workers))
     log.info(
         "pyroclast operator starting",
         extra={
@@ -203,6 +234,7 @@ async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
             "burst": args.kube_api_burst,
             "leader_elect": args.leader_elect,
             "server": manager.client.transport.host,
+            "progress_url": args.progress_url or "off",
         },
     )
     await manager.run()
@@ -212,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `pyroclast run`; returns the exit code (2: contradictory flags)."""
     try:
         options = manager_options(args)
+        progress_options(args)
     except ValueError as err:
         print(f"pyroclast run: error: {err}", file=sys.stderr)
         return 2

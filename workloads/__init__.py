@@ -40,6 +40,12 @@ reserved for the operator at admission, so a TorchJob sets the training knobs as
 ``PYROCLAST_DATASET_SIZE``          synthetic samples per epoch. ``PYROCLAST_SEED``: data/model seed.
 ``PYROCLAST_LR``                    SGD learning rate. ``PYROCLAST_MODEL_WIDTH``/``_DEPTH``: MLP shape.
 ``PYROCLAST_PROGRESS_FILE``         JSON-lines progress file appended by global rank 0 (also on stdout).
+``PYROCLAST_PROGRESS_URL``          set when the operator serves live progress: global rank 0 POSTs
+                                    ``{step, totalSteps, loss, checkpoint}`` there every 10 steps
+                                    (:class:`workloads.progress.LivePoster`), never failing training on
+                                    an error.
+``PYROCLAST_PROGRESS_TOKEN_FILE``   the pod-bound token to send as ``Authorization: Bearer`` (re-read on
+                                    every post: the kubelet rotates it).
 ``PYROCLAST_TERMINATION_LOG``       final JSON message path. Default ``/dev/termination-log``.
 ``PYROCLAST_INIT_TIMEOUT``          seconds for process-group setup. Default 300.
 ``PYROCLAST_STEP_TIMEOUT``          collective timeout after the first step: a dead peer becomes a fast
@@ -96,6 +102,8 @@ MLFLOW_EXPERIMENT: Final = "PYROCLAST_MLFLOW_EXPERIMENT"
 STEP_SLEEP: Final = "PYROCLAST_STEP_SLEEP"
 SAMPLE_LOG_DIR: Final = "PYROCLAST_SAMPLE_LOG_DIR"
 FAULT: Final = "PYROCLAST_FAULT"
+PROGRESS_URL: Final = "PYROCLAST_PROGRESS_URL"
+PROGRESS_TOKEN_FILE: Final = "PYROCLAST_PROGRESS_TOKEN_FILE"
 
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_RDZV_PORT: Final = 29400

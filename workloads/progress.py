@@ -1,13 +1,20 @@
-"""Operator-readable output: JSON progress lines and the final termination message."""
+"""Operator-readable output: JSON progress lines, live reports to the operator, the termination message."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import workloads as w
+from workloads.commit import step_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +55,110 @@ def write_termination_message(path: Path, message: dict[str, Any]) -> None:
         path.write_text(data, encoding="utf-8")
     except OSError as err:
         log.warning("termination log %s: %s", path, err)
+
+
+POST_EVERY = 10
+"""Steps between live reports: cheap for the operator, which folds them into at most one write per 2 s."""
+POST_TIMEOUT = 2.0
+
+
+class LivePoster:
+    """POSTs progress to the operator's live endpoint (``PYROCLAST_PROGRESS_URL``) every `every` steps.
+
+    Global rank 0 only. The token file is re-read on every post (the kubelet rotates the projected token). A
+    failed post is logged once until the next success and never interrupts training.
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        token_file: Path | None,
+        *,
+        checkpoint_dir: Path | None = None,
+        enabled: bool = True,
+        every: int = POST_EVERY,
+        timeout: float = POST_TIMEOUT,
+    ) -> None:
+        self.endpoint = f"{url.rstrip('/')}/v1/progress" if url and enabled and token_file else None
+        self._token_file = token_file
+        self._checkpoint_dir = checkpoint_dir
+        self._every = max(every, 1)
+        self._timeout = timeout
+        self._failing = False
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], *, rank: int, checkpoint_dir: Path | None = None, **options: Any
+    ) -> LivePoster:
+        """Off unless the operator set both variables and this is global rank 0."""
+        token = env.get(w.PROGRESS_TOKEN_FILE)
+        return cls(
+            env.get(w.PROGRESS_URL) or None,
+            Path(token) if token else None,
+            checkpoint_dir=checkpoint_dir,
+            enabled=rank == 0,
+            **options,
+        )
+
+    def maybe_post(
+        self, step: int, total_steps: int | None, loss: float | None, committed_step: int | None
+    ) -> bool:
+        """Post on every `every`-th step (and the last); True when the operator accepted the report."""
+        if self.endpoint is None or (step % self._every and step != total_steps):
+            return False
+        return self.post(step, total_steps, loss, committed_step)
+
+    def body(
+        self, step: int, total_steps: int | None, loss: float | None, committed_step: int | None
+    ) -> dict[str, Any]:
+        """What is sent: ``{step, totalSteps, loss, checkpoint: {step, path}}``, unknown values left out."""
+        body: dict[str, Any] = {"step": step}
+        if total_steps is not None:
+            body["totalSteps"] = total_steps
+        if loss is not None and math.isfinite(loss):
+            body["loss"] = loss
+        if committed_step is not None and self._checkpoint_dir is not None:
+            path = self._checkpoint_dir / step_dir_name(committed_step)
+            body["checkpoint"] = {"step": committed_step, "path": str(path)}
+        return body
+
+    def post(
+        self, step: int, total_steps: int | None, loss: float | None, committed_step: int | None
+    ) -> bool:
+        """One POST; errors are logged (once per failing streak), never raised."""
+        if self.endpoint is None or self._token_file is None:
+            return False
+        data = json.dumps(self.body(step, total_steps, loss, committed_step)).encode()
+        try:
+            token = self._token_file.read_text(encoding="utf-8").strip()
+            request = urllib.request.Request(
+                self.endpoint,
+                data=data,
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=self._timeout) as answer:
+                answer.read()
+        except urllib.error.HTTPError as err:
+            self._failed(f"HTTP {err.code}: {_message(err)}")
+            return False
+        except (OSError, ValueError) as err:
+            self._failed(str(err))
+            return False
+        if self._failing:
+            log.info("live progress reaches %s again", self.endpoint)
+        self._failing = False
+        return True
+
+    def _failed(self, why: str) -> None:
+        if not self._failing:
+            log.warning("live progress to %s failed (training goes on; logged once): %s", self.endpoint, why)
+        self._failing = True
+
+
+def _message(err: urllib.error.HTTPError) -> str:
+    try:
+        body: object = json.loads(err.read() or b"{}")
+    except (OSError, ValueError):
+        return err.reason
+    return str(body.get("message", err.reason)) if isinstance(body, dict) else err.reason

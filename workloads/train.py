@@ -30,7 +30,7 @@ from workloads.data import DataCursor, SyntheticRegression
 from workloads.faults import FaultInjector, FaultPlan
 from workloads.model import build_model
 from workloads.preemption import StopFlag
-from workloads.progress import ProgressReporter, write_termination_message
+from workloads.progress import LivePoster, ProgressReporter, write_termination_message
 from workloads.tracking import MlflowTracker, Tracker
 
 log = logging.getLogger("workloads.train")
@@ -85,6 +85,7 @@ class Trainer:
                 cfg.checkpoint_dir, env.rank, env.world_size, cfg.checkpoint_keep, self.faults, self.ckpt_pg
             )
         self.progress = ProgressReporter(env.rank == 0, cfg.progress_file)
+        self.live = LivePoster.from_env(os.environ, rank=env.rank, checkpoint_dir=cfg.checkpoint_dir)
         self.tracker: Tracker = Tracker()
         self.step = 0
         self.start_step = 0
@@ -169,6 +170,7 @@ class Trainer:
                 step_s=round(step_s, 5),
                 save_s=round(self.last_save_s, 4),
             )
+            self.live.maybe_post(self.step, cfg.total_steps, loss, self.committed_step)
             self.tracker.log_metrics(
                 self.step, {"loss": loss, "step_s": step_s, "world_size": self.env.world_size}
             )

@@ -12,6 +12,7 @@ from typing import Any, Final
 import workloads as contract
 from api import TorchJob
 from api.duration import duration_seconds
+from controller.torchjob import progress
 
 RDZV_BACKEND: Final = "c10d"
 ATTEMPT_ENV: Final = "PYROCLAST_ATTEMPT"
@@ -48,6 +49,7 @@ def worker_env(
     local_addr: str,
     rendezvous_host: bool,
     resume_from: str | None = None,
+    progress_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """The trainer container's env: Pyroclast's variables first, then the user's (which admission keeps clear
     of every reserved name)."""
@@ -79,6 +81,9 @@ def worker_env(
             env[contract.CHECKPOINT_KEEP] = str(checkpoint.keep)
         if resume_from is not None:
             env[contract.RESUME_FROM] = resume_from
+    if progress_url is not None:
+        env[contract.PROGRESS_URL] = progress_url
+        env[contract.PROGRESS_TOKEN_FILE] = progress.TOKEN_FILE
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     out.extend(e.to_k8s() for e in spec.env or [])
     return out

@@ -27,6 +27,7 @@ from controller.torchjob.observe import (
     observe_worker,
 )
 from controller.torchjob.pod import desired_worker
+from controller.torchjob.progress import LiveReport, apply_live
 from controller.torchjob.rendezvous import (
     StoreState,
     is_worker,
@@ -145,12 +146,17 @@ def plan(
     podgroup_events: Sequence[JsonObject] = (),
     rendezvous_objects: Sequence[JsonObject] = (),
     departures: disruption.Departures = disruption.NONE_DEPARTED,
+    *,
+    live: LiveReport | None = None,
+    progress_url: str | None = None,
 ) -> Plan:
     """Decide the job's next status and the writes that move the world towards it.
 
     `podgroup_events` are the scheduler's Events on the PodGroup, read only for a gang still waiting;
     `rendezvous_objects` the job's other Services and PodGroups, where an elastic job's dedicated store keeps
-    its own (:mod:`.rendezvous`); `departures` what is known of running workers now gone (:mod:`.disruption`).
+    its own (:mod:`.rendezvous`); `departures` what is known of running workers now gone (:mod:`.disruption`);
+    `live` the job's latest live progress report (:mod:`.progress`); `progress_url` the operator's progress
+    endpoint new workers report to (None: off).
     """
     old = job.status or TorchJobStatus()
     if job.metadata.deletion_timestamp is not None:
@@ -164,7 +170,9 @@ def plan(
     out = Plan(status)
     workers = [w for w in (observe_worker(p) for p in pods) if w is not None]
     store = observe_store(job, pods, rendezvous_objects)
-    if apply_reports(job, status, pods, now) and (ckpt := status.last_checkpoint) is not None:
+    advanced = apply_reports(job, status, pods, now)
+    advanced = apply_live(job, status, live) or advanced
+    if advanced and (ckpt := status.last_checkpoint) is not None:
         out.events.append(Event("Normal", REASON_CHECKPOINT, f"step {ckpt.step} committed at {ckpt.path}"))
 
     if old.phase is not None and old.phase.finished:
@@ -175,7 +183,7 @@ def plan(
         _transition(job, out, Phase.FAILED, REASON_DEADLINE, _deadline_message(job), now, "Warning")
         _finish(job, out, podgroup, workers, now)
     else:
-        _drive(job, out, podgroup, workers, service, now, podgroup_events, store, departures)
+        _drive(job, out, podgroup, workers, service, now, podgroup_events, store, departures, progress_url)
     finished = status.phase.finished
     wanted = not finished and status.phase != Phase.SUSPENDED
     for kind, obj in store_deletes(job, store, wanted=wanted):
@@ -194,6 +202,7 @@ def _drive(
     podgroup_events: Sequence[JsonObject],
     store: StoreState,
     departures: disruption.Departures = disruption.NONE_DEPARTED,
+    progress_url: str | None = None,
 ) -> None:
     status = out.status
     if status.phase == Phase.SUSPENDED:
@@ -228,7 +237,7 @@ def _drive(
             _finish(job, out, podgroup, workers, now)
         return
 
-    _ensure_gang(job, out, podgroup, service, current, count, attempt, store)
+    _ensure_gang(job, out, podgroup, service, current, count, attempt, store, progress_url)
     # Volcano counts finished members as scheduled too: a worker done early keeps the gang Running.
     running = sum(1 for w in current.values() if w.phase in (POD_RUNNING, POD_SUCCEEDED) and not w.deleting)
     if running >= job.spec.nodes.min_nodes or status.phase == Phase.RUNNING:
@@ -383,6 +392,7 @@ def _ensure_gang(
     count: int,
     attempt: int,
     store: StoreState,
+    progress_url: str | None = None,
 ) -> None:
     """PodGroup first, then the Service, an elastic job's rendezvous store, then the missing workers (the
     reconciler keeps this order). Workers are told the newest checkpoint the status knows of."""
@@ -398,7 +408,9 @@ def _ensure_gang(
     resume_from = last.path if last is not None else None
     for index in range(count):
         if index not in current:
-            out.actions.append(CreateObject("Pod", desired_worker(job, index, attempt, resume_from)))
+            out.actions.append(
+                CreateObject("Pod", desired_worker(job, index, attempt, resume_from, progress_url))
+            )
     for index, worker in sorted(current.items()):
         if index >= count and not worker.deleting:
             out.actions.append(DeleteObject("Pod", worker.name, worker.uid))

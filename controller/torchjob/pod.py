@@ -16,6 +16,7 @@ from controller.torchjob.labels import (
     owner_reference,
     worker_name,
 )
+from controller.torchjob.progress import AUDIENCE, TOKEN_DIR, TOKEN_SECONDS, TOKEN_VOLUME
 from controller.torchjob.rendezvous import store_endpoint, uses_dedicated_store
 from controller.torchjob.service import service_name
 from scheduling.podgroup import podgroup_name
@@ -37,9 +38,22 @@ def rendezvous_endpoint(job: TorchJob) -> str:
     return f"{worker_dns_name(job, 0)}:{job.spec.rendezvous.port}"
 
 
-def desired_worker(job: TorchJob, index: int, attempt: int, resume_from: str | None = None) -> dict[str, Any]:
+def progress_token_volume() -> dict[str, Any]:
+    """A projected service-account token for the progress endpoint only, bound to the pod."""
+    token = {"audience": AUDIENCE, "expirationSeconds": TOKEN_SECONDS, "path": "token"}
+    return {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+
+
+def desired_worker(
+    job: TorchJob,
+    index: int,
+    attempt: int,
+    resume_from: str | None = None,
+    progress_url: str | None = None,
+) -> dict[str, Any]:
     """Worker pod `index` of gang attempt `attempt`; `resume_from`: the newest committed checkpoint the
-    operator knows of (``status.lastCheckpoint.path``)."""
+    operator knows of (``status.lastCheckpoint.path``); `progress_url`: the operator's live progress endpoint
+    (with it the trainer gets a token to post with, see :mod:`.progress`)."""
     spec = job.spec
     overlay_meta = spec.template.metadata if spec.template and spec.template.metadata else None
     overlay = spec.template.spec if spec.template and spec.template.spec else None
@@ -63,6 +77,9 @@ def desired_worker(job: TorchJob, index: int, attempt: int, resume_from: str | N
     if spec.checkpoint is not None:
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": spec.checkpoint.path})
         volumes.append({"name": CHECKPOINT_VOLUME, **spec.checkpoint.volume})
+    if progress_url is not None:
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
+        volumes.append(progress_token_volume())
     if overlay is not None:
         mounts.extend(m.to_k8s() for m in overlay.volume_mounts or [])
         volumes.extend(v.to_k8s() for v in overlay.volumes or [])
@@ -78,6 +95,7 @@ def desired_worker(job: TorchJob, index: int, attempt: int, resume_from: str | N
             local_addr=worker_dns_name(job, index),
             rendezvous_host=index == 0 and not uses_dedicated_store(job),
             resume_from=resume_from,
+            progress_url=progress_url,
         ),
         "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous.port, "protocol": "TCP"}],
         "terminationMessagePath": TERMINATION_LOG,

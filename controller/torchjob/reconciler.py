@@ -46,6 +46,7 @@ from controller.torchjob.plan import (
     attempt_of,
     plan,
 )
+from controller.torchjob.progress_endpoint import Address, ProgressEndpoint
 from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
 
@@ -61,7 +62,15 @@ STATUS_BATCH: Final = 2.0
 """Seconds a minor status change (counts, messages, the first Pending/Queued) may wait to ride along."""
 # A change here is written at once: events and metrics of a transition assume the status shows it.
 # Disruptions and resizes too: a disrupted pod is recorded once, by its UID in the written history.
-_MAJOR_FIELDS: Final = ("phase", "failureRestarts", "preemptionRestarts", "disruptions", "resizes")
+# A new checkpoint too: restarted workers resume from it, and its Event is recorded once. Progress never is.
+_MAJOR_FIELDS: Final = (
+    "phase",
+    "failureRestarts",
+    "preemptionRestarts",
+    "disruptions",
+    "resizes",
+    "lastCheckpoint",
+)
 _TRANSIENT: Final = frozenset({None, Phase.PENDING, Phase.QUEUED})
 _WAITING: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED})
 """A new job moving among these phases is transient: a gang admitted within ``STATUS_BATCH`` goes straight
@@ -99,7 +108,11 @@ class TorchJobReconciler:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         expectations: Expectations | None = None,
+        progress_bind: Address | None = None,
+        progress_url: str | None = None,
     ):
+        """`progress_bind`: serve live progress reports there (:mod:`.progress_endpoint`); `progress_url`:
+        where workers reach it (given to new worker pods with a token; None: they do not report live)."""
         self.client: Client = manager.client
         self.jobs = manager.informer(TORCHJOBS).cache
         self.pods = manager.informer(PODS).cache
@@ -118,12 +131,27 @@ class TorchJobReconciler:
         manager.informer(PODS).add_handler(self._remember_departed)
         """Per job, a held-back phase whose Event was already recorded (not to record it twice), and since
         when it is held."""
+        self.progress_url = progress_url
+        self.progress: ProgressEndpoint | None = None
+        if progress_bind is not None:
+            self.progress = ProgressEndpoint(
+                self.client,
+                self.jobs,
+                self.pods,
+                progress_bind,
+                clock=clock,
+                tracer_provider=manager.tracer_provider,
+            )
+            manager.add_runnable(self.progress.serve)
 
     def controller(self, *, workers: int = 4) -> Controller:
         """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
-        return Controller(
+        controller = Controller(
             self.reconcile, for_=TORCHJOBS, name="torchjob", owns=[PODS, SERVICES, PODGROUPS], workers=workers
         )
+        if self.progress is not None:
+            self.progress.enqueue = controller.queue.add
+        return controller
 
     # --- reconcile ---------------------------------------------------------------------------------
 
@@ -135,6 +163,8 @@ class TorchJobReconciler:
             self._announced.pop(request.key, None)
             self.expectations.forget(request.key)
             self.metrics.forget(request.key)
+            if self.progress is not None:
+                self.progress.forget(request.key)
             return Result()
         try:
             job = TorchJob.from_k8s(raw)
@@ -173,6 +203,8 @@ class TorchJobReconciler:
             events,
             rendezvous_objects=others,
             departures=departures,
+            live=self.progress.latest(request.key) if self.progress is not None else None,
+            progress_url=self.progress_url,
         )
 
         old = job.status or TorchJobStatus()

@@ -66,10 +66,10 @@ def read_report(pod: JsonObject) -> Report | None:
     return Report(
         pod=objects.name(pod),
         finished=_time(_field(terminated, "finishedAt")),
-        step=_count(fields.get("step")),
-        total_steps=_count(fields.get("total_steps")),
-        loss=_finite(fields.get("loss")),
-        committed_step=_count(fields.get("committed_step")),
+        step=as_count(fields.get("step")),
+        total_steps=as_count(fields.get("total_steps")),
+        loss=as_finite(fields.get("loss")),
+        committed_step=as_count(fields.get("committed_step")),
         committed_time=_unix(fields.get("committed_time")),
     )
 
@@ -110,20 +110,22 @@ def apply_reports(job: TorchJob, status: TorchJobStatus, pods: Iterable[JsonObje
     return advanced
 
 
-def _count(value: object) -> int | None:
+def as_count(value: object) -> int | None:
+    """`value` if it is a plain int in [0, 2**53), else None."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_STEP:
         return None
     return value
 
 
-def _finite(value: object) -> float | None:
+def as_finite(value: object) -> float | None:
+    """`value` as a float if it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
 
 
 def _unix(value: object) -> datetime | None:
-    seconds = _finite(value)
+    seconds = as_finite(value)
     if seconds is None or seconds <= 0 or seconds >= 2**33:
         return None
     return datetime.fromtimestamp(int(seconds), UTC)

@@ -298,6 +298,7 @@ NEEDED = [
     ("create", "", "pods", "", "team-a", ""),
     ("delete", "", "services", "", "team-a", "svc"),
     ("create", "", "events", "", "team-a", ""),
+    ("create", "authentication.k8s.io", "tokenreviews", "", "", ""),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, LEASE),
 ]
 # What it must not do: read secrets or config, reach into pods or nodes, edit what users own, act elsewhere.
@@ -312,6 +313,8 @@ DENIED = [
     ("create", "pyroclast.dev", "torchjobs", "", "team-a", ""),
     ("update", "pyroclast.dev", "torchjobs", "", "team-a", "job"),
     ("create", "", "serviceaccounts", "token", SYSTEM_NS, SERVICE_ACCOUNT),
+    ("create", "", "serviceaccounts", "token", "team-a", "default"),
+    ("create", "authorization.k8s.io", "subjectaccessreviews", "", "", ""),
     ("update", "coordination.k8s.io", "leases", "", "kube-system", "kube-controller-manager"),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, "someone-else"),
     ("create", "scheduling.volcano.sh", "queues", "", "", ""),

@@ -1,0 +1,280 @@
+"""The operator's live progress endpoint: ``POST /v1/progress`` from worker pods (see :mod:`.progress`).
+
+Not a general web server: one request per connection, bodies of at most :data:`~.progress.MAX_BODY` bytes with
+a Content-Length. A token is verified with the TokenReview API and the answer cached for
+:data:`TOKEN_CACHE_SECONDS`; the pod it names is looked up in the informer cache. An accepted report is only
+kept in memory (the latest per job) and the job enqueued: the reconciler folds it into the status with its
+usual batching, so reports cost no writes of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import anyio
+from anyio.abc import SocketStream, TaskStatus
+from opentelemetry import trace
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from api import TorchJob, TorchJobStatus
+from controller import objects
+from controller.cache import Cache
+from controller.client import Client
+from controller.errors import ApiError
+from controller.metrics import REGISTRY
+from controller.request import Request
+from controller.resource import Resource
+from controller.torchjob.labels import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL
+from controller.torchjob.plan import attempt_of
+from controller.torchjob.progress import (
+    AUDIENCE,
+    MAX_BODY,
+    Identity,
+    LiveReport,
+    Rejected,
+    check_checkpoint,
+    identity_from_review,
+    parse_body,
+)
+
+log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+
+PATH: Final = "/v1/progress"
+TOKENREVIEWS: Final = Resource("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
+TOKEN_CACHE_SECONDS: Final = 60.0
+"""How long a verified token is trusted without asking again (well inside its 10-minute life)."""
+TOKEN_CACHE_SIZE: Final = 4096
+READ_TIMEOUT: Final = 5.0
+MAX_HEAD: Final = 8192
+
+REPORTS: Final = Counter(
+    "pyroclast_progress_reports_total",
+    "Live progress reports received, by result",
+    ["result"],
+    registry=REGISTRY,
+)
+_RESULTS: Final = {
+    202: "accepted",
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    413: "too_large",
+    503: "unavailable",
+}
+_REASONS: Final = {
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where the endpoint listens; port 0 picks a free one."""
+
+    host: str
+    port: int
+
+
+def job_of_worker(identity: Identity, pod: JsonObject | None, job: JsonObject | None) -> TorchJob:
+    """The TorchJob whose current worker `pod` (the token's pod, from the cache) is; :class:`Rejected` (403)
+    for any other pod: gone, replaced, of an older gang attempt, or not a Pyroclast worker."""
+    who = f"pod {identity.namespace}/{identity.pod_name}"
+    if pod is None or objects.metadata(pod).get("uid") != identity.pod_uid:
+        raise Rejected(403, f"{who} is not a running worker (gone or replaced)")
+    labels = objects.labels(pod)
+    job_name = labels.get(JOB_NAME_LABEL)
+    if not job_name or REPLICA_INDEX_LABEL not in labels:
+        raise Rejected(403, f"{who} is not a TorchJob worker")
+    if job is None:
+        raise Rejected(403, f"{who}: TorchJob {job_name} does not exist")
+    owners: list[JsonObject] = objects.metadata(pod).get("ownerReferences") or []
+    job_uid = objects.metadata(job).get("uid")
+    if not any(o.get("controller") and o.get("uid") == job_uid for o in owners):
+        raise Rejected(403, f"{who} is not owned by TorchJob {job_name}")
+    try:
+        parsed = TorchJob.from_k8s(job)
+    except ValidationError:
+        raise Rejected(403, f"{who}: TorchJob {job_name} does not parse") from None
+    if parsed.metadata.deletion_timestamp is not None or objects.metadata(pod).get("deletionTimestamp"):
+        raise Rejected(403, f"{who} is being deleted")
+    status = parsed.status or TorchJobStatus()
+    if status.phase is not None and status.phase.finished:
+        raise Rejected(403, f"{who}: TorchJob {job_name} has finished")
+    attempt = attempt_of(status)
+    if labels.get(ATTEMPT_LABEL) != str(attempt):
+        raise Rejected(403, f"{who} is not of the current attempt ({attempt}) of TorchJob {job_name}")
+    return parsed
+
+
+class ProgressEndpoint:
+    """Receives reports; :meth:`latest` gives the reconciler each job's newest one."""
+
+    def __init__(
+        self,
+        client: Client,
+        jobs: Cache,
+        pods: Cache,
+        address: Address,
+        *,
+        clock: Callable[[], datetime],
+        audience: str = AUDIENCE,
+        monotonic: Callable[[], float] = time.monotonic,
+        tracer_provider: trace.TracerProvider | None = None,
+    ):
+        self.client = client
+        self.jobs = jobs
+        self.pods = pods
+        self.address = address
+        self.audience = audience
+        self.enqueue: Callable[[Request], None] = lambda _request: None
+        self.port: int | None = None
+        """The bound port once listening."""
+        self.listening = anyio.Event()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._latest: dict[str, LiveReport] = {}
+        self._tokens: dict[str, tuple[float, Identity]] = {}
+        self._tracer = trace.get_tracer("pyroclast.progress", tracer_provider=tracer_provider)
+
+    def latest(self, key: str) -> LiveReport | None:
+        """The newest accepted report of the job `namespace/name`."""
+        return self._latest.get(key)
+
+    def forget(self, key: str) -> None:
+        """Drop what is kept for a deleted job."""
+        self._latest.pop(key, None)
+
+    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until cancelled."""
+        listener = await anyio.create_tcp_listener(local_host=self.address.host, local_port=self.address.port)
+        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        log.info("progress endpoint listening", extra={"host": self.address.host, "port": self.port})
+        self.listening.set()
+        task_status.started(self.port)
+        async with listener:
+            await listener.serve(self._handle)
+
+    async def report(self, authorization: str | None, body: bytes) -> tuple[int, str]:
+        """Verify, check and keep one report; returns the HTTP status and a message for the workload."""
+        with self._tracer.start_as_current_span("progress report", kind=trace.SpanKind.SERVER) as span:
+            try:
+                key = await self._accept(authorization, body, span)
+                status, message = 202, f"accepted for TorchJob {key}"
+            except Rejected as err:
+                status, message = err.status, err.message
+            result = _RESULTS.get(status, "invalid")
+            REPORTS.labels(result=result).inc()
+            span.set_attribute("http.response.status_code", status)
+            span.set_attribute("pyroclast.progress.result", result)
+            if status != 202:
+                span.set_status(trace.StatusCode.ERROR, message)
+                log.info("progress report refused (%d): %s", status, message)
+            return status, message
+
+    async def _accept(self, authorization: str | None, data: bytes, span: trace.Span) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Rejected(401, "missing 'Authorization: Bearer <token>' (the projected progress token)")
+        identity = await self._identity(token.strip())
+        span.set_attribute("k8s.namespace.name", identity.namespace)
+        span.set_attribute("k8s.pod.name", identity.pod_name)
+        body = parse_body(data)
+        pod = self.pods.get(f"{identity.namespace}/{identity.pod_name}", copy=False)
+        job_name = objects.labels(pod).get(JOB_NAME_LABEL) if pod is not None else None
+        raw = self.jobs.get(f"{identity.namespace}/{job_name}", copy=False) if job_name else None
+        job = job_of_worker(identity, pod, raw)
+        check_checkpoint(job, body)
+        request = Request(identity.namespace, job.metadata.name or "")
+        self._latest[request.key] = LiveReport(
+            job_uid=job.metadata.uid or "", pod=identity.pod_name, body=body, received=self._clock()
+        )
+        span.set_attribute("pyroclast.torchjob", request.key)
+        log.debug("progress of %s: step %d from %s", request, body.step, identity.pod_name)
+        self.enqueue(request)
+        return request.key
+
+    async def _identity(self, token: str) -> Identity:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = self._monotonic()
+        cached = self._tokens.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        review: JsonObject = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": [self.audience]},
+        }
+        try:
+            answer = await self.client.create(TOKENREVIEWS, review)
+        except ApiError as err:
+            raise Rejected(503, f"could not verify the token now ({err}); retry later") from None
+        identity = identity_from_review(answer, self.audience)
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
+            while len(self._tokens) >= TOKEN_CACHE_SIZE:
+                del self._tokens[next(iter(self._tokens))]
+        self._tokens[digest] = (now + TOKEN_CACHE_SECONDS, identity)
+        return identity
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            status, message = 408, "request not received in time"
+            with anyio.move_on_after(READ_TIMEOUT):
+                status, message = await self._exchange(stream)
+            payload = json.dumps({"status": status, "message": message}).encode()
+            head = (
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            )
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await stream.send(head.encode() + payload)
+
+    async def _exchange(self, stream: SocketStream) -> tuple[int, str]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_HEAD:
+                return 413, f"request head over {MAX_HEAD} bytes"
+            try:
+                data += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return 400, "incomplete request"
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) < 2 or parts[1].split("?", 1)[0] != PATH:
+            return 404, f"not found; POST {PATH}"
+        if parts[0] != "POST":
+            return 405, f"method not allowed; POST {PATH}"
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        try:
+            length = int(headers["content-length"])
+        except (KeyError, ValueError):
+            return 411, "a Content-Length header is required"
+        if length > MAX_BODY:
+            REPORTS.labels(result="too_large").inc()
+            return 413, f"body of {length} bytes is over the {MAX_BODY}-byte limit"
+        while len(body) < length:
+            try:
+                body += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return 400, "body shorter than Content-Length"
+        return await self.report(headers.get("authorization"), body[:length])

@@ -1,0 +1,129 @@
+"""The workload's live progress poster against a loopback stub of the operator's endpoint (no torch)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import workloads as contract
+from controller.torchjob.progress import check_checkpoint, parse_body
+from controller.torchjob.progress_endpoint import PATH
+from tests.torchjob.test_torchjob_plan import make_job
+from workloads.progress import LivePoster
+
+
+class Stub:
+    """What the endpoint received; answers `status` with a JSON message."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.status = 202
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[Stub, str]]:
+    seen = Stub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.requests.append((self.path, dict(self.headers.items()), body))
+            payload = json.dumps({"status": seen.status, "message": "pod is not a TorchJob worker"}).encode()
+            self.send_response(seen.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def env_for(url: str, token: Path) -> dict[str, str]:
+    return {contract.PROGRESS_URL: url, contract.PROGRESS_TOKEN_FILE: str(token)}
+
+
+def test_rank_0_posts_what_the_endpoint_accepts(stub: tuple[Stub, str], tmp_path: Path) -> None:
+    seen, url = stub
+    token = tmp_path / "token"
+    token.write_text("first-token\n")
+    job = make_job(checkpoint={"volume": {"emptyDir": {}}, "path": "/ckpt"})
+    poster = LivePoster.from_env(env_for(url, token), rank=0, checkpoint_dir=Path("/ckpt"))
+    assert poster.post(40, 200, 0.25, 30)
+    path, headers, body = seen.requests[0]
+    assert path == PATH
+    assert headers["Authorization"] == "Bearer first-token"
+    assert headers["Content-Type"] == "application/json"
+    parsed = parse_body(body)
+    assert (parsed.step, parsed.total_steps, parsed.loss, parsed.checkpoint_step) == (40, 200, 0.25, 30)
+    check_checkpoint(job, parsed)  # the path is the one the operator expects
+    token.write_text("rotated-token")
+    assert poster.post(41, 200, float("nan"), None)
+    _, headers, body = seen.requests[1]
+    assert headers["Authorization"] == "Bearer rotated-token", "the token file is read on every post"
+    assert json.loads(body) == {"step": 41, "totalSteps": 200}, "a NaN loss is left out, not sent"
+
+
+def test_every_kth_step_and_the_last(stub: tuple[Stub, str], tmp_path: Path) -> None:
+    seen, url = stub
+    token = tmp_path / "token"
+    token.write_text("t")
+    poster = LivePoster(url, token, every=10)
+    posted = [step for step in range(1, 26) if poster.maybe_post(step, 25, 1.0, None)]
+    assert posted == [10, 20, 25]
+    assert [json.loads(b)["step"] for _, _, b in seen.requests] == [10, 20, 25]
+
+
+def test_off_unless_configured_and_rank_0(stub: tuple[Stub, str], tmp_path: Path) -> None:
+    seen, url = stub
+    token = tmp_path / "token"
+    token.write_text("t")
+    for poster in (
+        LivePoster.from_env(env_for(url, token), rank=1),
+        LivePoster.from_env({contract.PROGRESS_URL: url}, rank=0),
+        LivePoster.from_env({}, rank=0),
+    ):
+        assert poster.endpoint is None
+        assert not poster.maybe_post(10, 10, 1.0, None)
+        assert not poster.post(10, 10, 1.0, None)
+    assert seen.requests == []
+
+
+def test_failures_never_raise_and_are_logged_once_per_streak(
+    stub: tuple[Stub, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen, url = stub
+    token = tmp_path / "token"
+    token.write_text("t")
+    poster = LivePoster(url, token, timeout=1.0)
+    seen.status = 403
+    with caplog.at_level(logging.INFO, logger="workloads.progress"):
+        assert not poster.post(1, None, None, None)
+        assert not poster.post(2, None, None, None)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "HTTP 403: pod is not a TorchJob worker" in warnings[0].getMessage()
+        seen.status = 202
+        assert poster.post(3, None, None, None)
+        assert any("again" in r.getMessage() for r in caplog.records)
+        token.unlink()
+        assert not poster.post(4, None, None, None), "a missing token file is a failed post, not a crash"
+        unreachable = LivePoster("http://127.0.0.1:9", token, timeout=0.5)
+        assert not unreachable.post(5, None, None, None)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 3
