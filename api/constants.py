@@ -27,8 +27,10 @@ MANAGED_BY: Final = "pyroclast"
 
 # The trainer container's name in every worker pod; extra containers may not take it.
 TRAINER_CONTAINER: Final = "trainer"
-# The volume the checkpoint source is mounted from; user volumes may not take it.
-CHECKPOINT_VOLUME: Final = "pyroclast-checkpoint"
+# Volume names the operator adds to worker pods; user volumes may not start with RESERVED_VOLUME_PREFIX.
+RESERVED_VOLUME_PREFIX: Final = "pyroclast-"
+CHECKPOINT_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}checkpoint"  # the checkpoint source
+PROGRESS_TOKEN_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}progress-token"  # the live-progress token
 # Longest job name: pods are `<job>-worker-<index>` and must stay a DNS-1123 label (63 characters).
 MAX_JOB_NAME_LENGTH: Final = 48
 

@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from api.base import KubeModel, OpenKubeModel
 from api.cel import rule, rules
-from api.constants import CHECKPOINT_VOLUME, TRAINER_CONTAINER
+from api.constants import CHECKPOINT_VOLUME, PROGRESS_TOKEN_VOLUME, RESERVED_VOLUME_PREFIX, TRAINER_CONTAINER
 from api.fields import AbsolutePath, DnsLabel, DnsSubdomain, StringMap, Unstructured, duplicates, map_list
 
 
@@ -67,25 +67,33 @@ class VolumeMount(KubeModel):
     )
 
 
+_RESERVED_VOLUME_MESSAGE = (
+    f"volume names starting {RESERVED_VOLUME_PREFIX} are reserved for the operator ({CHECKPOINT_VOLUME} "
+    f"mounts spec.checkpoint.volume, {PROGRESS_TOKEN_VOLUME} the progress token): rename it"
+)
+
+
 class Volume(OpenKubeModel):
     """A pod volume: a name plus one core volume source (persistentVolumeClaim, configMap, emptyDir, ...)."""
 
     model_config = ConfigDict(
         json_schema_extra=rules(
             rule(
-                f"self.name != '{CHECKPOINT_VOLUME}'",
-                f"volume name {CHECKPOINT_VOLUME} is reserved for spec.checkpoint.volume",
+                f"!self.name.startsWith('{RESERVED_VOLUME_PREFIX}')",
+                _RESERVED_VOLUME_MESSAGE,
                 field_path=".name",
             )
         )
     )
 
-    name: DnsLabel = Field(description=f"Volume name, unique in the pod ({CHECKPOINT_VOLUME} is reserved).")
+    name: DnsLabel = Field(
+        description=f"Volume name, unique in the pod (names starting {RESERVED_VOLUME_PREFIX} are reserved)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if self.name == CHECKPOINT_VOLUME:
-            raise ValueError(f"volume name {CHECKPOINT_VOLUME} is reserved for spec.checkpoint.volume")
+        if self.name.startswith(RESERVED_VOLUME_PREFIX):
+            raise ValueError(_RESERVED_VOLUME_MESSAGE)
         return self
 
 

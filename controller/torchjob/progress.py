@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 from api import TorchJob, TorchJobStatus
+from api.constants import PROGRESS_TOKEN_VOLUME
 from api.status import CheckpointStatus, Progress
 from controller.torchjob.report import as_count, as_finite, checkpoint_path
 
@@ -26,7 +27,7 @@ AUDIENCE: Final = "pyroclast.dev/progress"
 """The audience of the workers' tokens: a token for the apiserver (or anything else) is refused here."""
 TOKEN_DIR: Final = "/var/run/secrets/pyroclast.dev/progress"
 TOKEN_FILE: Final = f"{TOKEN_DIR}/token"
-TOKEN_VOLUME: Final = "pyroclast-progress-token"
+TOKEN_VOLUME: Final = PROGRESS_TOKEN_VOLUME
 TOKEN_SECONDS: Final = 600
 """The token's lifetime; the kubelet rotates it at 80 %, so the workload re-reads the file on every post."""
 MAX_BODY: Final = 4096

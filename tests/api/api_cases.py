@@ -276,7 +276,15 @@ INVALID_CASES: Final[list[InvalidCase]] = [
             ((*T, "volumes"), [{"name": "pyroclast-checkpoint", "emptyDir": {}}]),
             ((*T, "volumeMounts"), DELETE),
         ],
-        ("spec.template.spec.volumes[0].name", "reserved for spec.checkpoint.volume"),
+        ("spec.template.spec.volumes[0].name", "reserved for the operator"),
+    ),
+    InvalidCase(
+        "volume-reserved-prefix",
+        [
+            ((*T, "volumes"), [{"name": "pyroclast-progress-token", "emptyDir": {}}]),
+            ((*T, "volumeMounts"), DELETE),
+        ],
+        ("spec.template.spec.volumes[0].name", "reserved for the operator"),
     ),
     InvalidCase(
         "sidecar-trainer",
