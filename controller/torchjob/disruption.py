@@ -4,7 +4,7 @@ least ``nodes.min`` nodes. Pure: the plan calls it with what the reconciler read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -98,7 +98,7 @@ def losses(
     return out
 
 
-def vanished(job: TorchJob, status: TorchJobStatus, current: dict[int, Worker]) -> list[int]:
+def vanished(job: TorchJob, status: TorchJobStatus, current: Collection[int]) -> list[int]:
     """Indices of the running gang whose pod is gone (never indices a scale-up has yet to create)."""
     if status.phase != Phase.RUNNING:
         return []

@@ -52,6 +52,10 @@ class Expectations:
         """`job`'s status was written over resourceVersion `based_on`."""
         self._get(job).stale_version = based_on
 
+    def pending(self, job: str) -> bool:
+        """Whether `job` has writes outstanding (else :meth:`satisfied` is True without a look)."""
+        return job in self._jobs
+
     def satisfied(
         self, job: str, job_version: str, seen_names: set[tuple[str, str]], seen_uids: set[tuple[str, str]]
     ) -> bool:

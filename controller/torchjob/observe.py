@@ -56,14 +56,21 @@ class Worker:
         return not self.finished and not self.deleting
 
 
-def observe_worker(pod: JsonObject) -> Worker | None:
-    """Read a worker pod; None for a pod without Pyroclast's index and attempt labels (not a worker)."""
+def worker_slot(pod: JsonObject) -> tuple[int, int] | None:
+    """A worker pod's (index, attempt) from its labels; None for a pod that is no worker."""
     labels = objects.labels(pod)
     try:
-        index = int(labels[REPLICA_INDEX_LABEL])
-        attempt = int(labels[ATTEMPT_LABEL])
+        return int(labels[REPLICA_INDEX_LABEL]), int(labels[ATTEMPT_LABEL])
     except (KeyError, ValueError):
         return None
+
+
+def observe_worker(pod: JsonObject) -> Worker | None:
+    """Read a worker pod; None for a pod without Pyroclast's index and attempt labels (not a worker)."""
+    slot = worker_slot(pod)
+    if slot is None:
+        return None
+    index, attempt = slot
     meta = objects.metadata(pod)
     status: JsonObject = pod.get("status") or {}
     conditions: list[JsonObject] = status.get("conditions") or []

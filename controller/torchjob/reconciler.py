@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from api import GROUP, KIND, PLURAL, VERSION, Phase, TorchJob, TorchJobStatus
 from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
 from controller import objects
-from controller.cache import owner_uid_index
+from controller.cache import deep_copy, owner_uid_index
 from controller.client import Client
 from controller.controller import Controller
 from controller.errors import AlreadyExists, NotFound
@@ -32,7 +32,8 @@ from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departure
 from controller.torchjob.expectations import Expectations
 from controller.torchjob.labels import worker_name
 from controller.torchjob.metrics import JobMetrics
-from controller.torchjob.observe import observe_worker
+from controller.torchjob.observe import observe_worker, worker_slot
+from controller.torchjob.parsed import ParsedJobs
 from controller.torchjob.plan import (
     REASON_FAILED_RETRY,
     REASON_PREEMPTED,
@@ -123,6 +124,7 @@ class TorchJobReconciler:
         self.clock = clock
         self.expectations = expectations or Expectations()
         self.metrics = JobMetrics()
+        self.parsed = ParsedJobs()
         self._monotonic = monotonic
         self._batch_until: dict[str, float] = {}
         self._announced: dict[str, tuple[Phase, datetime]] = {}
@@ -157,8 +159,9 @@ class TorchJobReconciler:
 
     async def reconcile(self, request: Request) -> Result:
         """One level-triggered pass over the job named by `request`."""
-        raw = self.jobs.get(request.key)
+        raw = self.jobs.get(request.key, copy=False)  # read-only: parsed from a fresh copy on a miss
         if raw is None:
+            self.parsed.forget(request.key)
             self._batch_until.pop(request.key, None)
             self._announced.pop(request.key, None)
             self.expectations.forget(request.key)
@@ -167,23 +170,17 @@ class TorchJobReconciler:
                 self.progress.forget(request.key)
             return Result()
         try:
-            job = TorchJob.from_k8s(raw)
+            job = self.parsed.get(request.key, raw, lambda: deep_copy(raw))
         except ValidationError as err:
             raise TerminalError(f"TorchJob {request} does not parse: {err}") from err
         uid = job.metadata.uid or ""
-        owned_pods = self.pods.by_index(OWNER_INDEX, uid)
-        owned_pgs = self.podgroups.by_index(OWNER_INDEX, uid)
-        owned_svcs = self.services.by_index(OWNER_INDEX, uid)
-        owned = (("Pod", owned_pods), ("PodGroup", owned_pgs), ("Service", owned_svcs))
-        seen_names = {(kind, objects.name(o)) for kind, objs in owned for o in objs}
-        # A delete is observed once the object is gone or shows its deletionTimestamp (graceful termination).
-        seen_uids = {
-            (kind, str(objects.metadata(o).get("uid", "")))
-            for kind, objs in owned
-            for o in objs
-            if objects.metadata(o).get("deletionTimestamp") is None
-        }
-        if not self.expectations.satisfied(request.key, objects.resource_version(raw), seen_names, seen_uids):
+        # Not copied: the plan and everything here only read owned objects (tests/torchjob check it).
+        owned_pods = self.pods.by_index(OWNER_INDEX, uid, copy=False)
+        owned_pgs = self.podgroups.by_index(OWNER_INDEX, uid, copy=False)
+        owned_svcs = self.services.by_index(OWNER_INDEX, uid, copy=False)
+        if self.expectations.pending(request.key) and not self._caught_up(
+            request.key, raw, (("Pod", owned_pods), ("PodGroup", owned_pgs), ("Service", owned_svcs))
+        ):
             log.debug("torchjob %s: waiting for the cache to show earlier writes", request)
             return Result(requeue_after=CACHE_WAIT)
 
@@ -222,6 +219,18 @@ class TorchJobReconciler:
             step.requeue(deferred)
         return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
 
+    def _caught_up(self, key: str, raw: JsonObject, owned: tuple[tuple[str, list[JsonObject]], ...]) -> bool:
+        """Whether the caches show this process's earlier writes for the job (see :class:`Expectations`)."""
+        seen_names = {(kind, objects.name(o)) for kind, objs in owned for o in objs}
+        # A delete is observed once the object is gone or shows its deletionTimestamp (graceful termination).
+        seen_uids = {
+            (kind, str(objects.metadata(o).get("uid", "")))
+            for kind, objs in owned
+            for o in objs
+            if objects.metadata(o).get("deletionTimestamp") is None
+        }
+        return self.expectations.satisfied(key, objects.resource_version(raw), seen_names, seen_uids)
+
     def _dedupe_held_events(
         self, key: str, old: TorchJobStatus, step: Plan, now: datetime, *, held: bool
     ) -> datetime | None:
@@ -259,8 +268,8 @@ class TorchJobReconciler:
         if status is None or status.phase != Phase.RUNNING:
             return NONE_DEPARTED
         attempt = attempt_of(status)
-        workers = (observe_worker(p) for p in pods)
-        current = {w.index: w for w in workers if w is not None and w.attempt == attempt}
+        slots = (worker_slot(p) for p in pods)
+        current = {index for index, of in (s for s in slots if s is not None) if of == attempt}
         gone = [worker_name(job, i) for i in vanished(job, status, current)]
         if not gone:
             return NONE_DEPARTED

@@ -17,6 +17,16 @@ def test_nothing_expected_is_satisfied() -> None:
     assert Expectations().satisfied("ns/job", "1", set(), set())
 
 
+def test_pending_until_every_expectation_is_observed() -> None:
+    exp = Expectations()
+    assert not exp.pending("ns/job")
+    exp.created("ns/job", "Pod", "job-worker-0")
+    assert exp.pending("ns/job")
+    assert not exp.pending("ns/other")
+    assert exp.satisfied("ns/job", "1", {("Pod", "job-worker-0")}, set())
+    assert not exp.pending("ns/job")
+
+
 def test_creates_wait_until_seen() -> None:
     exp = Expectations()
     exp.created("ns/job", "Pod", "job-worker-0")

@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import pytest
 
+from api import TorchJob
 from controller.client import Client
 from controller.manager import Manager
 from controller.request import Request
@@ -38,6 +40,30 @@ class Clock:
 
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def reconciles_leave_caches_and_parsed_jobs_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reconcile in this module is checked: it reads cached objects without copying them, so it must
+    leave each one as it found it; and the parsed job it reuses must still equal a fresh parse."""
+    reconcile = TorchJobReconciler.reconcile
+
+    async def checked(self: TorchJobReconciler, request: Request) -> Any:
+        caches = (self.jobs, self.pods, self.podgroups, self.services)
+        before = [{k: o for k in c if (o := c.get(k)) is not None} for c in caches]  # deep copies
+        result = await reconcile(self, request)
+        for cache, seen in zip(caches, before, strict=True):
+            for key, old in seen.items():
+                # An informer may have stored a newer version meanwhile; the same version must be unchanged.
+                if cache.version(key) == old["metadata"].get("resourceVersion"):
+                    assert cache.get(key, copy=False) == old, f"reconcile of {request} changed cached {key}"
+        raw = self.jobs.get(request.key, copy=False)
+        if raw is not None:
+            reused = self.parsed.get(request.key, raw, lambda: copy.deepcopy(raw))
+            assert reused == TorchJob.from_k8s(copy.deepcopy(raw))
+        return result
+
+    monkeypatch.setattr(TorchJobReconciler, "reconcile", checked)
 
 
 def job_body(**spec: Any) -> dict[str, Any]:
