@@ -36,11 +36,13 @@ from e2e.bench.restarts import pod_creates
 from e2e.bench.scale import (
     Phase,
     clear_namespace,
+    jobs_in_phase,
     raw_create_rate,
     ready,
     rss_mib,
     run_phase,
     wait_steady,
+    writes,
 )
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
@@ -76,6 +78,17 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
             profiler.wait(60)
         out["ours"] = phase.summary()
         _print_phase(phase)
+        # P5 kills an operator whose jobs are all Running in their status too, with nothing left to do.
+        t = time.monotonic()
+        wait_until(
+            "every job's status Running",
+            lambda: jobs_in_phase(cluster, ns, "torchjobs", "Running") == m,
+            args.timeout,
+            0.5,
+        )
+        wait_steady(metrics_port, 0)
+        out["ours"]["status_caught_up_seconds"] = round(time.monotonic() - t, 2)
+        print(f"every job's status Running and the operator idle {time.monotonic() - t:.1f} s after the pods")
         out["p5"], out["p4"], proc = _restart(cluster, proc, launch, health_port, metrics_port, m, n)
         out["p4"]["idle_rss_mib"] = round(idle_rss, 1)
     finally:
@@ -105,6 +118,7 @@ def _restart(
     p5 = {
         "synced_seconds": round(synced, 2),
         "steady_seconds": round(steady, 2),
+        "writes_after_restart": writes(metrics),
         "pod_creates_after_restart": after["201"] - before["201"],
         "conflicts_after_restart": after["409"] - before["409"],
     }

@@ -176,15 +176,34 @@ def clear_namespace(cluster: Cluster, namespace: str, collections: list[str], ti
         time.sleep(1)
 
 
-def metrics(port: int) -> dict[str, float]:
-    """The operator's /metrics, summed per metric name (labels dropped)."""
+def _samples(port: int) -> list[re.Match[str]]:
     with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
+    return [m for m in map(_SAMPLE.match, text.splitlines()) if m is not None]
+
+
+def metrics(port: int) -> dict[str, float]:
+    """The operator's /metrics, summed per metric name (labels dropped)."""
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if (match := _SAMPLE.match(line)) is not None:
-            out[match["name"]] = out.get(match["name"], 0.0) + float(match["value"])
+    for match in _samples(port):
+        out[match["name"]] = out.get(match["name"], 0.0) + float(match["value"])
     return out
+
+
+def writes(port: int) -> float:
+    """The operator's write requests so far (rest_client_requests_total, POST/PUT/PATCH/DELETE)."""
+    methods = tuple(f'method="{m}"' for m in ("POST", "PUT", "PATCH", "DELETE"))
+    return sum(
+        float(m["value"])
+        for m in _samples(port)
+        if m["name"] == "rest_client_requests_total" and any(x in (m["labels"] or "") for x in methods)
+    )
+
+
+def jobs_in_phase(cluster: Cluster, namespace: str, resource: str, phase: str) -> int:
+    """How many of the namespace's jobs report `phase` in their status."""
+    listed = cluster.api.get(f"/apis/pyroclast.dev/v1alpha1/namespaces/{namespace}/{resource}") or {}
+    return sum(1 for j in listed.get("items") or [] if (j.get("status") or {}).get("phase") == phase)
 
 
 def ready(port: int) -> bool:
