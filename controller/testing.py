@@ -9,6 +9,7 @@ watches). It is not a full apiserver: selectors are equality-only and there is n
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -19,6 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from controller import objects
+from controller.cache import Cache, object_key
 from controller.errors import TransportError
 from controller.transport import Response
 
@@ -193,6 +195,17 @@ class FakeApiServer:
         self.watchers.clear()
 
     # --- direct manipulation (no HTTP) -----------------------------------------------------
+
+    def sync_cache(self, collection: tuple[str, str], cache: Cache) -> None:
+        """Bring `cache` level with `collection` ((api prefix, plural)) as an informer would, by hand:
+        gone objects removed, new or changed resourceVersions stored (as copies), the rest left alone."""
+        store = self.objects.get(collection, {})
+        live = {f"{ns}/{name}" for ns, name in store}
+        for key in [k for k in cache if k not in live]:
+            cache.remove(key)
+        for obj in store.values():
+            if cache.version(object_key(obj)) != objects.resource_version(obj):
+                cache.upsert(cache.prepare(copy.deepcopy(obj)))
 
     def put_object(self, api_prefix: str, plural: str, obj: JsonObject) -> JsonObject:
         """Create or overwrite an object as if a client wrote it; emits a watch event."""

@@ -93,16 +93,7 @@ def sync(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
         (PODGROUPS, reconciler.podgroups),
         (SERVICES, reconciler.services),
     ):
-        store = fake.objects.get(collection, {})
-        live = {f"{ns}/{name}" for ns, name in store}
-        for key in cache:
-            if key not in live:
-                cache.remove(key)
-        for obj in store.values():
-            if cache.version(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}") != obj[
-                "metadata"
-            ].get("resourceVersion"):
-                cache.upsert(cache.prepare(copy.deepcopy(obj)))
+        fake.sync_cache(collection, cache)
 
 
 async def build(jobs: int, workers: int) -> tuple[FakeApiServer, TorchJobReconciler, list[Request]]:

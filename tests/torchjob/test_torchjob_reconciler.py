@@ -93,13 +93,7 @@ def sync(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
         (PODGROUPS, reconciler.podgroups),
         (SERVICES, reconciler.services),
     ):
-        store = fake.objects.get(collection, {})
-        live = {f"{ns}/{name}" for ns, name in store}
-        for key in cache:
-            if key not in live:
-                cache.remove(key)
-        for obj in store.values():
-            cache.upsert(copy.deepcopy(obj))
+        fake.sync_cache(collection, cache)
 
 
 def writes(fake: FakeApiServer, since: int = 0, *, events: bool = False) -> list[tuple[str, str]]:
