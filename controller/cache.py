@@ -93,7 +93,8 @@ class Cache:
         self._items: dict[str, JsonObject | bytes] = {}
         self._versions: dict[str, str] = {}  # compact mode only: resourceVersion by key
         self._index_funcs: dict[str, IndexFunc] = {NAMESPACE_INDEX: namespace_index}
-        self._indices: dict[str, dict[str, set[str]]] = {NAMESPACE_INDEX: {}}
+        # Keys per index value as dict keys (an ordered set): a dict of 8 keys is 272 bytes, a set 728.
+        self._indices: dict[str, dict[str, dict[str, None]]] = {NAMESPACE_INDEX: {}}
         self.resource_version = ""
 
     def __len__(self) -> int:
@@ -120,10 +121,10 @@ class Cache:
         if name in self._index_funcs:
             raise ValueError(f"index {name!r} already exists")
         self._index_funcs[name] = func
-        index: dict[str, set[str]] = {}
+        index: dict[str, dict[str, None]] = {}
         for key, stored in self._items.items():
             for value in func(self._load(stored)):
-                index.setdefault(value, set()).add(key)
+                index.setdefault(value, {})[key] = None
         self._indices[name] = index
 
     def _unindex(self, key: str, obj: JsonObject) -> None:
@@ -132,7 +133,7 @@ class Cache:
             for value in func(obj):
                 keys = index.get(value)
                 if keys is not None:
-                    keys.discard(key)
+                    keys.pop(key, None)
                     if not keys:
                         del index[value]
 
@@ -140,7 +141,7 @@ class Cache:
         for name, func in self._index_funcs.items():
             index = self._indices[name]
             for value in func(obj):
-                index.setdefault(value, set()).add(key)
+                index.setdefault(value, {})[key] = None
 
     def prepare(self, obj: JsonObject) -> JsonObject:
         """Apply the transform (the informer calls this once per incoming object)."""
@@ -198,7 +199,7 @@ class Cache:
         if namespace is None:
             stored = list(self._items.values())
         else:
-            keys = self._indices[NAMESPACE_INDEX].get(namespace, set())
+            keys = self._indices[NAMESPACE_INDEX].get(namespace, {})
             stored = [self._items[k] for k in sorted(keys)]
         objs = [self._load(o) for o in stored]
         if label_selector:
@@ -207,12 +208,12 @@ class Cache:
 
     def by_index(self, index: str, value: str, *, copy: bool = True) -> list[JsonObject]:
         """Objects whose index function returned ``value``."""
-        keys = self._indices[index].get(value, set())
+        keys = self._indices[index].get(value, {})
         return [self._read(self._items[k], copy) for k in sorted(keys)]
 
     def index_keys(self, index: str, value: str) -> list[str]:
         """Keys whose index function returned ``value``."""
-        return sorted(self._indices[index].get(value, set()))
+        return sorted(self._indices[index].get(value, {}))
 
     def index_values(self, index: str) -> list[str]:
         """All values of one index."""

@@ -175,12 +175,15 @@ class Informer:
 
     # ReflectorSink
 
+    def prepare(self, obj: JsonObject) -> JsonObject:
+        """The cache's transform (the reflector applies it to each LIST page as it arrives)."""
+        return self.cache.prepare(obj)
+
     def replace(self, items: list[JsonObject], resource_version: str) -> None:
-        """Diff a full LIST against the cache and emit the differences."""
+        """Diff a full LIST (its items through :meth:`prepare` already) with the cache; emit the changes."""
         initial = not self._synced.is_set()
         seen: set[str] = set()
-        for raw in items:
-            obj = self.cache.prepare(raw)
+        for obj in items:
             key = object_key(obj)
             seen.add(key)
             if self.cache.version(key) == _rv(obj):

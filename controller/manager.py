@@ -26,6 +26,7 @@ import anyio
 from opentelemetry.trace import TracerProvider
 
 from controller import tracing
+from controller.cache import Transform, strip_managed_fields
 from controller.client import Client
 from controller.controller import Controller
 from controller.health import HttpServer, checks_route, metrics_route, parse_address
@@ -139,8 +140,21 @@ class Manager:
 
     # --- registration ------------------------------------------------------------------------
 
-    def informer(self, resource: Resource, namespace: str | None = None) -> Informer:
-        """The shared informer for ``resource`` (created on first use; scoped to ``namespace``)."""
+    def informer(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        transform: Transform | None = None,
+        compact: bool | None = None,
+    ) -> Informer:
+        """The shared informer for ``resource`` (created on first use; scoped to ``namespace``).
+
+        ``transform`` replaces the default (:func:`~controller.cache.strip_managed_fields`) for this
+        resource and ``compact`` the manager's ``compact_cache`` (as controller-runtime's cache
+        ``ByObject``); both only take effect on first use: asking an existing informer for other ones
+        is an error, since objects already cached went through the first ones.
+        """
         ns = namespace if namespace is not None else self.namespace
         key = (resource, ns)
         informer = self._informers.get(key)
@@ -151,11 +165,19 @@ class Manager:
                 self.client,
                 resource,
                 namespace=ns,
+                transform=transform or strip_managed_fields,
                 resync_period=self.sync_period,
                 watchdog_timeout=self.watchdog_timeout,
-                compact=self.compact_cache,
+                compact=self.compact_cache if compact is None else compact,
             )
             self._informers[key] = informer
+        elif (transform is not None and informer.cache.transform is not transform) or (
+            compact is not None and informer.cache.compact != compact
+        ):
+            raise ValueError(
+                f"the informer for {resource} already exists with another transform or compact setting; "
+                "pass them where it is first requested (before controllers are added)"
+            )
         return informer
 
     def add(self, controller: Controller) -> Controller:

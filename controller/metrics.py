@@ -146,6 +146,16 @@ LEADER_ELECTION_SLOWPATH = Counter(
 )
 
 
+EVENT_RESULTS = ("sent", "dropped", "failed")
+EVENTS_TOTAL = Counter(
+    "pyroclast_events_total",
+    "Events given to the event recorder, by result: sent, dropped (its queue was full) or failed (the API "
+    "server refused it or could not be reached)",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
 def init_controller(controller: str, workers: int) -> None:
     """Pre-create a controller's series at zero, as controller-runtime's ``initMetrics`` does."""
     for result in RECONCILE_RESULTS:

@@ -4,7 +4,9 @@ Semantics follow client-go's reflector (``tools/cache/reflector.go``):
 
 * First LIST at ``resourceVersion="0"`` (served from the watch cache), paged 500 at a time;
   later relists at the last synced RV, and at ``""`` (a quorum read) only after that RV was
-  answered with 410 Gone/Expired.
+  answered with 410 Gone/Expired. Each page is passed through the sink's ``prepare`` (the
+  cache's transform) as it arrives, so at most one page of whole objects is alive at once:
+  a LIST of 80,000 pods would otherwise hold ~1.5 GB of dicts before the first is pruned.
 * WATCH from the list's RV with ``allowWatchBookmarks=true`` and ``timeoutSeconds`` drawn from
   U[300, 600]; a watch that ends normally is re-opened from the last RV without relisting.
 * An in-stream 410 (or any other ERROR event) ends the watch and relists; a watch that could
@@ -40,8 +42,12 @@ JsonObject = dict[str, Any]
 class ReflectorSink(Protocol):
     """Where the reflector delivers what it learns (the informer)."""
 
+    def prepare(self, obj: JsonObject) -> JsonObject:
+        """The listed object as it will be stored (the cache's transform), applied as pages arrive."""
+        ...
+
     def replace(self, items: list[JsonObject], resource_version: str) -> None:
-        """A complete LIST: the new truth."""
+        """A complete LIST, every item already through :meth:`prepare`: the new truth."""
         ...
 
     def apply(self, event: WatchEvent) -> None:
@@ -62,6 +68,7 @@ class ReflectorStats:
     """Counters for tests and debugging."""
 
     lists: int = 0
+    pages: int = 0
     watches: int = 0
     gone: int = 0
     watchdog_timeouts: int = 0
@@ -128,31 +135,43 @@ class Reflector:
     async def _list(self) -> None:
         # "0" (any cached state) before the first sync; then the last synced RV; "" only after a 410
         rv = "0" if self.last_sync_rv is None else self.last_sync_rv
-        paging = rv in ("", "0")
         try:
-            result = await self.client.list(
-                self.resource,
-                self.namespace,
-                label_selector=self.label_selector,
-                field_selector=self.field_selector,
-                resource_version=rv,
-                page_size=self.page_size if paging else None,
-            )
-        except Gone:
+            items, list_rv = await self._list_pages(rv)
+        except Gone:  # the RV, or a continue token mid-way, expired
             self.stats.gone += 1
             rv = ""
-            result = await self.client.list(
+            items, list_rv = await self._list_pages(rv)
+        self.stats.lists += 1
+        self.stats.list_rvs.append(rv)
+        self.last_sync_rv = list_rv
+        log.info("listed %d %s at RV %r (%d pages in all)", len(items), self.resource, rv, self.stats.pages)
+        self.sink.replace(items, list_rv)
+
+    async def _list_pages(self, rv: str) -> tuple[list[JsonObject], str]:
+        """Every page of a LIST at `rv` (paged only at "" and "0"), each prepared as it arrives; the RV of
+        the last page. ``resourceVersion`` goes with the first page only, as the API requires."""
+        limit = self.page_size if rv in ("", "0") else None
+        items: list[JsonObject] = []
+        cont: str | None = None
+        while True:
+            page = await self.client.list_page(
                 self.resource,
                 self.namespace,
                 label_selector=self.label_selector,
                 field_selector=self.field_selector,
-                resource_version="",
-                page_size=self.page_size,
+                resource_version=rv if cont is None else None,
+                limit=limit,
+                continue_=cont,
             )
-        self.stats.lists += 1
-        self.stats.list_rvs.append(rv)
-        self.last_sync_rv = result.resource_version
-        self.sink.replace(result.items, result.resource_version)
+            self.stats.pages += 1
+            raw: list[JsonObject] = page.pop("items", None) or []
+            items.extend(self.sink.prepare(obj) for obj in raw)
+            del raw  # the page's whole objects go now, before the next page is read
+            meta: JsonObject = page.get("metadata") or {}
+            rv_seen = str(meta.get("resourceVersion", ""))
+            cont = meta.get("continue") or None
+            if not cont:
+                return items, rv_seen
 
     async def _list_and_watch(self, *, skip_list: bool = False) -> None:
         if not skip_list:

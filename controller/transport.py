@@ -9,16 +9,21 @@ in-memory fake API server.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
+from urllib.parse import urlencode
 
 import anyio
+import httpcore
 import httpx
 import kr8s.asyncio
 
 from controller.errors import TransportError
+from controller.pool import ConnectionPool
 
 Params = Mapping[str, str]
 
@@ -96,24 +101,124 @@ IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 PUT carries a resourceVersion and DELETE of a gone object answers 404, so a resend cannot act twice;
 POST and PATCH are resent only when the connection was never made."""
 
-_STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_NOT_CONNECTED = (httpx.ConnectError, httpcore.ConnectError)
+_STALE_CONNECTION = (
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpcore.ReadError,
+    httpcore.WriteError,
+    httpcore.RemoteProtocolError,
+)
+_HTTP_ERRORS = (
+    httpx.HTTPError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+)
 
 
 def _timeout(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=10.0)
 
 
+class _Session:
+    """One set of credentials in use: the pool for plain requests (``None`` behind a proxy, where httpx
+    sends them too) and an httpx client for watches."""
+
+    def __init__(self, auth: Any, client: httpx.AsyncClient, pool: ConnectionPool | None, generation: int):
+        self.client = client
+        self.pool = pool
+        self.generation = generation
+        server = httpx.URL(str(auth.server))
+        self._prefix = server.raw_path.rstrip(b"/")
+        self._origin = httpcore.Origin(
+            server.raw_scheme, server.raw_host, server.port or _PORTS[server.scheme]
+        )
+        self._headers: list[tuple[bytes, bytes]] = [(b"Host", server.netloc), (b"User-Agent", b"pyroclast")]
+        if auth.token:
+            self._headers.append((b"Authorization", f"Bearer {auth.token}".encode()))
+        name = auth.tls_server_name
+        self.extensions: dict[str, Any] = {"sni_hostname": name} if name else {}
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: bytes | None,
+        content_type: str | None,
+        request_timeout: float | None,
+    ) -> Response:
+        if self.pool is None:
+            answer = await self.client.request(
+                method,
+                path,
+                params=dict(params or {}),
+                content=body,
+                headers={"Content-Type": content_type} if content_type else None,
+                timeout=_timeout(request_timeout),
+                extensions=self.extensions,
+            )
+            return Response(answer.status_code, answer.content)
+        target = self._prefix + path.encode()
+        if params:
+            target += b"?" + urlencode(params).encode()
+        headers = list(self._headers)
+        if method == "GET":
+            headers.append((b"Accept-Encoding", b"gzip"))
+        if body is not None:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+            if content_type:
+                headers.append((b"Content-Type", content_type.encode()))
+        timeout = {
+            "connect": 10.0,
+            "read": request_timeout,
+            "write": request_timeout,
+            "pool": request_timeout,
+        }
+        request = httpcore.Request(
+            method,
+            httpcore.URL(
+                scheme=self._origin.scheme, host=self._origin.host, port=self._origin.port, target=target
+            ),
+            headers=headers,
+            content=body,
+            extensions={**self.extensions, "timeout": timeout},
+        )
+        status, answer_headers, content = await self.pool.request(request)
+        if any(k.lower() == b"content-encoding" and v.lower() == b"gzip" for k, v in answer_headers):
+            content = gzip.decompress(content)
+        return Response(status, content)
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.aclose()
+        await self.client.aclose()
+
+
+def _origin(server: httpx.URL) -> httpcore.Origin:
+    return httpcore.Origin(server.raw_scheme, server.raw_host, server.port or _PORTS[server.scheme])
+
+
+_PORTS: Final = {"https": 443, "http": 80}
+
+
 class HttpxTransport:
-    """HTTP/1.1 to the apiserver over a private ``httpx.AsyncClient``, credentials loaded by kr8s.
+    """HTTP/1.1 to the apiserver, credentials loaded by kr8s: requests over our own O(1) connection pool
+    (:class:`~controller.pool.ConnectionPool`, on httpcore), watches over a private ``httpx.AsyncClient``.
 
     On a 401 the credentials are reloaded once (rotated service-account tokens, exec plugins) and the
     request resent. Connection failures and timeouts become :class:`~controller.errors.TransportError`.
     """
 
-    def __init__(self, auth: Any):
+    def __init__(self, auth: Any, *, max_connections: int = 64):
         self._auth = auth
         self._host = httpx.URL(str(auth.server)).netloc.decode()
-        self._client: httpx.AsyncClient | None = None
+        self._max_connections = max_connections
+        self._session: _Session | None = None
         self._generation = 0  # bumped each time credentials are reloaded
         self._lock = anyio.Lock()
 
@@ -133,24 +238,27 @@ class HttpxTransport:
     def host(self) -> str:
         return self._host
 
-    async def _session(self) -> tuple[httpx.AsyncClient, int]:
+    async def _current(self) -> _Session:
         async with self._lock:
-            if self._client is None:
-                self._client = await self._new_client()
-            return self._client, self._generation
+            if self._session is None:
+                self._session = await self._new_session()
+            return self._session
 
-    async def _new_client(self) -> httpx.AsyncClient:
+    async def _new_session(self) -> _Session:
         auth = self._auth
         headers = {"User-Agent": "pyroclast"}
         if auth.token:
             headers["Authorization"] = f"Bearer {auth.token}"
-        return httpx.AsyncClient(
-            base_url=str(auth.server),
-            headers=headers,
-            verify=await auth.ssl_context(),
-            proxy=auth.proxy,
-            follow_redirects=True,
+        verify = await auth.ssl_context()
+        client = httpx.AsyncClient(
+            base_url=str(auth.server), headers=headers, verify=verify, proxy=auth.proxy, follow_redirects=True
         )
+        server = httpx.URL(str(auth.server))
+        pool = None
+        if not auth.proxy:
+            context = verify if isinstance(verify, ssl.SSLContext) else None
+            pool = ConnectionPool(_origin(server), context, max_connections=self._max_connections)
+        return _Session(auth, client, pool, self._generation)
 
     async def _reauthenticate(self, seen: int) -> None:
         """Reload credentials unless another request already did since generation `seen`."""
@@ -158,14 +266,10 @@ class HttpxTransport:
             if self._generation != seen:
                 return
             await self._auth.reauthenticate()
-            old, self._client = self._client, await self._new_client()
             self._generation += 1
+            old, self._session = self._session, await self._new_session()
         if old is not None:
             await old.aclose()
-
-    def _extensions(self) -> dict[str, Any] | None:
-        name = self._auth.tls_server_name
-        return {"sni_hostname": name} if name else None
 
     async def request(
         self,
@@ -177,21 +281,12 @@ class HttpxTransport:
         content_type: str | None = None,
         request_timeout: float | None = None,
     ) -> Response:
-        headers = {"Content-Type": content_type} if content_type else None
         resent = reauthenticated = False
         while True:
-            client, generation = await self._session()
+            session = await self._current()
             try:
-                answer = await client.request(
-                    method,
-                    path,
-                    params=dict(params or {}),
-                    content=body,
-                    headers=headers,
-                    timeout=_timeout(request_timeout),
-                    extensions=self._extensions(),
-                )
-            except httpx.ConnectError as exc:
+                answer = await session.send(method, path, params, body, content_type, request_timeout)
+            except _NOT_CONNECTED as exc:
                 if resent:
                     raise TransportError(f"{type(exc).__name__}: {exc}") from exc
                 resent = True
@@ -201,13 +296,13 @@ class HttpxTransport:
                     raise TransportError(f"{type(exc).__name__}: {exc}") from exc
                 resent = True
                 continue
-            except httpx.HTTPError as exc:
+            except _HTTP_ERRORS as exc:
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            if answer.status_code == 401 and not reauthenticated:
+            if answer.status == 401 and not reauthenticated:
                 reauthenticated = True
-                await self._reauthenticate(generation)
+                await self._reauthenticate(session.generation)
                 continue
-            return Response(answer.status_code, answer.content)
+            return answer
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -215,16 +310,16 @@ class HttpxTransport:
     ) -> AsyncGenerator[StreamResponse]:
         reauthenticated = False
         while True:
-            client, generation = await self._session()
+            session = await self._current()
             async with contextlib.AsyncExitStack() as stack:
                 try:
                     answer = await stack.enter_async_context(
-                        client.stream(
+                        session.client.stream(
                             method,
                             path,
                             params=dict(params or {}),
                             timeout=_timeout(request_timeout),
-                            extensions=self._extensions(),
+                            extensions=session.extensions,
                         )
                     )
                 except httpx.HTTPError as exc:
@@ -232,7 +327,7 @@ class HttpxTransport:
                 if answer.status_code == 401 and not reauthenticated:
                     reauthenticated = True
                     await answer.aclose()
-                    await self._reauthenticate(generation)
+                    await self._reauthenticate(session.generation)
                     continue
                 try:
                     yield _HttpxStream(answer)
@@ -242,6 +337,6 @@ class HttpxTransport:
 
     async def aclose(self) -> None:
         async with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+            session, self._session = self._session, None
+        if session is not None:
+            await session.aclose()

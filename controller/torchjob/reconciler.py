@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any, Final
 
+import anyio
 from pydantic import ValidationError
 
 from api import GROUP, KIND, PLURAL, VERSION, Phase, TorchJob, TorchJobStatus
@@ -26,6 +28,7 @@ from controller.controller import Controller
 from controller.errors import AlreadyExists, NotFound
 from controller.informer import InformerEvent
 from controller.manager import Manager
+from controller.recorder import EventRecorder, ObjectRef
 from controller.request import Request, Result, TerminalError
 from controller.resource import EVENTS, PODS, SERVICES, Resource
 from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departures, vanished
@@ -38,6 +41,7 @@ from controller.torchjob.plan import (
     REASON_FAILED_RETRY,
     REASON_PREEMPTED,
     REASON_RESIZED,
+    Action,
     CreateObject,
     DeleteJob,
     DeleteObject,
@@ -48,6 +52,7 @@ from controller.torchjob.plan import (
     plan,
 )
 from controller.torchjob.progress_endpoint import Address, ProgressEndpoint
+from controller.torchjob.prune import prune_pod, prune_podgroup
 from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
 
@@ -80,6 +85,8 @@ DEPARTED_TTL: Final = 600.0
 """Seconds the last state of a deleted, disrupted worker pod is kept for the reconcile that finds it gone."""
 CACHE_WAIT: Final = 1.0
 """Seconds to come back after while the cache has not shown this process's own writes."""
+SLOW_START_INITIAL: Final = 1
+"""Pod creates in the first parallel batch; each next batch is twice the size (client-go's slowStartBatch)."""
 
 _KINDS: Final[dict[str, Resource]] = {"PodGroup": PODGROUPS, "Service": SERVICES, "Pod": PODS}
 
@@ -92,6 +99,22 @@ def _transient(old: TorchJobStatus, new: TorchJobStatus) -> bool:
         and old.failure_restarts == new.failure_restarts
         and old.preemption_restarts == new.preemption_restarts
     )
+
+
+def slow_start(total: int, initial: int = SLOW_START_INITIAL) -> Iterator[int]:
+    """Batch sizes covering `total` creates: `initial`, then doubling, the last one cut to what is left."""
+    if initial < 1:
+        raise ValueError(f"the first slow-start batch must hold >= 1 create, got {initial}")
+    done, size = 0, initial
+    while done < total:
+        batch = min(size, total - done)
+        yield batch
+        done += batch
+        size *= 2
+
+
+def _is_pod_create(action: Action) -> bool:
+    return isinstance(action, CreateObject) and action.kind == "Pod"
 
 
 def utcnow() -> datetime:
@@ -111,13 +134,20 @@ class TorchJobReconciler:
         expectations: Expectations | None = None,
         progress_bind: Address | None = None,
         progress_url: str | None = None,
+        recorder: EventRecorder | None = None,
     ):
         """`progress_bind`: serve live progress reports there (:mod:`.progress_endpoint`); `progress_url`:
-        where workers reach it (given to new worker pods with a token; None: they do not report live)."""
+        where workers reach it (given to new worker pods with a token; None: they do not report live);
+        `recorder`: where Events go (None: a recorder of its own, run on `manager`)."""
         self.client: Client = manager.client
-        self.jobs = manager.informer(TORCHJOBS).cache
-        self.pods = manager.informer(PODS).cache
-        self.podgroups = manager.informer(PODGROUPS).cache
+        if recorder is None:
+            recorder = EventRecorder(self.client, component=COMPONENT)
+            manager.add_runnable(recorder.run)
+        self.recorder = recorder
+        # Caches hold what the operator reads (.prune); TorchJobs as compact JSON, read once per reconcile.
+        self.jobs = manager.informer(TORCHJOBS, compact=True).cache
+        self.pods = manager.informer(PODS, transform=prune_pod).cache
+        self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup).cache
         self.services = manager.informer(SERVICES).cache
         for cache in (self.pods, self.podgroups, self.services):
             cache.add_index(OWNER_INDEX, owner_uid_index)
@@ -212,7 +242,7 @@ class TorchJobReconciler:
             await self._apply(request, job, step)
             deferred = await self._write_status(request, raw, old, step)
         queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
-        await self._record(job, old, step, now, queued_since)
+        self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
             self.metrics.observe(request.key, step.status.phase, job.spec.scheduling.queue)
         if deferred is not None:
@@ -338,38 +368,91 @@ class TorchJobReconciler:
         return None
 
     async def _apply(self, request: Request, job: TorchJob, step: Plan) -> None:
-        ns = request.namespace
-        for action in step.actions:
-            match action:
-                case CreateObject(kind=kind, body=body):
-                    name = str(body["metadata"]["name"])
-                    try:
-                        await self.client.create(_KINDS[kind], body, ns)
-                    except AlreadyExists:
-                        log.info("torchjob %s: %s %s already exists", request, kind, name)
-                        continue
-                    if not (kind == "Service" and name == WORKERS_SERVICE):  # shared, owned by no job
-                        self.expectations.created(request.key, kind, name)
-                    if kind == "PodGroup":
-                        JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
-                case PatchPodGroup(name=name, patch=patch):
-                    await self.client.patch(PODGROUPS, name, patch, ns)
-                case DeleteObject(kind=kind, name=name, uid=uid):
-                    try:
-                        await self.client.delete(
-                            _KINDS[kind], name, ns, uid=uid, propagation_policy="Background"
-                        )
-                    except NotFound:
-                        continue
-                    self.expectations.deleted(request.key, kind, uid)
-                case DeleteJob():
-                    log.info("torchjob %s: TTL after finish expired; deleting the job", request)
-                    with contextlib.suppress(NotFound):
-                        await self.client.delete(
-                            TORCHJOBS, request.name, ns, uid=job.metadata.uid, propagation_policy="Background"
-                        )
+        """Run the plan's actions in its order; each run of consecutive pod creates in slow-start batches.
 
-    async def _record(
+        Orders that matter (:mod:`.plan`): a PodGroup (the gang's, an elastic job's store's) is created before
+        the pods that name it, the shared Service before the workers it names, an elastic job's store pod
+        (first of its run, so alone in the first batch) before the workers that dial it; deletes of an older
+        attempt's same-named pods come in plans that create nothing. Pod creates next to each other depend on
+        nothing among themselves: only they run in parallel.
+        """
+        for pods, run in groupby(step.actions, key=_is_pod_create):
+            if pods:
+                await self._create_pods(request, [a for a in run if isinstance(a, CreateObject)])
+                continue
+            for action in run:
+                await self._act(request, job, action)
+
+    async def _act(self, request: Request, job: TorchJob, action: Action) -> None:
+        ns = request.namespace
+        match action:
+            case CreateObject():
+                await self._create(request, action)
+            case PatchPodGroup(name=name, patch=patch):
+                await self.client.patch(PODGROUPS, name, patch, ns)
+            case DeleteObject(kind=kind, name=name, uid=uid):
+                try:
+                    await self.client.delete(_KINDS[kind], name, ns, uid=uid, propagation_policy="Background")
+                except NotFound:
+                    return
+                self.expectations.deleted(request.key, kind, uid)
+            case DeleteJob():
+                log.info("torchjob %s: TTL after finish expired; deleting the job", request)
+                with contextlib.suppress(NotFound):
+                    await self.client.delete(
+                        TORCHJOBS, request.name, ns, uid=job.metadata.uid, propagation_policy="Background"
+                    )
+
+    async def _create(self, request: Request, action: CreateObject) -> None:
+        """Create one object; expected in the cache only once the create succeeded."""
+        kind, body = action.kind, action.body
+        name = str(body["metadata"]["name"])
+        try:
+            await self.client.create(_KINDS[kind], body, request.namespace)
+        except AlreadyExists:
+            log.info("torchjob %s: %s %s already exists", request, kind, name)
+            return
+        if not (kind == "Service" and name == WORKERS_SERVICE):  # shared, owned by no job
+            self.expectations.created(request.key, kind, name)
+        if kind == "PodGroup":
+            JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
+
+    async def _create_pods(self, request: Request, creates: list[CreateObject]) -> None:
+        """Pod creates in parallel batches of 1, 2, 4, ... (client-go's slowStartBatch): a batch with an
+        error ends the run, the rest not attempted (what refused one, a quota or admission, likely refuses
+        them all), and the first error of that batch is raised once every create of the batch returned."""
+        done = 0
+        for size in slow_start(len(creates)):
+            failed = await self._create_batch(request, creates[done : done + size])
+            done += size
+            if failed:
+                log.info(
+                    "torchjob %s: %d of %d pod creates in a batch failed; %d not attempted: %s",
+                    request,
+                    len(failed),
+                    size,
+                    len(creates) - done,
+                    failed[0],
+                    extra={"failed": len(failed), "skipped": len(creates) - done},
+                )
+                raise failed[0]
+
+    async def _create_batch(self, request: Request, batch: list[CreateObject]) -> list[Exception]:
+        """Run `batch` in parallel to its end; the errors, in the batch's order."""
+        errors: list[Exception | None] = [None] * len(batch)
+
+        async def create(index: int, action: CreateObject) -> None:
+            try:
+                await self._create(request, action)
+            except Exception as err:  # kept: the batch's other creates must finish, not be cancelled
+                errors[index] = err
+
+        async with anyio.create_task_group() as tg:
+            for index, action in enumerate(batch):
+                tg.start_soon(create, index, action)
+        return [e for e in errors if e is not None]
+
+    def _record(
         self,
         job: TorchJob,
         old: TorchJobStatus,
@@ -397,40 +480,17 @@ class TorchJobReconciler:
                 JobMetrics.restarted("failure")
             elif event.reason == REASON_RESIZED:
                 JobMetrics.restarted("resize")
-            await self._event(job, event, now)
+            self._event(job, event, now)
 
-    async def _event(self, job: TorchJob, event: Event, now: datetime) -> None:
-        """Record a core/v1 Event on the job; a failure to record is logged, never fatal."""
+    def _event(self, job: TorchJob, event: Event, now: datetime) -> None:
+        """Record a core/v1 Event on the job: queued for the recorder, never waited for, never fatal."""
         meta = job.metadata
-        stamp = now.isoformat().replace("+00:00", "Z")
-        body: JsonObject = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
-            "involvedObject": {
-                "apiVersion": job.api_version,
-                "kind": job.kind,
-                "name": meta.name,
-                "namespace": meta.namespace,
-                "uid": meta.uid,
-                "resourceVersion": meta.resource_version,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": COMPONENT,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        log.info(
-            "torchjob %s/%s: %s %s: %s", meta.namespace, meta.name, event.type, event.reason, event.message
+        ref = ObjectRef(
+            api_version=job.api_version,
+            kind=job.kind,
+            namespace=meta.namespace or "",
+            name=meta.name or "",
+            uid=meta.uid,
+            resource_version=meta.resource_version,
         )
-        try:
-            await self.client.create(EVENTS, body, meta.namespace)
-        except Exception as err:  # events are best effort
-            log.warning(
-                "could not record event %s on %s/%s: %s", event.reason, meta.namespace, meta.name, err
-            )
+        self.recorder.event(ref, event.type, event.reason, event.message, now=now)

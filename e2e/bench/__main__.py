@@ -5,7 +5,8 @@ Results go to e2e/bench/results/<UTC time>[-quick]/ (git-ignored): summary.json 
 time series included), pods.png (pods created and Running over time, both operators), the operator's py-spy
 profile under P1 (profile/), and each benchmark's own JSON.
 
-Quick: 50 jobs x 8 workers, 2 jobs for P3 (about 4 minutes). Full: 1,000 jobs x 8 workers as the issue sets,
+Quick: 50 jobs x 8 workers, 2 jobs for P3, P4 in process at 1,000 jobs (about 5 minutes). Full: 1,000 jobs
+x 8 workers as the issue sets, P4 in process at 10,000 jobs / 80,000 pods (bench_memory),
 5 jobs for P3, then the runtime, checkpoint and restart-storm benchmarks.
 """
 
@@ -27,15 +28,18 @@ def plan(quick: bool, out: Path) -> list[list[str]]:
     """Module and arguments of every benchmark to run."""
     scale = ["--json", str(out / "scale.json"), "--profile", str(out / "profile")]
     writes = ["--json", str(out / "writes.json")]
+    memory = ["--json", str(out / "memory.json")]
     if quick:
         return [
             ["e2e.bench.bench_scale", "--jobs", "50", "--workers", "8", "--default-timeout", "120", *scale],
             ["e2e.bench.bench_writes", "--jobs", "2", "--workers", "4", *writes],
+            ["e2e.bench.bench_memory", "--jobs", "1000", "--workers", "8", *memory],
             ["e2e.bench.bench_runtime", "--quick"],
         ]
     return [
         ["e2e.bench.bench_scale", "--jobs", "1000", "--workers", "8", *scale],
         ["e2e.bench.bench_writes", "--jobs", "5", "--workers", "4", *writes],
+        ["e2e.bench.bench_memory", "--jobs", "10000", "--workers", "8", *memory],
         ["e2e.bench.bench_runtime"],
         ["e2e.bench.bench_checkpoint"],
         ["e2e.bench.bench_restarts"],
@@ -80,6 +84,10 @@ def _rows(out: Path) -> tuple[list[report.Row], dict[str, report.JsonObject]]:
         writes = json.loads(path.read_text())
         sources["writes"] = writes
         rows += report.writes_rows(writes)
+    if (path := out / "memory.json").exists():
+        memory = json.loads(path.read_text())
+        sources["memory"] = memory
+        rows += report.memory_rows(memory)
     return rows, sources
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -31,7 +32,9 @@ from typing import Any
 from controller.resource import Resource
 from controller.torchjob.reconciler import TORCHJOBS
 from e2e.bench import kubeflow
+from e2e.bench.cpu import CpuMeter, format_cpu
 from e2e.bench.harness import job, new_namespace, start_operator, start_rig, stop_operator, wait_until
+from e2e.bench.requests import RequestMeter, format_requests
 from e2e.bench.restarts import pod_creates
 from e2e.bench.scale import (
     Phase,
@@ -70,9 +73,12 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
     try:
         wait_until("operator ready", lambda: ready(health_port), 60, 0.2)
         idle_rss = rss_mib(proc.pid)
+        out["ours_creates_only"] = _creates_only(cluster, args, pool, proc.pid)
         profiler = _profile(proc.pid, args.profile) if args.profile else None
         bodies = [job(f"tj-{i:05d}", pool, workers=n, succeed_after=None) for i in range(m)]
+        meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
         phase = run_phase(cluster, "pyroclast", ns, TORCHJOBS, bodies, m * n, args.timeout)
+        phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -91,9 +97,35 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
         print(f"every job's status Running and the operator idle {time.monotonic() - t:.1f} s after the pods")
         out["p5"], out["p4"], proc = _restart(cluster, proc, launch, health_port, metrics_port, m, n)
         out["p4"]["idle_rss_mib"] = round(idle_rss, 1)
+        per_pod = (out["p4"]["rss_mib"] - idle_rss) * 2**20 / max(1, m * n)
+        out["p4"]["bytes_per_pod"] = round(per_pod)
+        print(f"P4: {per_pod:.0f} B per cached pod above the idle {idle_rss:.1f} MiB (jobs, PodGroups in)")
     finally:
         stop_operator(proc)
     clear_namespace(cluster, ns, [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs"])
+
+
+def _creates_only(cluster: Cluster, args: argparse.Namespace, pool: NodePool, operator: int) -> JsonObject:
+    """P1 like for like: the raw client's pods are never scheduled, so here neither are ours (vc-scheduler
+    stopped: no binds, no kwok status updates); the same jobs, timed until every pod is created."""
+    m, n = args.jobs, args.workers
+    ns = new_namespace(cluster, "bench-creates")
+    bodies = [job(f"tj-{i:05d}", pool, workers=n, succeed_after=None) for i in range(m)]
+    cluster.stop_component("vc-scheduler")
+    try:
+        meter, requests = _meter(cluster, operator=operator), RequestMeter(cluster).start()
+        phase = run_phase(cluster, "pyroclast, scheduler stopped", ns, TORCHJOBS, bodies, m * n, args.timeout,
+                          until="created")  # fmt: skip
+        phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+    finally:
+        cluster.start_component("vc-scheduler")
+    _print_phase(phase)
+    clear_namespace(
+        cluster, ns,
+        [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs",
+         f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+    )  # fmt: skip
+    return phase.summary()
 
 
 def _restart(
@@ -155,7 +187,9 @@ def _kubeflow(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: J
         proc = kubeflow.start(cluster, binary, flags, cluster.workdir / "logs" / f"{key}.log")
         try:
             bodies = [kubeflow.pytorchjob(f"pj-{i:05d}", pool, workers=n) for i in range(m)]
+            meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
             phase = run_phase(cluster, key, ns, PYTORCHJOBS, bodies, m * n, timeout)
+            phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
             out[key] = phase.summary() | {"flags": list(flags)}
             _print_phase(phase)
         finally:
@@ -165,6 +199,12 @@ def _kubeflow(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: J
             [f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs",
              f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
         )  # fmt: skip
+
+
+def _meter(cluster: Cluster, **pids: int) -> CpuMeter:
+    """CPU seconds of every rig component, this process (the client/watcher) and `pids`, from now."""
+    named = {name: pid for name in cluster.component_names() if (pid := cluster.pid(name)) is not None}
+    return CpuMeter(named | {"bench": os.getpid()} | pids).start()
 
 
 def _print_phase(phase: Phase) -> None:
@@ -177,6 +217,12 @@ def _print_phase(phase: Phase) -> None:
         f"jobs submitted in {phase.submit_seconds:.1f} s{' TIMED OUT' if phase.timed_out else ''}",
         flush=True,
     )
+    cpu = phase.extra.get("cpu")
+    if isinstance(cpu, dict):
+        print(format_cpu(phase.label, cpu), flush=True)
+    requests = phase.extra.get("requests")
+    if isinstance(requests, dict):
+        print(format_requests(phase.label, requests), flush=True)
 
 
 def main() -> None:
@@ -201,8 +247,12 @@ def main() -> None:
         pool = NodePool(cluster)
         pool(max(2, -(-pods // PODS_PER_NODE)), cpu=str(PODS_PER_NODE), memory="1Ti", gpus=8, pods=110)
         ns = new_namespace(cluster, "bench-raw")
+        meter, requests = _meter(cluster), RequestMeter(cluster).start()
         out["raw_rate"] = raw_create_rate(cluster, ns, pods)
+        out["raw_cpu"], out["raw_requests"] = meter.stop(), requests.stop()
         print(f"raw apiserver pod creates (plain client, 32 in flight): {out['raw_rate']:.1f} pods/s")
+        print(format_cpu("raw", out["raw_cpu"]), flush=True)
+        print(format_requests("raw", out["raw_requests"]), flush=True)
         clear_namespace(cluster, ns, [])
         if not args.skip_ours:
             _ours(cluster, args, pool, out)

@@ -52,6 +52,13 @@ def scale_rows(scale: JsonObject) -> list[Row]:
             p1,
         )
     )
+    alone: JsonObject = scale.get("ours_creates_only") or {}
+    if alone:
+        solo = _ratio(alone.get("create_rate"), raw)
+        rows.append(
+            Row("P1 same, scheduler stopped (as the raw pods)", alone.get("create_rate"), raw, ">= 0.8x",
+                _check(solo, (solo or 0) >= 0.8), solo, "no binds, no kwok status updates")
+        )  # fmt: skip
     tuned: JsonObject = scale.get("kubeflow_tuned") or {}
     default: JsonObject = scale.get("kubeflow_default") or {}
     mine = ours.get("running_seconds")
@@ -87,6 +94,16 @@ def scale_rows(scale: JsonObject) -> list[Row]:
         dup = p5["pod_creates_after_restart"]
         rows.append(Row("P5 pods created after the restart", dup, 0, "== 0", dup == 0))
     return rows
+
+
+def memory_rows(memory: JsonObject) -> list[Row]:
+    """P4 measured in process by bench_memory (the rig's P4 above projects it from fewer pods)."""
+    mb = memory["rss_mib"] * MIB
+    note = f"{memory['bytes_per_object']['pod']} B/pod cached"
+    return [
+        Row(f"P4 RSS MB in process, {memory['jobs']} jobs/{memory['pods']} pods", mb, P4_LIMIT_MB,
+            "<= 250 MB", mb <= P4_LIMIT_MB, mb / P4_LIMIT_MB, note)
+    ]  # fmt: skip
 
 
 def writes_rows(writes: JsonObject) -> list[Row]:

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -99,7 +99,7 @@ class Phase:
     submit_seconds: float = 0.0
     timeline: PodTimeline | None = None
     timed_out: bool = False
-    extra: dict[str, float] = field(default_factory=dict[str, float])
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
     def _last(self, times: dict[str, float]) -> float | None:
         return max(times.values()) - self.t0 if len(times) >= self.pods else None
@@ -146,13 +146,16 @@ def run_phase(
     bodies: list[JsonObject],
     pods: int,
     timeout: float,
+    *,
+    until: Literal["created", "running"] = "running",
 ) -> Phase:
-    """Submit `bodies` and wait until `pods` pods in `namespace` are Running (or `timeout`)."""
+    """Submit `bodies`; wait until `pods` pods in `namespace` are Running, or only created (or `timeout`)."""
     timeline = PodTimeline(cluster, namespace).start()
     phase = Phase(label=label, pods=pods, t0=time.monotonic(), timeline=timeline)
     phase.submit_seconds = submit(cluster, resource, namespace, bodies)
     deadline = phase.t0 + timeout
-    while len(timeline.running) < pods:
+    seen = timeline.running if until == "running" else timeline.created
+    while len(seen) < pods:
         if time.monotonic() > deadline:
             phase.timed_out = True
             break

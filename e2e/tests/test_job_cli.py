@@ -285,9 +285,12 @@ async def test_lifecycle_wait_describe_suspend_resume_delete(
             assert code == 0, err
             sections = out.split("\n\n")
             pg = fields(next(s for s in sections if s.startswith("PodGroup:")))
-            return sections if pg["Phase"] == "Running" else None
+            events = next((s for s in sections if s.startswith("Events:")), "")  # recorded in the background
+            return sections if pg["Phase"] == "Running" and "AllWorkersRunning" in events else None
 
-        sections = await lifecycle.wait_for("describe showing the PodGroup Running", described, within=30)
+        sections = await lifecycle.wait_for(
+            "describe showing the PodGroup Running and its Running Event", described, within=30
+        )
         status = await lifecycle.status_of(client, namespace, "life")
         podgroup = fields(next(s for s in sections if s.startswith("PodGroup:")))
         assert podgroup["Name"] == status["podGroupName"]

@@ -101,8 +101,13 @@ async def test_killed_job_restarts_from_its_last_checkpoint_and_status_shows_it(
         assert done["lastCheckpoint"]["step"] == 200
         assert done["progress"]["step"] == 200
         assert done["failureRestarts"] == 1
-        events = (await client.list(EVENTS, namespace)).items
-        messages = [e["message"] for e in events if e["reason"] == "CheckpointCommitted"]
+
+        async def checkpoint_events() -> list[str] | None:  # Events are recorded in the background
+            events = (await client.list(EVENTS, namespace)).items
+            messages = [e["message"] for e in events if e["reason"] == "CheckpointCommitted"]
+            return messages if any("step 120" in m for m in messages) else None
+
+        messages = await wait_for("the CheckpointCommitted Event of step 120", checkpoint_events, within=10)
         assert any("step 120" in m for m in messages), messages
 
 

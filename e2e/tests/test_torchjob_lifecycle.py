@@ -41,9 +41,14 @@ async def test_happy_path_runs_then_succeeds_and_frees_the_podgroup(
         assert condition(done, "Running") is not None  # it really ran before it finished
         await wait_for("PodGroup deleted", lambda: _empty(client, PODGROUPS, namespace))
         assert len(await names(client, PODS, namespace)) == 2  # finished pods kept (cleanPodPolicy Running)
-        events = (await client.list(EVENTS, namespace)).items
-        reasons = {e["reason"] for e in events if e["involvedObject"].get("kind") == "TorchJob"}
-        assert {"WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"} <= reasons
+        wanted = {"WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"}
+
+        async def job_events() -> set[str] | None:  # recorded in the background, just after the status
+            events = (await client.list(EVENTS, namespace)).items
+            reasons = {e["reason"] for e in events if e["involvedObject"].get("kind") == "TorchJob"}
+            return reasons if wanted <= reasons else None
+
+        assert wanted <= await wait_for(f"Events {sorted(wanted)} on the job", job_events, within=10)
 
 
 async def _empty(client: Client, resource: Any, namespace: str) -> bool:

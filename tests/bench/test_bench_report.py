@@ -50,6 +50,14 @@ def test_scale_rows_fail_and_unknown() -> None:
     assert "FAIL" in render(rows)
 
 
+def test_p1_with_the_scheduler_stopped_is_its_own_row() -> None:
+    rows = scale_rows(scale(ours_creates_only={"create_rate": 85.0}))
+    assert rows[0].ratio == 0.9
+    assert rows[1].figure.startswith("P1 same, scheduler stopped")
+    assert (rows[1].ours, rows[1].ratio, rows[1].passed) == (85.0, 0.85, True)
+    assert scale_rows(scale(ours_creates_only={"create_rate": 70.0}))[1].passed is False
+
+
 def test_writes_row_against_n_plus_4() -> None:
     (row,) = writes_rows({"workers": 4, "worst": 9, "target": 8, "mean": 9.0})
     assert (row.passed, row.ratio) == (False, 9 / 8)

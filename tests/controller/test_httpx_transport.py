@@ -3,6 +3,7 @@ streaming, resends on dropped connections, credential reload on 401, no session 
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -68,18 +69,18 @@ class LoopbackApiServer:
                     stream, 404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "nope"}
                 )
             elif method == "GET":
-                await self.reply(
-                    stream, 200, {"kind": "ConfigMapList", "metadata": {"resourceVersion": "9"}, "items": []}
-                )
+                listed = {"kind": "ConfigMapList", "metadata": {"resourceVersion": "9"}, "items": []}
+                await self.reply(stream, 200, listed, gzipped="gzip" in headers.get("accept-encoding", ""))
             else:
                 await self.reply(
                     stream, 200, {"echo": json.loads(body or b"{}"), "ctype": headers.get("content-type")}
                 )
 
     @staticmethod
-    async def reply(stream: SocketStream, code: int, obj: Any) -> None:
-        body = json.dumps(obj).encode()
-        head = f"HTTP/1.1 {code} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    async def reply(stream: SocketStream, code: int, obj: Any, *, gzipped: bool = False) -> None:
+        body = gzip.compress(json.dumps(obj).encode()) if gzipped else json.dumps(obj).encode()
+        encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
+        head = f"HTTP/1.1 {code} X\r\nContent-Length: {len(body)}\r\n{encoding}Connection: close\r\n\r\n"
         await stream.send(head.encode() + body)
 
 
@@ -132,6 +133,9 @@ async def test_httpx_transport_end_to_end(tmp_path: Path) -> None:
     for param in ("watch=true", "allowWatchBookmarks=true", "timeoutSeconds=300", "resourceVersion=9"):
         assert param in watch
     assert all(h.get("authorization") == "Bearer secret-token" for _, _, h in server.seen)
+    # Reads ask for gzip (the LIST above was answered compressed and decoded); writes do not.
+    unary = [h.get("accept-encoding") for _, t, h in server.seen if "watch=true" not in t]
+    assert unary == ["gzip", "gzip", None]
 
 
 async def test_httpx_transport_connection_refused_is_a_transport_error(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from api import TorchJob
 from controller.client import Client
 from controller.manager import Manager
-from controller.request import Request
+from controller.request import Request, Result
 from controller.testing import FakeApiServer
 from controller.torchjob.labels import ATTEMPT_LABEL
 from controller.torchjob.reconciler import TorchJobReconciler
@@ -121,15 +121,22 @@ def job_status(fake: FakeApiServer) -> dict[str, Any]:
     return fake.objects[JOBS][("team-a", "llama")].get("status") or {}
 
 
+async def reconcile(reconciler: TorchJobReconciler) -> Result:
+    """One reconcile, then the Events it recorded sent (as the manager's recorder does, in the background)."""
+    result = await reconciler.reconcile(REQ)
+    await reconciler.recorder.flush()
+    return result
+
+
 async def step(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
     sync(fake, reconciler)
-    await reconciler.reconcile(REQ)
+    await reconcile(reconciler)
 
 
 async def test_creates_podgroup_service_then_pods_in_order_and_marks_queued() -> None:
     fake, reconciler, clock = setup()
     sync(fake, reconciler)
-    result = await reconciler.reconcile(REQ)
+    result = await reconcile(reconciler)
     assert writes(fake) == [
         ("POST", "/apis/scheduling.volcano.sh/v1beta1/namespaces/team-a/podgroups"),
         ("POST", "/api/v1/namespaces/team-a/services"),
@@ -193,10 +200,10 @@ async def test_slow_cache_never_causes_duplicate_creates() -> None:
     before = len(fake.requests)
     # The caches still show no pods and the old job: the reconciler must wait, not create again.
     for _ in range(3):
-        await reconciler.reconcile(REQ)
+        await reconcile(reconciler)
     assert writes(fake, before, events=True) == []
     sync(fake, reconciler)
-    await reconciler.reconcile(REQ)
+    await reconcile(reconciler)
     assert writes(fake, before, events=True) == []  # caught up, nothing new to do
     assert len(fake.objects[PODS]) == 2
 
@@ -272,7 +279,7 @@ async def test_stale_job_read_cannot_count_a_restart_twice() -> None:
     assert stale is not None
     reconciler.jobs.upsert(stale)
     before = len(fake.requests)
-    await reconciler.reconcile(REQ)
+    await reconcile(reconciler)
     assert writes(fake, before, events=True) == []
     assert job_status(fake)["failureRestarts"] == 1
 
@@ -301,7 +308,7 @@ async def test_ttl_deletes_the_finished_job() -> None:
     await step(fake, reconciler)
     set_pods(fake, "Succeeded", exit_code=0)
     sync(fake, reconciler)
-    result = await reconciler.reconcile(REQ)
+    result = await reconcile(reconciler)
     assert job_status(fake)["phase"] == "Succeeded"
     assert result.requeue_after == 30
     clock.tick(31)
@@ -387,7 +394,7 @@ async def test_minor_status_changes_are_batched_and_phase_changes_are_not() -> N
     set_pods(fake, "Succeeded", exit_code=0, only="llama-worker-0")
     before = len(fake.requests)
     sync(fake, reconciler)
-    result = await reconciler.reconcile(REQ)
+    result = await reconcile(reconciler)
     assert writes(fake, before) == []  # activeNodes 2 -> 1 alone waits for company
     assert 0 < result.requeue_after <= 2.0
     mono[0] += 2.5
