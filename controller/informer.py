@@ -11,6 +11,8 @@ Contract (as client-go's ``SharedInformer``):
   ``resync=True``) without any API call.
 * Handlers receive the cached object itself: they must not mutate it.
 * ``compact=True`` keeps the cache as compact JSON bytes (see :class:`~controller.cache.Cache`).
+* ``paged_first_list=True`` lists at ``""`` in pages first (see :mod:`~controller.reflector`): for
+  large collections whose transform keeps a fraction of each object.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Informer:
         resync_period: float | None = None,
         watchdog_timeout: float = 90.0,
         page_size: int = 500,
+        paged_first_list: bool = False,
         backoff: Backoff | None = None,
         compact: bool = False,
     ):
@@ -112,6 +115,7 @@ class Informer:
             label_selector=label_selector,
             field_selector=field_selector,
             page_size=page_size,
+            paged_first_list=paged_first_list,
             watchdog_timeout=watchdog_timeout,
             backoff=backoff,
         )

@@ -147,13 +147,15 @@ class Manager:
         *,
         transform: Transform | None = None,
         compact: bool | None = None,
+        paged_first_list: bool | None = None,
     ) -> Informer:
         """The shared informer for ``resource`` (created on first use; scoped to ``namespace``).
 
         ``transform`` replaces the default (:func:`~controller.cache.strip_managed_fields`) for this
         resource and ``compact`` the manager's ``compact_cache`` (as controller-runtime's cache
         ``ByObject``); both only take effect on first use: asking an existing informer for other ones
-        is an error, since objects already cached went through the first ones.
+        is an error, since objects already cached went through the first ones. ``paged_first_list``
+        (default off) lists in pages at ``""`` first (see :mod:`~controller.reflector`).
         """
         ns = namespace if namespace is not None else self.namespace
         key = (resource, ns)
@@ -169,13 +171,16 @@ class Manager:
                 resync_period=self.sync_period,
                 watchdog_timeout=self.watchdog_timeout,
                 compact=self.compact_cache if compact is None else compact,
+                paged_first_list=bool(paged_first_list),
             )
             self._informers[key] = informer
-        elif (transform is not None and informer.cache.transform is not transform) or (
-            compact is not None and informer.cache.compact != compact
+        elif (
+            (transform is not None and informer.cache.transform is not transform)
+            or (compact is not None and informer.cache.compact != compact)
+            or (paged_first_list is not None and informer.reflector.paged_first_list != paged_first_list)
         ):
             raise ValueError(
-                f"the informer for {resource} already exists with another transform or compact setting; "
+                f"the informer for {resource} already exists with other options; "
                 "pass them where it is first requested (before controllers are added)"
             )
         return informer

@@ -7,6 +7,9 @@ Semantics follow client-go's reflector (``tools/cache/reflector.go``):
   answered with 410 Gone/Expired. Each page is passed through the sink's ``prepare`` (the
   cache's transform) as it arrives, so at most one page of whole objects is alive at once:
   a LIST of 80,000 pods would otherwise hold ~1.5 GB of dicts before the first is pruned.
+  But the watch cache answers ``"0"`` in one body whatever the limit (measured on the rig with the
+  watch cache on), so ``paged_first_list=True`` makes the first LIST a paged read at ``""``
+  instead: dearer for the apiserver, but the client never holds the whole list at once.
 * WATCH from the list's RV with ``allowWatchBookmarks=true`` and ``timeoutSeconds`` drawn from
   U[300, 600]; a watch that ends normally is re-opened from the last RV without relisting.
 * An in-stream 410 (or any other ERROR event) ends the watch and relists; a watch that could
@@ -91,6 +94,7 @@ class Reflector:
         label_selector: str | Mapping[str, str] | None = None,
         field_selector: str | None = None,
         page_size: int = 500,
+        paged_first_list: bool = False,
         min_watch_timeout: float = 300.0,
         watchdog_timeout: float = 90.0,
         backoff: Backoff | None = None,
@@ -102,6 +106,7 @@ class Reflector:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.page_size = page_size
+        self.paged_first_list = paged_first_list
         self.min_watch_timeout = min_watch_timeout
         self.watchdog_timeout = watchdog_timeout
         self.backoff = backoff or Backoff()
@@ -133,8 +138,10 @@ class Reflector:
             await anyio.sleep(self.backoff.next())
 
     async def _list(self) -> None:
-        # "0" (any cached state) before the first sync; then the last synced RV; "" only after a 410
-        rv = "0" if self.last_sync_rv is None else self.last_sync_rv
+        # "0" (any cached state) before the first sync; then the last synced RV; "" only after a 410.
+        # The watch cache answers "0" in one body, whatever the limit: a paged first list reads at "".
+        first = "" if self.paged_first_list else "0"
+        rv = first if self.last_sync_rv is None else self.last_sync_rv
         try:
             items, list_rv = await self._list_pages(rv)
         except Gone:  # the RV, or a continue token mid-way, expired

@@ -146,8 +146,9 @@ class TorchJobReconciler:
         self.recorder = recorder
         # Caches hold what the operator reads (.prune); TorchJobs as compact JSON, read once per reconcile.
         self.jobs = manager.informer(TORCHJOBS, compact=True).cache
-        self.pods = manager.informer(PODS, transform=prune_pod).cache
-        self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup).cache
+        # Pruned at ingest and listed in pages: 80,000 whole pods never sit in memory at once.
+        self.pods = manager.informer(PODS, transform=prune_pod, paged_first_list=True).cache
+        self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup, paged_first_list=True).cache
         self.services = manager.informer(SERVICES).cache
         for cache in (self.pods, self.podgroups, self.services):
             cache.add_index(OWNER_INDEX, owner_uid_index)

@@ -38,9 +38,11 @@ def test_a_transform_and_compact_storage_apply_to_their_resource_only() -> None:
     assert stored == {"metadata": {"name": "a", "namespace": "ns"}}
 
 
-@pytest.mark.parametrize("options", [{"transform": strip_managed_fields}, {"compact": True}])
+@pytest.mark.parametrize(
+    "options", [{"transform": strip_managed_fields}, {"compact": True}, {"paged_first_list": True}]
+)
 def test_other_options_for_an_existing_informer_are_an_error(options: JsonObject) -> None:
     mgr = manager()
     mgr.informer(PODS, transform=only_name)
-    with pytest.raises(ValueError, match="already exists with another transform or compact setting"):
+    with pytest.raises(ValueError, match="already exists with other options"):
         mgr.informer(PODS, **options)

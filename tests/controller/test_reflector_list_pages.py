@@ -37,9 +37,14 @@ class Transform:
         return {"metadata": obj["metadata"], "data": {"v": obj["data"]["v"]}}
 
 
-async def _sync(fake: FakeApiServer, transform: Transform) -> Informer:
+async def _sync(fake: FakeApiServer, transform: Transform, *, paged_first_list: bool = False) -> Informer:
     informer = Informer(
-        Client(fake), CONFIG_MAPS, transform=transform, page_size=4, backoff=Backoff(0.001, 0.01, jitter=0.0)
+        Client(fake),
+        CONFIG_MAPS,
+        transform=transform,
+        page_size=4,
+        paged_first_list=paged_first_list,
+        backoff=Backoff(0.001, 0.01, jitter=0.0),
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(informer.run)
@@ -51,7 +56,8 @@ async def _sync(fake: FakeApiServer, transform: Transform) -> Informer:
 @pytest.mark.parametrize("rv0_paginated", [True, False], ids=["rv0-from-cache-snapshot", "rv0-unpaginated"])
 async def test_each_page_is_transformed_before_the_next_is_read(rv0_paginated: bool) -> None:
     fake = FakeApiServer()
-    fake.watch_list_limit_ignored_for_rv0 = not rv0_paginated  # Kubernetes >= 1.34 pages RV=0 from its cache
+    # etcd pages RV=0; the watch cache answers it whole (measured on the rig with the watch cache on)
+    fake.watch_list_limit_ignored_for_rv0 = not rv0_paginated
     for i in range(10):
         fake.put_object(API, "configmaps", cm(i))
     transform = Transform(fake)
@@ -67,6 +73,18 @@ async def test_each_page_is_transformed_before_the_next_is_read(rv0_paginated: b
     assert len(informer.cache) == 10
     assert informer.reflector.stats.list_rvs == ["0"]
     assert informer.reflector.stats.pages == (3 if rv0_paginated else 1)
+
+
+async def test_a_paged_first_list_reads_at_the_quorum_rv_in_pages_even_where_rv0_is_answered_whole() -> None:
+    fake = FakeApiServer()
+    fake.watch_list_limit_ignored_for_rv0 = True
+    for i in range(10):
+        fake.put_object(API, "configmaps", cm(i))
+    transform = Transform(fake)
+    informer = await _sync(fake, transform, paged_first_list=True)
+    assert informer.reflector.stats.list_rvs == [""]
+    assert transform.seen_at == [1] * 4 + [2] * 4 + [3] * 2
+    assert len(informer.cache) == 10
 
 
 async def test_an_expired_continue_token_restarts_the_list_as_a_quorum_read() -> None:
