@@ -117,14 +117,15 @@ def _creates_only(cluster: Cluster, args: argparse.Namespace, pool: NodePool, op
         phase = run_phase(cluster, "pyroclast, scheduler stopped", ns, TORCHJOBS, bodies, m * n, args.timeout,
                           until="created")  # fmt: skip
         phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+        _print_phase(phase)
+        # Gone before the scheduler is back: else it binds these pods while the next phase is timed.
+        clear_namespace(
+            cluster, ns,
+            [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs",
+             f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+        )  # fmt: skip
     finally:
         cluster.start_component("vc-scheduler")
-    _print_phase(phase)
-    clear_namespace(
-        cluster, ns,
-        [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs",
-         f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
-    )  # fmt: skip
     return phase.summary()
 
 
