@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 JsonObject = dict[str, Any]
-P4_JOBS, P4_PODS = 10_000, 80_000
+P4_PODS = 80_000
 P4_LIMIT_MB = 250.0
 MIB = 2**20 / 1e6  # MB per MiB
 
@@ -80,12 +80,16 @@ def scale_rows(scale: JsonObject) -> list[Row]:
     p4: JsonObject = scale.get("p4") or {}
     if p4:
         idle, rss, pods = p4["idle_rss_mib"], p4["rss_mib"], p4["pods"]
-        projected = (idle + (rss - idle) * P4_PODS / pods) * MIB
-        note = "measured" if pods >= P4_PODS else f"projected from {rss * MIB:.0f} MB at {pods} pods"
-        rows.append(
-            Row(f"P4 RSS MB, {P4_JOBS} jobs/{P4_PODS} pods", projected, P4_LIMIT_MB, "<= 250 MB",
-                projected <= P4_LIMIT_MB, projected / P4_LIMIT_MB, note)
-        )  # fmt: skip
+        per_pod = (rss - idle) * 2**20 / max(1, pods)
+        if pods >= P4_PODS:
+            mb = rss * MIB
+            rows.append(Row(f"P4 RSS MB, {p4['jobs']} jobs/{pods} pods", mb, P4_LIMIT_MB, "<= 250 MB",
+                            mb <= P4_LIMIT_MB, mb / P4_LIMIT_MB, "measured on the rig"))  # fmt: skip
+        else:
+            # No linear projection: the parsed-model cache is bounded (1,024 jobs), so growth is not per pod;
+            # the verdict at 80,000 pods is bench_memory's (real objects, the real ingest path, full scale).
+            rows.append(Row(f"   RSS MB on the rig, {p4['jobs']} jobs/{pods} pods", rss * MIB, None, "", None,
+                            None, f"{per_pod:.0f} B/pod above idle, all in"))  # fmt: skip
     p5: JsonObject = scale.get("p5") or {}
     if p5:
         steady = p5["steady_seconds"]

@@ -18,7 +18,7 @@ def scale(**over: Any) -> dict[str, Any]:
         "ours": {"create_rate": 90.0, "running_seconds": 8.0},
         "kubeflow_tuned": {"create_rate": 40.0, "running_seconds": 20.0},
         "kubeflow_default": {"created": 50, "pods": 80, "running_seconds": None, "timed_out": True},
-        "p4": {"idle_rss_mib": 60.0, "rss_mib": 61.0, "pods": 8000},
+        "p4": {"idle_rss_mib": 60.0, "rss_mib": 61.0, "jobs": 10, "pods": 8000},
         "p5": {"synced_seconds": 1.0, "steady_seconds": 2.5, "pod_creates_after_restart": 0},
     }
     return base | over
@@ -30,12 +30,20 @@ def test_scale_rows_compute_ratios_and_verdicts() -> None:
     assert (p2_tuned.ratio, p2_tuned.passed) == (0.4, True)
     assert p2_default.passed is None
     assert p2_default.note == "ref timed out at 50/80 pods"
-    # P4 projects the growth over idle to 80,000 pods: 60 + 1 * 10 MiB = 70 MiB = 73.4 MB.
+    # Below 80,000 pods the rig's RSS is reported, not projected (bench_memory gives the verdict).
     assert p4.ours is not None
-    assert abs(p4.ours - 70 * 2**20 / 1e6) < 1e-6
-    assert p4.passed is True
-    assert "projected" in p4.note
+    assert abs(p4.ours - 61 * 2**20 / 1e6) < 1e-6
+    assert (p4.passed, p4.target) == (None, "")
+    assert p4.note == f"{2**20 / 8000:.0f} B/pod above idle, all in"
     assert (p5.ours, p5.passed, dup.passed) == (2.5, True, True)
+
+
+def test_p4_on_the_rig_at_full_scale_has_a_verdict() -> None:
+    full = {"idle_rss_mib": 60.0, "rss_mib": 250.0, "jobs": 10_000, "pods": 80_000}
+    (p4,) = [r for r in scale_rows(scale(p4=full)) if r.figure.startswith("P4")]
+    assert p4.ours is not None
+    assert abs(p4.ours - 250 * 2**20 / 1e6) < 1e-6
+    assert p4.passed is False  # 262 MB
 
 
 def test_scale_rows_fail_and_unknown() -> None:
