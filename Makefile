@@ -7,6 +7,16 @@ EXTRAS ?= dev,workloads,tracking-server
 
 .PHONY: run test unit lint cluster-bin crd bench bench-quick clean
 
+# The build scripts print their result on the last line of stdout. Overridable to try the targets' failure
+# paths (e.g. `make test BUILD_HELM=false`).
+BUILD_CLUSTER ?= bash e2e/build-cluster.sh
+BUILD_HELM ?= bash e2e/build-helm.sh
+# `$(call built,VAR,COMMAND)`: export VAR as COMMAND's last line of stdout; stop with COMMAND's own status
+# when it fails, or with 1 when it printed nothing (a build that fails must never become a skipped test).
+built = out="$$($(2))" || { rc=$$?; echo "make: '$(2)' failed (exit $$rc)" >&2; exit $$rc; }; \
+	export $(1)="$$(tail -n1 <<<"$$out")"; \
+	test -n "$$$(1)" || { echo "make: '$(2)' printed no path for $(1)" >&2; exit 1; }
+
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -21,7 +31,7 @@ cluster-bin:
 
 ## Local cluster + operator + a sample job, in the foreground; Ctrl-C stops everything.
 run: $(VENV)/.installed
-	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && \
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); \
 	  $(PY) -m e2e.cluster run
 
 lint: $(VENV)/.installed
@@ -34,8 +44,8 @@ unit: $(VENV)/.installed
 
 ## Everything: lint, unit tests, workload tests and the cluster tests on a real control plane.
 test: $(VENV)/.installed
-	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && \
-	  export TEST_ASSET_HELM="$$(bash e2e/build-helm.sh | tail -n1)" && \
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); \
+	  $(call built,TEST_ASSET_HELM,$(BUILD_HELM)); \
 	  $(MAKE) --no-print-directory lint && \
 	  PYROCLAST_REQUIRE_CLUSTER=1 $(PY) -m pytest
 
@@ -44,10 +54,10 @@ crd: $(VENV)/.installed
 	$(VENV)/bin/pyroclast crd --write deploy/helm/pyroclast/crds
 
 bench: $(VENV)/.installed
-	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && $(PY) -m e2e.bench
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench
 
 bench-quick: $(VENV)/.installed
-	@export KUBEBUILDER_ASSETS="$$(bash e2e/build-cluster.sh | tail -n1)" && $(PY) -m e2e.bench --quick
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .pyroclast

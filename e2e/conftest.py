@@ -1,13 +1,13 @@
 """pytest fixtures for cluster tests: `cluster` (session), `namespace` and `nodes` (per test).
 
 Tests that use `cluster` are marked `cluster` automatically. When the binaries or Go modules are missing the
-cluster tests are skipped with a loud reason, unless PYROCLAST_REQUIRE_CLUSTER=1, where they fail.
+cluster tests are skipped with a loud reason, unless PYROCLAST_REQUIRE_CLUSTER=1, where they fail
+(tests/required.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -23,6 +23,7 @@ from e2e.cluster import (
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 from pyroclast.cli import main
+from tests.required import missing
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ def cluster() -> Iterator[Cluster]:
         c.start()
     except (BinaryNotFoundError, ModuleNotFoundInCacheError) as exc:
         _unavailable = str(exc)
-        if os.environ.get("PYROCLAST_REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"cluster required (PYROCLAST_REQUIRE_CLUSTER=1) but cannot start: {exc}")
-        pytest.skip(f"CLUSTER UNAVAILABLE, cluster tests skipped: {exc}")
+        missing(f"CLUSTER UNAVAILABLE, cluster tests cannot run: {exc}")
     _active = c
     log.info("cluster up in %.1f s: %s", c.ready_seconds or 0.0, c.timings)
     try:

@@ -5,9 +5,14 @@ Results go to e2e/bench/results/<UTC time>[-quick]/ (git-ignored): summary.json 
 time series included), pods.png (pods created and Running over time, both operators), the operator's py-spy
 profile under P1 (profile/), and each benchmark's own JSON.
 
-Quick: 50 jobs x 8 workers, 2 jobs for P3, P4 in process at 1,000 jobs (about 5 minutes). Full: 1,000 jobs
-x 8 workers as the issue sets, P4 in process at 10,000 jobs / 80,000 pods (bench_memory),
-5 jobs for P3, then the runtime, checkpoint and restart-storm benchmarks.
+Quick: 50 jobs x 8 workers, 2 jobs for P3, P4 in process at 1,000 jobs and on the rig at 1,000 listed
+TorchJobs (about 6 minutes). Full: 1,000 jobs x 8 workers as the issue sets, P4 in process at 10,000 jobs /
+80,000 pods (bench_memory) and on the rig at 10,000 TorchJobs (bench_listed), 5 jobs for P3, then the
+runtime, checkpoint and restart-storm benchmarks.
+
+The exit status is 1 when a benchmark failed, when any row of the table missed its target, or when a row has
+no data (its benchmark crashed, a reference did not build or timed out): a figure nobody measured is no
+pass. ``--report DIR`` renders an earlier run's directory again, with the same verdict.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from e2e.bench import report
@@ -23,72 +29,102 @@ from e2e.bench.profile import summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+TABLES: dict[str, Callable[[report.JsonObject], list[report.Row]]] = {
+    "scale": report.scale_rows,
+    "writes": report.writes_rows,
+    "memory": report.memory_rows,
+    "listed": report.listed_rows,
+    "restarts": report.restarts_rows,
+}
+"""Each benchmark JSON (``<name>.json``) and the rows it gives the table."""
+
 
 def plan(quick: bool, out: Path) -> list[list[str]]:
     """Module and arguments of every benchmark to run."""
     scale = ["--json", str(out / "scale.json"), "--profile", str(out / "profile")]
-    writes = ["--json", str(out / "writes.json")]
-    memory = ["--json", str(out / "memory.json")]
+
+    def into(name: str) -> list[str]:
+        return ["--json", str(out / f"{name}.json")]
+
     if quick:
         return [
             ["e2e.bench.bench_scale", "--jobs", "50", "--workers", "8", "--default-timeout", "120", *scale],
-            ["e2e.bench.bench_writes", "--jobs", "2", "--workers", "4", *writes],
-            ["e2e.bench.bench_memory", "--jobs", "1000", "--workers", "8", *memory],
+            ["e2e.bench.bench_writes", "--jobs", "2", "--workers", "4", *into("writes")],
+            ["e2e.bench.bench_memory", "--jobs", "1000", "--workers", "8", *into("memory")],
+            ["e2e.bench.bench_listed", "--jobs", "1000", *into("listed")],
             ["e2e.bench.bench_runtime", "--quick"],
         ]
     return [
         ["e2e.bench.bench_scale", "--jobs", "1000", "--workers", "8", *scale],
-        ["e2e.bench.bench_writes", "--jobs", "5", "--workers", "4", *writes],
-        ["e2e.bench.bench_memory", "--jobs", "10000", "--workers", "8", *memory],
+        ["e2e.bench.bench_writes", "--jobs", "5", "--workers", "4", *into("writes")],
+        ["e2e.bench.bench_memory", "--jobs", "10000", "--workers", "8", *into("memory")],
+        ["e2e.bench.bench_listed", "--jobs", "10000", *into("listed")],
         ["e2e.bench.bench_runtime"],
         ["e2e.bench.bench_checkpoint"],
-        ["e2e.bench.bench_restarts"],
+        ["e2e.bench.bench_restarts", *into("restarts")],
     ]
 
 
+def expected(steps: list[list[str]]) -> list[str]:
+    """The tables the planned benchmarks must fill (by their ``--json`` file)."""
+    names: list[str] = []
+    for _, *args in steps:
+        if "--json" in args:
+            names.append(Path(args[args.index("--json") + 1]).stem)
+    return names
+
+
+def rows(out: Path, tables: list[str]) -> tuple[list[report.Row], dict[str, report.JsonObject]]:
+    """Every expected table's rows: from its JSON, or without data when the benchmark wrote none."""
+    sources: dict[str, report.JsonObject] = {}
+    found: list[report.Row] = []
+    for name in tables:
+        path = out / f"{name}.json"
+        figures: report.JsonObject = json.loads(path.read_text()) if path.exists() else {}
+        if figures:
+            sources[name] = figures
+        found += TABLES[name](figures)
+    return found, sources
+
+
+def verdict(rows_: list[report.Row], failed: list[str], ran: int) -> tuple[int, list[str]]:
+    """The exit status and the closing lines."""
+    missed = report.missed(rows_)
+    lines = [
+        f"benchmarks: {ran - len(failed)} ran, {len(failed)} failed {failed or ''}".rstrip(),
+        f"targets: {sum(r.passed is True for r in rows_)} met, {len(missed)} missed or without data "
+        f"{[r.figure.strip() for r in missed] or ''}".rstrip(),
+    ]
+    return (1 if failed or missed else 0), lines
+
+
 def main(argv: list[str]) -> int:
-    """Run the benchmarks; exit non-zero when any failed to run or a P-figure missed its target."""
+    """Run the benchmarks (or re-read a run with ``--report DIR``); 1 when anything failed or missed."""
     quick = "--quick" in argv
-    out = RESULTS / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ("-quick" if quick else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
-    for module, *args in plan(quick, out):
-        print(f"\n=== {module} {' '.join(args)}", flush=True)
-        if subprocess.call([sys.executable, "-m", module, *args]) != 0:
-            failed.append(module)
-    rows, sources = _rows(out)
-    print(f"\n{report.render(rows)}")
-    report.write_json(out / "summary.json", rows, sources)
+    if "--report" in argv:
+        out = Path(argv[argv.index("--report") + 1])
+        steps, failed = plan(quick, out), []
+    else:
+        out = RESULTS / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ("-quick" if quick else ""))
+        out.mkdir(parents=True, exist_ok=True)
+        steps, failed = plan(quick, out), []
+        for module, *args in steps:
+            print(f"\n=== {module} {' '.join(args)}", flush=True)
+            if subprocess.call([sys.executable, "-m", module, *args]) != 0:
+                failed.append(module)
+    table, sources = rows(out, expected(steps))
+    print(f"\n{report.render(table)}")
+    report.write_json(out / "summary.json", table, sources)
     if sources.get("scale") and report.plot(sources["scale"], out / "pods.png"):
         print(f"plot: {out / 'pods.png'}")
     if (folded := out / "profile" / "ours-p1.folded").exists():
         (out / "profile" / "top.txt").write_text(summarise(folded))
         print(f"operator profile under P1: {out / 'profile' / 'top.txt'}")
-    missed = [r.figure for r in rows if r.passed is False]
     print(f"results: {out}")
-    print(
-        f"benchmarks: {len(plan(quick, out)) - len(failed)} ran, {len(failed)} failed {failed or ''}".rstrip()
-    )
-    print(f"targets: {sum(r.passed is True for r in rows)} met, {len(missed)} missed {missed or ''}".rstrip())
-    return 1 if failed or missed else 0
+    code, lines = verdict(table, failed, len(steps))
+    print("\n".join(lines))
+    return code
 
 
-def _rows(out: Path) -> tuple[list[report.Row], dict[str, report.JsonObject]]:
-    sources: dict[str, report.JsonObject] = {}
-    rows: list[report.Row] = []
-    if (path := out / "scale.json").exists():
-        scale = json.loads(path.read_text())
-        sources["scale"] = scale
-        rows += report.scale_rows(scale)
-    if (path := out / "writes.json").exists():
-        writes = json.loads(path.read_text())
-        sources["writes"] = writes
-        rows += report.writes_rows(writes)
-    if (path := out / "memory.json").exists():
-        memory = json.loads(path.read_text())
-        sources["memory"] = memory
-        rows += report.memory_rows(memory)
-    return rows, sources
-
-
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

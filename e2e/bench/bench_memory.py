@@ -6,11 +6,13 @@ subprocess, the operator as ``pyroclast run`` builds it (manager, TorchJob recon
 transforms, 16 workers) runs against a synthetic API server that serves real-shaped objects: the pod,
 PodGroup and TorchJob the operator made on the rig (``tests/torchjob/fixtures/cluster_objects.json``,
 ``managedFields`` included) renamed per job, pod, node and IP, as compact JSON bytes. The objects go through
-the real ingest path: LIST pages of 500 (at RV "0", paged as Kubernetes >= 1.34 serves it from its watch
-cache), then one MODIFIED watch event per object (decoded alone, as under churn), then every job is
-reconciled once (a steady job writes nothing). Printed: RSS idle / synced / steady and peak (VmHWM), the
-bytes each cached object holds (deep size, shared subtrees counted once, indexes included), PASS/FAIL vs
-250 MB. Objects are generated page by page, so the synthetic server itself holds almost nothing.
+the real ingest path: the LISTs the informers make, answered as the apiserver's watch cache answers them (at
+resourceVersion "0" in one body whatever the limit: TorchJobs and Services; at "" in pages of 500: pods and
+PodGroups, which list so for that reason), then one MODIFIED watch event per object (decoded alone, as
+under churn), then every job is reconciled once (a steady job writes nothing). Printed: RSS idle / synced /
+steady and peak (VmHWM), the bytes each cached object holds (deep size, shared subtrees counted once, indexes
+included), PASS/FAIL vs 250 MB. Objects are generated page by page, so the synthetic server itself holds
+little beyond the body it answers.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ class _Collection:
     item: Any  # (index, rv) -> JSON text
     watched: bool = False
     sent: int = 0
+    pages: int = 0
 
 
 class _Stream:
@@ -183,8 +186,9 @@ class _Stream:
 
 @dataclass
 class SyntheticApiServer:
-    """A :class:`~controller.transport.Transport` serving the fleet: paged LISTs, one MODIFIED event per
-    object on the first watch of each collection, then quiet watches; writes are counted and answered 200."""
+    """A :class:`~controller.transport.Transport` serving the fleet: LISTs (one body at resourceVersion "0",
+    as the watch cache; else pages of `limit`), one MODIFIED event per object on the first watch of each
+    collection, then quiet watches; writes are counted and answered 200."""
 
     fleet: Fleet
     page_size: int = 500
@@ -227,7 +231,10 @@ class SyntheticApiServer:
         if collection is None:  # events, or a GET of one object
             return Response(200, b'{"kind":"List","metadata":{"resourceVersion":"1"},"items":[]}')
         start = int(params.get("continue") or 0)
-        end = min(collection.count, start + int(params.get("limit") or collection.count))
+        # As the watch cache does: a LIST at resourceVersion "0" is one body whatever the limit.
+        limit = collection.count if params.get("resourceVersion") == "0" else int(params.get("limit") or 0)
+        end = min(collection.count, start + (limit or collection.count))
+        collection.pages += 1
         items = ",".join(collection.item(i, 1 + i) for i in range(start, end))
         more = f',"continue":"{end}"' if end < collection.count else ""
         meta = f'{{"resourceVersion":"{self.base_rv}"{more}}}'
@@ -363,6 +370,7 @@ async def measure(jobs: int, workers: int, limit: float) -> JsonObject:
             "parsed_model": round(sizes["parsed_model"] / max(1, len(parsed))),
         }
         out["parsed_models_kept"] = len(parsed)
+        out["list_pages"] = {name: c.pages for name, c in server.collections.items()}
         manager.stop()
         tg.cancel_scope.cancel()
     return out
@@ -378,7 +386,8 @@ def report(figures: JsonObject) -> str:
         [
             f"bench_memory: {figures['jobs']} TorchJobs / {figures['pods']} pods / "
             f"{figures['jobs']} PodGroups "
-            "(real-shaped; LIST pages of 500, then one MODIFIED event each, then one reconcile per job)",
+            "(real-shaped; LISTs as the watch cache answers them, pages "
+            f"{figures['list_pages']}, then one MODIFIED event each, then one reconcile per job)",
             f"RSS MiB: idle {figures['idle_rss_mib']}, synced {figures['synced_rss_mib']} "
             f"({figures['synced_seconds']} s), after the watch events {figures['watched_rss_mib']}, "
             f"steady {figures['rss_mib']} ({figures['steady_seconds']} s); peak {figures['peak_rss_mib']}; "

@@ -7,13 +7,17 @@ then lets the last operator settle every job to Running and checks each has exac
 Pod creates are counted by the apiserver (``apiserver_request_total``; and the audit log, per namespace):
 successful creates must equal pods; AlreadyExists conflicts (a restarted operator re-trying) are reported.
 
-Figures are printed, never asserted.
+Prints the figures and the verdict (zero duplicate pods, every job with exactly its pods, no pod deletes);
+``--json`` writes them for the table; exits 1 when the verdict fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
+from pathlib import Path
 
 from e2e.bench.audit import by_kind, log_size, read_writes
 from e2e.bench.harness import OPERATOR_AGENT, new_namespace, start_rig
@@ -29,7 +33,9 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2, help="workers N per job (default 2)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    figures: dict[str, object] = {}
 
     cluster = start_rig()
     assert cluster.audit_log is not None
@@ -70,12 +76,31 @@ def main() -> None:
         print(f"jobs with a wrong pod set or a restart: {len(out.problems)}")
         for line in out.problems[:20]:
             print("  " + line)
-        ok = out.duplicates == 0 and not out.problems and not pod_deletes and out.pods == expected
-        verdict = "PASS" if ok else "FAIL"
-        print(f"\nbar: zero duplicate pods, {out.restarts} restarts, {args.jobs} jobs created -> {verdict}")
+        figures = verdict(out.duplicates, out.pods, expected, len(out.problems), len(pod_deletes))
+        figures |= {"jobs": args.jobs, "workers": args.workers, "restarts": out.restarts}
+        word = "PASS" if figures["passed"] else "FAIL"
+        print(f"\nbar: zero duplicate pods, {out.restarts} restarts, {args.jobs} jobs created -> {word}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(figures, indent=1))
         pool.delete_all()
     finally:
         cluster.stop()
+    if not figures.get("passed"):
+        sys.exit(1)
+
+
+def verdict(duplicates: int, pods: int, expected: int, problems: int, pod_deletes: int) -> dict[str, object]:
+    """The figures the table reads, with the bar: no duplicate, every pod there, no job wrong, no delete."""
+    passed = duplicates == 0 and pods == expected and problems == 0 and pod_deletes == 0
+    return {
+        "duplicates": duplicates,
+        "pods": pods,
+        "expected": expected,
+        "problems": problems,
+        "pod_deletes": pod_deletes,
+        "passed": passed,
+    }
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from e2e.cluster.modules import ModuleNotFoundInCacheError, kwok_dir
 from e2e.cluster.nodes import GPU_RESOURCE, node_manifest, node_ready
 from e2e.cluster.pki import ClusterPKI
 from e2e.cluster.process import Component, ComponentStartError, PortInUseError
+from tests.required import missing
 
 
 def _exe(path: Path) -> Path:
@@ -181,7 +182,7 @@ def test_stage_file_combines_upstream_and_project_stages(tmp_path: Path) -> None
     try:
         module = kwok_dir()
     except ModuleNotFoundInCacheError as exc:
-        pytest.skip(f"kwok module not in the rig's Go module cache: {exc}")
+        missing(f"kwok module not in the rig's Go module cache (bash e2e/build-cluster.sh): {exc}")
     docs = list(yaml.safe_load_all(stages.write_stages(module, tmp_path / "s.yaml").read_text()))
     names = [d["metadata"]["name"] for d in docs]
     assert "pod-complete" not in names

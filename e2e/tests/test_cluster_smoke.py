@@ -257,7 +257,7 @@ def test_watch_resumes_after_apiserver_restart(cluster: Cluster, namespace: str)
 def test_compact_etcd_expires_old_resource_versions(cluster: Cluster, namespace: str) -> None:
     if cluster.watch_cache:
         pytest.skip(
-            "watch cache on: it serves recent resourceVersions itself, compaction alone cannot expire them"
+            "WATCH CACHE ON: it serves recent resourceVersions itself, compaction alone cannot expire them"
         )
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     old_rv = (cluster.api.get(path) or {})["metadata"]["resourceVersion"]

@@ -37,6 +37,7 @@ from e2e.cluster.ports import HOST, free_port
 from e2e.torchjobs import condition, status_of, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
 from pyroclast.operator import manager_options
+from tests.required import missing
 
 JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +192,7 @@ def _helm() -> str:
     cache = Path(os.environ.get("PYROCLAST_RIG_CACHE") or Path.home() / ".cache" / "pyroclast-rig")
     built = sorted((cache / "helm").glob("*/helm"))
     if not built:
-        pytest.skip("HELM UNAVAILABLE: run `bash e2e/build-helm.sh` once, or set PYROCLAST_BUILD_HELM=1")
+        missing("helm: run `bash e2e/build-helm.sh` once, or set PYROCLAST_BUILD_HELM=1 or TEST_ASSET_HELM")
     return str(built[-1])
 
 

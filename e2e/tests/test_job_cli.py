@@ -40,8 +40,6 @@ def held(cluster: Cluster, namespace: str, name: str) -> JsonObject | None:
     return json.loads(got.stdout) if got.returncode == 0 else None
 
 
-KUBELET_PORT = 10250
-"""Where the apiserver looks for a kwok node's kubelet (its daemonEndpoints port is 0: the default)."""
 LOG_LINES = 4
 
 
@@ -75,9 +73,26 @@ class _KubeletLogs(BaseHTTPRequestHandler):
 
 
 class FakeKubelet(ThreadingHTTPServer):
-    """A TLS listener on 127.0.0.1:10250 answering containerLogs, standing in for kwok's missing kubelet."""
+    """A TLS listener on a free 127.0.0.1 port answering containerLogs, standing in for kwok's missing
+    kubelet; :meth:`serve` points nodes' ``daemonEndpoints`` at it (kwok leaves that field alone when it runs
+    without ``--node-port``), which is where the apiserver sends ``pods/log``."""
 
     requests: list[tuple[str, str, dict[str, str]]]
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def serve(self, cluster: Cluster, nodes: list[str]) -> None:
+        """Make `nodes`' kubelet endpoint this listener."""
+        patch = {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}}}}
+        for node in nodes:
+            cluster.api.request(
+                "PATCH",
+                f"/api/v1/nodes/{node}/status",
+                body=patch,
+                content_type="application/merge-patch+json",
+            )
 
 
 @pytest.fixture
@@ -86,10 +101,7 @@ def kubelet(tmp_path: Path) -> Iterator[FakeKubelet]:
     pair = authority.issue("kubelet", "127.0.0.1", ip_addresses=("127.0.0.1",), server=True)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pair.cert, pair.key)
-    try:
-        server = FakeKubelet(("127.0.0.1", KUBELET_PORT), _KubeletLogs)
-    except OSError as exc:
-        pytest.skip(f"LOGS TEST SKIPPED: 127.0.0.1:{KUBELET_PORT} is taken ({exc})")
+    server = FakeKubelet(("127.0.0.1", 0), _KubeletLogs)
     server.requests = []
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -429,7 +441,7 @@ async def test_logs_go_through_the_pods_log_api(
 async def test_logs_merge_every_worker_with_a_prefix(
     cluster: Cluster, crd: str, cli: Run, namespace: str, nodes: NodePool, kubelet: FakeKubelet
 ) -> None:
-    nodes(2, cpu="4")
+    kubelet.serve(cluster, nodes(2, cpu="4"))
     async with lifecycle.operator(cluster) as client:
         await client.create(lifecycle.TORCHJOBS, torchjob("chat", nodes, count=2), namespace)
         await lifecycle.wait_phase(client, namespace, "chat", "Running")

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from e2e.bench import __main__ as bench_main
 from e2e.bench.profile import summarise
-from e2e.bench.report import render, scale_rows, writes_rows
+from e2e.bench.report import (
+    Row,
+    listed_rows,
+    memory_rows,
+    missed,
+    render,
+    restarts_rows,
+    scale_rows,
+    writes_rows,
+)
 from e2e.bench.timeline import PodTimeline
 
 
@@ -24,51 +37,106 @@ def scale(**over: Any) -> dict[str, Any]:
     return base | over
 
 
+def by_figure(rows: list[Row]) -> dict[str, Row]:
+    return {r.figure.strip(): r for r in rows}
+
+
 def test_scale_rows_compute_ratios_and_verdicts() -> None:
-    p1, p2_tuned, _, p2_default, _, p4, p5, dup = scale_rows(scale())
-    assert (p1.ratio, p1.passed) == (0.9, True)
-    assert (p2_tuned.ratio, p2_tuned.passed) == (0.4, True)
-    assert p2_default.passed is None
-    assert p2_default.note == "ref timed out at 50/80 pods"
-    # Below 80,000 pods the rig's RSS is reported, not projected (bench_memory gives the verdict).
-    assert p4.ours is not None
-    assert abs(p4.ours - 61 * 2**20 / 1e6) < 1e-6
+    rows = by_figure(scale_rows(scale(ours_creates_only={"create_rate": 85.0})))
+    p1 = rows["P1 pod creates/s, 10x8 (ref: raw client)"]
+    assert (p1.ratio, p1.passed, p1.target) == (0.9, True, ">= 0.8x")
+    tuned = rows["P2 s to all Running vs Kubeflow tuned"]
+    assert (tuned.ratio, tuned.passed) == (0.4, True)
+    # Below 80,000 pods the rig's RSS is shown without a target (bench_memory and bench_listed judge P4).
+    p4 = rows["RSS MB on the rig, 10 jobs/8000 pods"]
+    assert p4.ours == pytest.approx(61 * 2**20 / 1e6)
     assert (p4.passed, p4.target) == (None, "")
     assert p4.note == f"{2**20 / 8000:.0f} B/pod above idle, all in"
-    assert (p5.ours, p5.passed, dup.passed) == (2.5, True, True)
+    p5 = rows["P5 s to synced+steady after -9, 10 jobs"]
+    assert (p5.ours, p5.passed) == (2.5, True)
+    assert rows["P5 pods created after the restart"].passed is True
+
+
+def test_constant_targets_are_targets_not_references() -> None:
+    rows = by_figure(scale_rows(scale()))
+    p5 = rows["P5 s to synced+steady after -9, 10 jobs"]
+    assert (p5.reference, p5.ratio, p5.target, p5.measured_reference) == (None, None, "<= 15 s", False)
+    dup = rows["P5 pods created after the restart"]
+    assert (dup.reference, dup.ratio, dup.target) == (None, None, "== 0")
+    (memory,) = memory_rows({"jobs": 10, "pods": 80, "rss_mib": 300.0, "bytes_per_object": {"pod": 900}})
+    assert (memory.reference, memory.ratio, memory.target, memory.passed) == (None, None, "<= 250 MB", False)
+    text = render([p5, memory])
+    assert "15.00" not in text  # the constant is not printed as a measured reference
+    assert "250.00" not in text
+
+
+def test_a_reference_that_timed_out_or_never_built_is_a_miss() -> None:
+    rows = by_figure(scale_rows(scale(kubeflow_tuned={}, kubeflow_error="go build failed: exit 1")))
+    tuned = rows["P2 s to all Running vs Kubeflow tuned"]
+    assert (tuned.passed, tuned.ratio) == (False, None)
+    assert tuned.note == "no data: go build failed: exit 1"
+    default = rows["P2 s to all Running vs Kubeflow defaults"]
+    assert default.passed is False  # shown without a target, but it has no data
+    assert default.note == "no data: ref timed out at 50/80 pods"
+    assert "n/a" in render(list(rows.values()))
+
+
+def test_a_benchmark_that_wrote_nothing_still_has_every_row_and_all_miss() -> None:
+    rows = scale_rows({}) + writes_rows({}) + memory_rows({}) + listed_rows({}) + restarts_rows({})
+    assert len(scale_rows({})) == len(scale_rows(scale(ours_creates_only={"create_rate": 85.0})))
+    assert all(r.passed is False for r in rows)
+    assert all(r.note.startswith("no data") for r in rows)
+    assert missed(rows) == rows
+
+
+def test_scale_rows_fail() -> None:
+    p5 = {**scale()["p5"], "pod_creates_after_restart": 3}
+    rows = by_figure(scale_rows(scale(raw_rate=200.0, p5=p5, ours_creates_only={"create_rate": 150.0})))
+    p1 = rows["P1 pod creates/s, 10x8 (ref: raw client)"]
+    assert (p1.passed, p1.ratio) == (False, 0.45)
+    assert rows["P1 same, scheduler stopped (as the raw pods)"].passed is False
+    assert rows["P5 pods created after the restart"].passed is False
+    assert "FAIL" in render(list(rows.values()))
 
 
 def test_p4_on_the_rig_at_full_scale_has_a_verdict() -> None:
     full = {"idle_rss_mib": 60.0, "rss_mib": 250.0, "jobs": 10_000, "pods": 80_000}
     (p4,) = [r for r in scale_rows(scale(p4=full)) if r.figure.startswith("P4")]
-    assert p4.ours is not None
-    assert abs(p4.ours - 250 * 2**20 / 1e6) < 1e-6
+    assert p4.ours == pytest.approx(250 * 2**20 / 1e6)
     assert p4.passed is False  # 262 MB
 
 
-def test_scale_rows_fail_and_unknown() -> None:
-    p5 = {**scale()["p5"], "pod_creates_after_restart": 3}
-    rows = scale_rows(scale(raw_rate=200.0, kubeflow_tuned={}, p5=p5))
-    assert rows[0].passed is False
-    assert rows[0].ratio == 0.45
-    assert rows[1].reference is None
-    assert rows[1].passed is None
-    assert rows[-1].passed is False
-    assert "n/a" in render(rows)
-    assert "FAIL" in render(rows)
+def test_writes_rows_count_the_shared_service_in_the_first_job() -> None:
+    figures = {"workers": 4, "first": 9, "worst_rest": 8, "mean": 8.5, "unattributed": 0}
+    first, rest = writes_rows(figures)[1], writes_rows(figures)[0]
+    assert (rest.ours, rest.target, rest.passed) == (8, "<= 8 (N+4)", True)
+    assert (first.ours, first.target, first.passed) == (9, "<= 9 (N+5)", True)
+    over = writes_rows({**figures, "worst_rest": 9})
+    assert over[0].passed is False
+    stray = writes_rows({**figures, "unattributed": 1})
+    assert [r.passed for r in stray] == [False, False]
 
 
-def test_p1_with_the_scheduler_stopped_is_its_own_row() -> None:
-    rows = scale_rows(scale(ours_creates_only={"create_rate": 85.0}))
-    assert rows[0].ratio == 0.9
-    assert rows[1].figure.startswith("P1 same, scheduler stopped")
-    assert (rows[1].ours, rows[1].ratio, rows[1].passed) == (85.0, 0.85, True)
-    assert scale_rows(scale(ours_creates_only={"create_rate": 70.0}))[1].passed is False
+def test_restarts_row_carries_the_duplicate_pod_verdict() -> None:
+    good = {"duplicates": 0, "pods": 200, "expected": 200, "problems": 0, "pod_deletes": 0, "passed": True,
+            "jobs": 100, "restarts": 50}  # fmt: skip
+    (row,) = restarts_rows(good)
+    assert (row.ours, row.target, row.passed) == (0, "== 0", True)
+    (dup,) = restarts_rows({**good, "duplicates": 2, "passed": False})
+    assert dup.passed is False
+    (wrong,) = restarts_rows({**good, "pods": 199, "passed": False})  # no duplicate, yet a job lost a pod
+    assert wrong.passed is False
 
 
-def test_writes_row_against_n_plus_4() -> None:
-    (row,) = writes_rows({"workers": 4, "worst": 9, "target": 8, "mean": 9.0})
-    assert (row.passed, row.ratio) == (False, 9 / 8)
+def test_listed_row_judges_the_rig_rss() -> None:
+    figures = {"jobs": 10_000, "rss_mib": 120.0, "first_list_pages": 1, "bytes_per_job": 9000}
+    (row,) = listed_rows(figures)
+    assert (row.figure, row.passed, row.target) == (
+        "P4 RSS MB on the rig, 10000 TorchJobs listed",
+        True,
+        "<= 250 MB",
+    )
+    assert listed_rows({**figures, "rss_mib": 240.0})[0].passed is False  # 251.7 MB
 
 
 def test_timeline_series_counts_created_and_running() -> None:
@@ -85,3 +153,28 @@ def test_profile_summary_self_and_inclusive(tmp_path: Path) -> None:
     assert "4 samples" in text
     assert "  75.0  work (b.py)" in text
     assert " 100.0  main (a.py)" in text
+
+
+def test_the_run_fails_when_a_benchmark_wrote_no_figures(tmp_path: Path) -> None:
+    steps = bench_main.plan(True, tmp_path)
+    assert bench_main.expected(steps) == ["scale", "writes", "memory", "listed"]
+    (tmp_path / "writes.json").write_text(
+        json.dumps({"workers": 4, "first": 9, "worst_rest": 8, "mean": 8.5, "unattributed": 0})
+    )
+    rows, sources = bench_main.rows(tmp_path, bench_main.expected(steps))
+    assert set(sources) == {"writes"}
+    code, lines = bench_main.verdict(rows, [], len(steps))
+    assert code == 1
+    assert lines[1].startswith("targets: 2 met, 11 missed or without data")
+    assert "P4 RSS MB on the rig, ? TorchJobs listed" in lines[1]
+
+
+def test_the_run_passes_only_with_every_row_met_and_every_benchmark_run() -> None:
+    met = [Row("a", 1.0, None, "== 1", True), Row("b", 2.0, None, "", None)]
+    assert bench_main.verdict(met, [], 2)[0] == 0
+    assert bench_main.verdict(met, ["e2e.bench.bench_runtime"], 2)[0] == 1
+    assert bench_main.verdict([*met, Row("c", None, None, "", False, None, "no data")], [], 2)[0] == 1
+
+
+def test_the_full_run_reads_the_restart_storm_verdict(tmp_path: Path) -> None:
+    assert "restarts" in bench_main.expected(bench_main.plan(False, tmp_path))

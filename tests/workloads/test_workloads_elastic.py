@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.required import import_or_missing
 from tests.workloads.harness import (
     BATCH,
     DATASET,
@@ -22,7 +23,7 @@ from tests.workloads.harness import (
     wait_for,
 )
 
-pytest.importorskip("torch")
+import_or_missing("torch", "workloads")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -22,9 +22,10 @@ import workloads as contract
 from api import TorchJob
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.rendezvous import desired_rendezvous_pod
+from tests.required import import_or_missing
 from tests.workloads.harness import Agent, _env, read_events, rendezvous_store, wait_for
 
-pytest.importorskip("torch")
+import_or_missing("torch", "workloads")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.required import import_or_missing, missing
 from tests.workloads.harness import job_env, read_events, start_agent
 
-pytest.importorskip("torch")
-pytest.importorskip("mlflow")
+import_or_missing("torch", "workloads")
+import_or_missing("mlflow", "tracking-server")
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -49,7 +50,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         try:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         except FileNotFoundError:
-            pytest.skip(f"no mlflow server binary at {cmd[0]}")
+            missing(f"no mlflow server binary at {cmd[0]}")
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -57,7 +58,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 text = log.read_text()
                 if "No module named" in text:
-                    pytest.skip(
+                    missing(
                         "the MLflow tracking server needs the full `mlflow` package "
                         "(pyroclast[tracking-server]) or PYROCLAST_TEST_MLFLOW_BIN"
                     )
