@@ -37,7 +37,7 @@ def missing(what: str) -> NoReturn:
     """`what` (a part of the project) is missing or broken: fail under ``make test``, else skip loudly."""
     if required():
         pytest.fail(f"{what} ({REQUIRE_ENV}=1: a missing part fails the run)", pytrace=False)
-    pytest.skip(f"MISSING: {what}")
+    pytest.skip(f"MISSING: {what}", allow_module_level=True)
 
 
 def import_or_missing(name: str, extra: str) -> ModuleType:
