@@ -3,7 +3,8 @@
 * Defaults: lease duration 15 s, renew deadline 10 s, retry period 2 s, jitter 1.2; the
   constructor requires ``lease_duration > renew_deadline > 1.2 * retry_period``.
 * Validity is judged on the **local** clock: another holder's lease counts as held until
-  ``lease_duration`` after *we* last saw its record change (clock skew is harmless).
+  ``lease_duration`` after *we* last saw its record change (clock skew is harmless). The local clock is
+  the event loop's (``anyio.current_time``, monotonic), the one its sleeps and deadlines use.
 * Each API call is bounded by ``max(renew_deadline / 2, 1 s)``.
 * The leader renews every ``retry_period``; if no renewal succeeds within ``renew_deadline``
   it stops leading (:class:`LeaderElectionLost`), which happens before any other candidate can
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -126,21 +126,21 @@ class LeaderElector:
             delay = self.retry_period * (1.0 + random.random() * JITTER_FACTOR)
             if self._observed is not None and self._observed[0] not in ("", self.identity):
                 # wake right when the holder's lease expires on our clock, not up to a jittered period later
-                expires_in = self._observed_at + self._observed_duration - time.monotonic()
+                expires_in = self._observed_at + self._observed_duration - anyio.current_time()
                 delay = min(delay, max(expires_in, 0.0) + 0.05)
             await anyio.sleep(delay)
 
     async def _renew_loop(self) -> None:
         """Renew every retry period; return when renewals failed for ``renew_deadline``."""
         while True:
-            deadline = time.monotonic() + self.renew_deadline
+            deadline = anyio.current_time() + self.renew_deadline
             renewed = False
-            while time.monotonic() < deadline:
-                with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)):
+            while anyio.current_time() < deadline:
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
                     renewed = await self._try_acquire_or_renew()
                 if renewed:
                     break
-                await anyio.sleep(min(self.retry_period, max(deadline - time.monotonic(), 0.0)))
+                await anyio.sleep(min(self.retry_period, max(deadline - anyio.current_time(), 0.0)))
             if not renewed:
                 log.error(
                     "%s failed to renew lease %s/%s within %.1f s",
@@ -206,7 +206,7 @@ class LeaderElector:
         spec: JsonObject = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-        if holder and holder != self.identity and self._observed_at + duration > time.monotonic():
+        if holder and holder != self.identity and self._observed_at + duration > anyio.current_time():
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
         if holder == self.identity:
@@ -226,7 +226,7 @@ class LeaderElector:
         record = (str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""))
         if record != self._observed:
             self._observed = record
-            self._observed_at = time.monotonic()
+            self._observed_at = anyio.current_time()
         self._observed_duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
 
     async def _release(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -11,6 +10,7 @@ import pytest
 
 from controller.throttle import ThrottledTransport, TokenBucket, throttled
 from controller.transport import Params, Response
+from tests.virtual_time import run_virtual
 
 
 class _Clock:
@@ -57,14 +57,14 @@ class _Recorder:
         content_type: str | None = None,
         request_timeout: float | None = None,
     ) -> Response:
-        self.times.append(time.monotonic())
+        self.times.append(anyio.current_time())
         return Response(200, b"{}")
 
     @contextlib.asynccontextmanager
     async def stream(
         self, method: str, path: str, *, params: Params | None = None, request_timeout: float | None = None
     ) -> AsyncIterator[object]:
-        self.times.append(time.monotonic())
+        self.times.append(anyio.current_time())
         yield object()
 
     async def aclose(self) -> None:
@@ -76,26 +76,36 @@ def test_zero_qps_leaves_the_transport_alone() -> None:
     assert throttled(inner, 0, 10) is inner  # pyright: ignore[reportArgumentType]
 
 
-async def test_requests_and_watches_beyond_the_burst_wait_for_tokens() -> None:
-    inner = _Recorder()
-    transport = ThrottledTransport(inner, qps=20.0, burst=2)  # pyright: ignore[reportArgumentType]
-    start = time.monotonic()
-    for _ in range(3):
-        await transport.request("GET", "/api/v1/pods")
-    async with transport.stream("GET", "/api/v1/pods"):
-        pass
-    elapsed = [t - start for t in inner.times]
-    assert elapsed[1] < 0.04  # within the burst
-    assert elapsed[2] >= 0.045  # one token at 20/s
-    assert elapsed[3] >= 0.095  # the watch waited its turn too
-    assert transport.host == "api:6443"
+def _on_loop_clock(transport: ThrottledTransport) -> ThrottledTransport:
+    """The transport's bucket on the event loop's (virtual) clock, the one its waits use."""
+    transport.bucket = TokenBucket(transport.bucket.rate, transport.bucket.burst, clock=anyio.current_time)
+    return transport
 
 
-async def test_concurrent_callers_share_one_bucket() -> None:
+def test_requests_and_watches_beyond_the_burst_wait_for_tokens() -> None:
     inner = _Recorder()
-    transport = ThrottledTransport(inner, qps=50.0, burst=1)  # pyright: ignore[reportArgumentType]
-    start = time.monotonic()
-    async with anyio.create_task_group() as tg:
-        for _ in range(5):
-            tg.start_soon(transport.request, "GET", "/api/v1/pods")
-    assert max(inner.times) - start >= 0.075  # 4 waits of 20 ms
+
+    async def main() -> None:
+        transport = _on_loop_clock(ThrottledTransport(inner, qps=20.0, burst=2))  # pyright: ignore[reportArgumentType]
+        for _ in range(3):
+            await transport.request("GET", "/api/v1/pods")
+        async with transport.stream("GET", "/api/v1/pods"):
+            pass
+        assert transport.host == "api:6443"
+
+    run_virtual(main)
+    # Two within the burst at once, then one token each 50 ms at 20/s; the watch waited its turn too.
+    assert inner.times == pytest.approx([0.0, 0.0, 0.05, 0.10])
+
+
+def test_concurrent_callers_share_one_bucket() -> None:
+    inner = _Recorder()
+
+    async def main() -> None:
+        transport = _on_loop_clock(ThrottledTransport(inner, qps=50.0, burst=1))  # pyright: ignore[reportArgumentType]
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(transport.request, "GET", "/api/v1/pods")
+
+    run_virtual(main)
+    assert sorted(inner.times) == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08])  # one token per 20 ms

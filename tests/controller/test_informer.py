@@ -86,13 +86,19 @@ async def test_initial_list_at_rv0_then_watch_from_list_rv() -> None:
 async def _test_initial_list_at_rv0_then_watch_from_list_rv(
     fake: FakeApiServer, informer: Informer, recorder: Recorder
 ) -> None:
+    list_rv = str(fake.rv)  # what every page of the first LIST answers: nothing changes during this test
     await eventually(lambda: len(recorder.events) == 5)
     assert all(e.type == "add" and e.initial_list for e in recorder.events)
-    lists = [p for m, _, p in fake.requests if m == "GET" and p.get("watch") != "true"]
-    assert lists[0]["resourceVersion"] == "0"
     await eventually(lambda: informer.reflector.stats.watches == 1)
-    watch = next(p for _, _, p in fake.requests if p.get("watch") == "true")
-    assert watch["resourceVersion"] == informer.cache.resource_version or int(watch["resourceVersion"]) > 0
+    gets = [p for m, _, p in fake.requests if m == "GET"]
+    first_watch = next(i for i, p in enumerate(gets) if p.get("watch") == "true")
+    lists = gets[:first_watch]
+    assert lists[0]["resourceVersion"] == "0"
+    assert all("resourceVersion" not in p for p in lists[1:])  # continued pages carry none
+    assert informer.reflector.stats.list_rvs == ["0"]
+    watch = gets[first_watch]
+    assert watch["resourceVersion"] == list_rv
+    assert informer.cache.resource_version == list_rv
     assert watch["allowWatchBookmarks"] == "true"
     assert 300 <= int(watch["timeoutSeconds"]) <= 600
 

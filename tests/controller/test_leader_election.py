@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -12,11 +13,11 @@ from controller.client import Client
 from controller.leader import LeaderElectionLost, LeaderElector
 from controller.resource import LEASES
 from controller.testing import FakeApiServer
+from controller.transport import Response
+from tests.virtual_time import run_virtual
 
-LEASE, RENEW, RETRY = 0.6, 0.4, 0.1
 
-
-async def eventually(pred: Callable[[], bool], within: float = 5.0) -> None:
+async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:
     with anyio.fail_after(within):
         while not pred():  # noqa: ASYNC110 - polling a plain predicate
             await anyio.sleep(0.005)
@@ -32,34 +33,42 @@ def test_defaults_and_validation() -> None:
         LeaderElector(Client(FakeApiServer()), name="x", namespace="ns", renew_deadline=2.3, retry_period=2)
 
 
-async def test_one_leader_then_failover_after_lease_expiry() -> None:
-    fake = FakeApiServer()
-    electors = [
-        LeaderElector(
-            Client(fake),
-            name="op",
-            namespace="ns",
-            identity=f"id-{i}",
-            lease_duration=LEASE,
-            renew_deadline=RENEW,
-            retry_period=RETRY,
-        )
-        for i in range(3)
-    ]
-    leading: list[str] = []
+class _LeaseLog(FakeApiServer):
+    """The in-memory API server, noting when (on the loop's clock) each Lease write succeeded and by whom."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[float, str]] = []
+
+    async def request(self, method: str, path: str, **kw: Any) -> Response:
+        resp = await super().request(method, path, **kw)
+        if "/leases" in path and method in ("POST", "PUT") and resp.status < 300:
+            holder = json.loads(resp.body)["spec"]["holderIdentity"]
+            self.writes.append((anyio.current_time(), holder))
+        return resp
+
+
+def _elector(fake: FakeApiServer, identity: str, **kw: Any) -> LeaderElector:
+    """An elector with client-go's default timings (15 s lease, 10 s renew deadline, 2 s retry)."""
+    return LeaderElector(Client(fake), name="op", namespace="ns", identity=identity, **kw)
+
+
+def test_one_leader_then_failover_after_lease_expiry() -> None:
+    """On a virtual clock with the default timings: the standby takes over once the dead leader's lease
+    expired on its own clock (15 s after the last renewal it saw), never before, and not a period later."""
+    fake = _LeaseLog()
+    electors = [_elector(fake, f"id-{i}") for i in range(3)]
+    leading: list[tuple[str, float]] = []
     overlap: list[set[str]] = []
     active: set[str] = set()
-    killed_at: list[float] = []
-    took_over_at: list[float] = []
+    killed: list[float] = []
 
-    def lead_as(identity: str) -> Callable[[], object]:
+    def lead_as(identity: str) -> Callable[[], Awaitable[None]]:
         async def lead() -> None:
             if active:
                 overlap.append(set(active))
             active.add(identity)
-            leading.append(identity)
-            if killed_at:
-                took_over_at.append(time.monotonic())
+            leading.append((identity, anyio.current_time()))
             try:
                 await anyio.sleep_forever()
             finally:
@@ -67,115 +76,93 @@ async def test_one_leader_then_failover_after_lease_expiry() -> None:
 
         return lead
 
-    first = ""
-    async with anyio.create_task_group() as tg:
-        scopes: dict[str, anyio.CancelScope] = {}
-        for e in electors:
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            scopes: dict[str, anyio.CancelScope] = {}
+            for e in electors:
 
-            async def campaign(e: LeaderElector = e) -> None:
-                with anyio.CancelScope() as scope:
-                    scopes[e.identity] = scope
-                    await e.run(lead_as(e.identity))  # type: ignore[arg-type]
+                async def campaign(e: LeaderElector = e) -> None:
+                    with anyio.CancelScope() as scope:
+                        scopes[e.identity] = scope
+                        await e.run(lead_as(e.identity))
 
-            tg.start_soon(campaign)
-        await eventually(lambda: len(leading) == 1)
-        await anyio.sleep(1.0)
-        assert len(leading) == 1, "exactly one leader while it renews"
-        first = leading[0]
-        assert first
-        lease = fake.objects[("apis/coordination.k8s.io/v1", "leases")][("ns", "op")]
-        assert lease["spec"]["holderIdentity"] == first
-        killed_at.append(time.monotonic())
-        scopes[first].cancel()  # abrupt: no release
-        await eventually(lambda: len(leading) == 2)
-        tg.cancel_scope.cancel()
-    assert leading[1] != first
+                tg.start_soon(campaign)
+            await eventually(lambda: len(leading) == 1)
+            await anyio.sleep(60.0)  # four lease durations: it renews, nobody else leads
+            assert len(leading) == 1, "exactly one leader while it renews"
+            killed.append(anyio.current_time())
+            scopes[leading[0][0]].cancel()  # abrupt: no release
+            await eventually(lambda: len(leading) == 2, within=120.0)
+            tg.cancel_scope.cancel()
+
+    run_virtual(main)
+    (first, _), (second, took_over) = leading
+    assert second != first
     assert overlap == []
-    elapsed = took_over_at[0] - killed_at[0]
-    assert 0.4 < elapsed < 3.0, f"takeover after ~lease duration, took {elapsed:.2f}s"
-    transitions = fake.objects[("apis/coordination.k8s.io/v1", "leases")][("ns", "op")]["spec"][
-        "leaseTransitions"
-    ]
-    assert transitions == 1
+    last_renewal = max(t for t, holder in fake.writes if holder == first and t <= killed[0])
+    # Not before the lease expired on the standby's clock (it saw the renewal no earlier than it was made),
+    # and at most one polling period (2 s x jitter 1.2) plus the 50 ms wake-up margin after that.
+    assert last_renewal + 15.0 <= took_over <= last_renewal + 15.0 + 2.4 + 0.05 + 1e-6
+    lease = fake.objects[("apis/coordination.k8s.io/v1", "leases")][("ns", "op")]
+    assert lease["spec"]["leaseTransitions"] == 1
 
 
-async def test_leader_that_cannot_renew_stops_leading() -> None:
-    fake = FakeApiServer()
-    elector = LeaderElector(
-        Client(fake),
-        name="op",
-        namespace="ns",
-        identity="me",
-        lease_duration=LEASE,
-        renew_deadline=RENEW,
-        retry_period=RETRY,
-    )
-    started = anyio.Event()
-    stopped_leading: list[float] = []
+def test_leader_that_cannot_renew_stops_leading() -> None:
+    fake = _LeaseLog()
+    elector = _elector(fake, "me")
+    stopped: list[float] = []
+    raised: list[BaseException] = []
 
     async def lead() -> None:
-        started.set()
         try:
             await anyio.sleep_forever()
         finally:
-            stopped_leading.append(time.monotonic())
+            stopped.append(anyio.current_time())
 
-    raised: list[BaseException] = []
-    cut: list[float] = []
-    async with anyio.create_task_group() as tg:
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
 
-        async def run() -> None:
-            try:
-                await elector.run(lead)
-            except LeaderElectionLost as err:
-                raised.append(err)
+            async def run() -> None:
+                try:
+                    await elector.run(lead)
+                except LeaderElectionLost as err:
+                    raised.append(err)
 
-        tg.start_soon(run)
-        await started.wait()
-        cut.append(time.monotonic())
-        fake.unreachable = True
-        await eventually(lambda: bool(raised), within=3)
-    assert stopped_leading, "lead() was cancelled"
-    assert stopped_leading[0] - cut[0] < LEASE, "stops before another could acquire"
+            tg.start_soon(run)
+            await eventually(lambda: elector.is_leader)
+            await anyio.sleep(7.0)  # a few renewals
+            fake.unreachable = True
+            await eventually(lambda: bool(raised), within=120.0)
+
+    run_virtual(main)
+    assert stopped, "lead() was cancelled"
+    last_renewal = fake.writes[-1][0]
+    # Stops within the renew deadline (10 s) after the retry period that follows its last renewal: before
+    # the lease (15 s) could expire on any other candidate's clock.
+    assert stopped[0] <= last_renewal + 2.0 + 10.0 + 1e-6
+    assert stopped[0] < last_renewal + 15.0
     assert elector.is_leader is False
 
 
-async def test_release_on_cancel_lets_the_next_candidate_in_at_once() -> None:
-    fake = FakeApiServer()
-    a = LeaderElector(
-        Client(fake),
-        name="op",
-        namespace="ns",
-        identity="a",
-        release_on_cancel=True,
-        lease_duration=LEASE,
-        renew_deadline=RENEW,
-        retry_period=RETRY,
-    )
-    async with anyio.create_task_group() as tg:
+def test_release_on_cancel_lets_the_next_candidate_in_at_once() -> None:
+    fake = _LeaseLog()
+    a = _elector(fake, "a", release_on_cancel=True)
+    b = _elector(fake, "b")
+    got: list[float] = []
 
+    async def main() -> None:
         async def lead_briefly() -> None:
-            await anyio.sleep(0.2)
+            await anyio.sleep(3.0)
 
         await a.run(lead_briefly)
         lease = await Client(fake).get(LEASES, "op", "ns")
         assert lease["spec"]["holderIdentity"] == ""
-        b = LeaderElector(
-            Client(fake),
-            name="op",
-            namespace="ns",
-            identity="b",
-            lease_duration=LEASE,
-            renew_deadline=RENEW,
-            retry_period=RETRY,
-        )
-        got = anyio.Event()
+        start = anyio.current_time()
 
         async def lead_b() -> None:
-            got.set()
+            got.append(anyio.current_time() - start)
 
-        start = time.monotonic()
-        tg.start_soon(b.run, lead_b)
-        with anyio.fail_after(1):
-            await got.wait()
-        assert time.monotonic() - start < 0.4
+        await b.run(lead_b)
+
+    run_virtual(main)
+    assert got == [0.0]  # no wait for the 15 s lease: the released record is free at once

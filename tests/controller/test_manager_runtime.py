@@ -18,6 +18,7 @@ from controller.manager import CacheSyncTimeout, Manager
 from controller.request import Request
 from controller.resource import CONFIG_MAPS
 from controller.testing import FakeApiServer
+from tests.virtual_time import run_virtual
 
 API = "api/v1"
 
@@ -168,3 +169,84 @@ async def test_lost_leadership_exits_with_error() -> None:
             tg.start_soon(cut)
             with pytest.raises(LeaderElectionLost):
                 await manager.run()
+
+
+def _inflight(reconcile_seconds: float) -> dict[str, Any]:
+    """SIGTERM while a reconcile of `reconcile_seconds` runs, on a virtual clock; what happened, and when."""
+    seen: dict[str, Any] = {"started": [], "finished": [], "cancelled": []}
+
+    async def main() -> None:
+        fake = FakeApiServer()
+        fake.put_object(API, "configmaps", cm("a"))
+
+        async def reconcile(req: Request) -> None:
+            seen["started"].append((req.name, anyio.current_time()))
+            try:
+                await anyio.sleep(reconcile_seconds)
+            except anyio.get_cancelled_exc_class():
+                seen["cancelled"].append((req.name, anyio.current_time()))
+                raise
+            seen["finished"].append((req.name, anyio.current_time()))
+
+        manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None, handle_signals=True)
+        # Two workers: one is free, so only the drain can keep the new items from starting.
+        name = f"inflight-{reconcile_seconds:g}"
+        manager.add(Controller(reconcile, for_=CONFIG_MAPS, name=name, workers=2))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(manager.run)
+            await eventually(lambda: bool(seen["started"]))
+            seen["sigterm"] = anyio.current_time()
+            os.kill(os.getpid(), signal.SIGTERM)
+            await eventually(lambda: manager._stop.is_set())  # pyright: ignore[reportPrivateUsage]
+            fake.put_object(API, "configmaps", cm("b"))  # arrives while the manager drains
+            fake.put_object(API, "configmaps", cm("a") | {"data": {"v": "2"}})
+        seen["returned"] = anyio.current_time()
+
+    run_virtual(main)
+    return seen
+
+
+def test_sigterm_lets_the_reconcile_in_flight_finish_and_starts_no_new_one() -> None:
+    seen = _inflight(20.0)
+    ((name, started),) = seen["started"]  # neither "b" nor the second change of "a" was reconciled
+    assert name == "a"
+    assert [n for n, _ in seen["finished"]] == ["a"]
+    assert seen["cancelled"] == []
+    assert seen["finished"][0][1] == pytest.approx(started + 20.0)
+    assert seen["returned"] == pytest.approx(seen["finished"][0][1], abs=0.5)  # exits once it is done
+
+
+def test_a_reconcile_longer_than_the_30s_grace_is_cancelled_at_30s() -> None:
+    seen = _inflight(100.0)
+    assert seen["finished"] == []
+    ((name, cancelled_at),) = seen["cancelled"]
+    assert name == "a"
+    assert cancelled_at == pytest.approx(seen["sigterm"] + 30.0, abs=0.5)
+    assert [n for n, _ in seen["started"]] == ["a"]
+
+
+async def test_readyz_is_not_ready_until_every_cache_synced() -> None:
+    fake = FakeApiServer()
+    fake.put_object(API, "configmaps", cm("a"))
+    fake.unreachable = True  # the first LIST fails: the informer cannot sync
+    manager = Manager(
+        Client(fake), metrics_bind_address="0", health_probe_bind_address="127.0.0.1:0", sync_period=None
+    )
+    informer = manager.informer(CONFIG_MAPS)
+    answers: list[tuple[int, str]] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.run)
+        await eventually(lambda: "probes" in manager.ports)
+        probes = f"http://127.0.0.1:{manager.ports['probes']}"
+        async with httpx.AsyncClient() as http:
+            await eventually(lambda: fake.requests != [])  # a LIST was tried, and refused
+            ready = await http.get(f"{probes}/readyz")
+            answers.append((ready.status_code, ready.text))
+            assert (await http.get(f"{probes}/healthz")).status_code == 200  # alive, only not ready
+            assert not informer.has_synced
+            fake.unreachable = False
+            await informer.wait_synced()
+            ready = await http.get(f"{probes}/readyz")
+            answers.append((ready.status_code, ready.text))
+        manager.stop()
+    assert answers == [(500, "failed: informers-synced\n"), (200, "ok\n")]
