@@ -40,7 +40,7 @@ def counter(name: str, controller: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, {"controller": controller}) or 0.0
 
 
-async def eventually(pred: Callable[[], bool], within: float = 5.0) -> None:
+async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:  # a hang guard only
     with anyio.fail_after(within):
         while not pred():  # noqa: ASYNC110 - polling a plain predicate
             await anyio.sleep(0.005)

@@ -32,7 +32,7 @@ def cm(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
 
 
-async def eventually(pred: Callable[[], bool], within: float = 5.0) -> None:
+async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:  # a hang guard only
     with anyio.fail_after(within):
         while not pred():  # noqa: ASYNC110 - polling a plain predicate
             await anyio.sleep(0.005)

@@ -317,7 +317,7 @@ async def test_ttl_deletes_the_finished_job() -> None:
     await step(fake, reconciler)  # the job is gone: nothing to do, no error
 
 
-async def eventually(pred: Callable[[], bool], within: float = 10.0) -> None:
+async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:  # a hang guard only
     with anyio.fail_after(within):
         while not pred():  # noqa: ASYNC110 - polling a plain predicate
             await anyio.sleep(0.01)
