@@ -73,7 +73,7 @@ def test_free_ports_are_distinct_and_bindable() -> None:
         s.bind((ports.HOST, port))
 
 
-def test_pki_issues_certificates_the_apiserver_accepts(tmp_path: Path) -> None:
+def test_pki_certificates_chain_to_their_cas_with_the_names_tls_needs(tmp_path: Path) -> None:
     pki = ClusterPKI.create(tmp_path, flags.SERVICE_IP)
     serving_ca = x509.load_pem_x509_certificate(pki.serving_ca.read_bytes())
     server = x509.load_pem_x509_certificate(pki.apiserver.cert.read_bytes())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import secrets
 import threading
@@ -273,3 +274,17 @@ def test_compact_etcd_expires_old_resource_versions(cluster: Cluster, namespace:
     expired = next(cluster.api.watch(path, old_rv, timeout_seconds=5))
     assert expired["type"] == "ERROR"
     assert expired["object"]["code"] == 410
+
+
+def test_the_apiserver_accepts_the_rig_pki_certificates(cluster: Cluster) -> None:
+    """A client certificate issued by the rig's PKI authenticates as its CN and O (groups), over TLS verified
+    against the rig's serving CA (kubectl checks the apiserver's certificate and its 127.0.0.1 SAN)."""
+    kubeconfig = cluster.add_user("pki-alice", ["team-a", "team-b"])
+    done = cluster.kubectl("auth", "whoami", "-o", "json", kubeconfig=kubeconfig)
+    user = json.loads(done.stdout)["status"]["userInfo"]
+    assert user["username"] == "pki-alice"
+    assert set(user["groups"]) == {"team-a", "team-b", "system:authenticated"}
+    # RBAC applies to the user as named: nothing granted, so a read is refused by name.
+    denied = cluster.kubectl("get", "pods", "-n", "default", kubeconfig=kubeconfig, check=False)
+    assert denied.returncode != 0
+    assert 'User "pki-alice" cannot list resource "pods"' in denied.stderr
