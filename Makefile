@@ -13,9 +13,9 @@ BUILD_CLUSTER ?= bash e2e/build-cluster.sh
 BUILD_HELM ?= bash e2e/build-helm.sh
 # `$(call built,VAR,COMMAND)`: export VAR as COMMAND's last line of stdout; stop with COMMAND's own status
 # when it fails, or with 1 when it printed nothing (a build that fails must never become a skipped test).
-built = out="$$($(2))" || { rc=$$?; echo "make: '$(2)' failed (exit $$rc)" >&2; exit $$rc; }; \
+built = out="$$($(2))" || { rc=$$?; echo "make: the build for $(1) failed (exit $$rc)" >&2; exit $$rc; }; \
 	export $(1)="$$(tail -n1 <<<"$$out")"; \
-	test -n "$$$(1)" || { echo "make: '$(2)' printed no path for $(1)" >&2; exit 1; }
+	test -n "$$$(1)" || { echo "make: the build for $(1) printed no path" >&2; exit 1; }
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
