@@ -87,11 +87,13 @@ def rows(out: Path, tables: list[str]) -> tuple[list[report.Row], dict[str, repo
     return found, sources
 
 
-def verdict(rows_: list[report.Row], failed: list[str], ran: int) -> tuple[int, list[str]]:
-    """The exit status and the closing lines."""
+def verdict(rows_: list[report.Row], failed: list[str], ran: int | None) -> tuple[int, list[str]]:
+    """The exit status and the closing lines (`ran` None: an earlier run's results, read again)."""
     missed = report.missed(rows_)
     lines = [
-        f"benchmarks: {ran - len(failed)} ran, {len(failed)} failed {failed or ''}".rstrip(),
+        "benchmarks: not run here (--report)"
+        if ran is None
+        else f"benchmarks: {ran - len(failed)} ran, {len(failed)} failed {failed or ''}".rstrip(),
         f"targets: {sum(r.passed is True for r in rows_)} met, {len(missed)} missed or without data "
         f"{[r.figure.strip() for r in missed] or ''}".rstrip(),
     ]
@@ -101,6 +103,7 @@ def verdict(rows_: list[report.Row], failed: list[str], ran: int) -> tuple[int, 
 def main(argv: list[str]) -> int:
     """Run the benchmarks (or re-read a run with ``--report DIR``); 1 when anything failed or missed."""
     quick = "--quick" in argv
+    ran: int | None = None
     if "--report" in argv:
         out = Path(argv[argv.index("--report") + 1])
         steps, failed = plan(quick, out), []
@@ -112,6 +115,7 @@ def main(argv: list[str]) -> int:
             print(f"\n=== {module} {' '.join(args)}", flush=True)
             if subprocess.call([sys.executable, "-m", module, *args]) != 0:
                 failed.append(module)
+        ran = len(steps)
     table, sources = rows(out, expected(steps))
     print(f"\n{report.render(table)}")
     report.write_json(out / "summary.json", table, sources)
@@ -121,7 +125,7 @@ def main(argv: list[str]) -> int:
         (out / "profile" / "top.txt").write_text(summarise(folded))
         print(f"operator profile under P1: {out / 'profile' / 'top.txt'}")
     print(f"results: {out}")
-    code, lines = verdict(table, failed, len(steps))
+    code, lines = verdict(table, failed, ran)
     print("\n".join(lines))
     return code
 

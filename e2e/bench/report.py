@@ -228,7 +228,13 @@ def plot(scale: JsonObject, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    runs = [(k, scale[k]) for k in ("ours", "kubeflow_tuned", "kubeflow_default") if scale.get(k)]
+    runs = [
+        (k, run)
+        for k in ("ours", "kubeflow_tuned", "kubeflow_default")
+        if (run := scale.get(k) or {}).get("series")
+    ]
+    if not runs:
+        return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, column, title in ((axes[0], 1, "pods created"), (axes[1], 2, "pods Running")):
         for key, run in runs:
