@@ -145,8 +145,10 @@ class TorchJobReconciler:
             manager.add_runnable(recorder.run)
         self.recorder = recorder
         # Caches hold what the operator reads (.prune); TorchJobs as compact JSON, read once per reconcile.
-        self.jobs = manager.informer(TORCHJOBS, compact=True).cache
-        # Pruned at ingest and listed in pages: 80,000 whole pods never sit in memory at once.
+        # These list in pages first: the watch cache answers resourceVersion "0" in one body whatever the
+        # limit, and 10,000 whole TorchJobs decoded at once cost more than P4's 250 MB allows; 80,000 whole
+        # pods (pruned at ingest) never sit in memory at once either.
+        self.jobs = manager.informer(TORCHJOBS, compact=True, paged_first_list=True).cache
         self.pods = manager.informer(PODS, transform=prune_pod, paged_first_list=True).cache
         self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup, paged_first_list=True).cache
         self.services = manager.informer(SERVICES).cache

@@ -2,11 +2,11 @@
 
 Run: ``python -m e2e.bench.bench_listed [--jobs 10000] [--json out.json]``. Starts the rig (watch cache on,
 as in production; audit off), creates M suspended TorchJobs (``runPolicy.suspend``: no PodGroup, no pods),
-then starts ``pyroclast run`` as its own process. Its TorchJob informer's first LIST at resourceVersion "0"
-is answered by the watch cache in one body whatever the limit, so the whole list reaches the operator at once
-(the page count is read from the operator's own log line). Measured once every job is reconciled (each
-shows Suspended) and the operator is idle: RSS and peak (VmHWM), against the RSS of the same operator
-started on an empty namespace, and the verdict RSS <= 250 MB.
+then starts ``pyroclast run`` as its own process. Its TorchJob informer's first LIST is the one the operator
+makes in production (pages of 500 at resourceVersion "", since the watch cache would answer "0" in one body
+whatever the limit); the list's resourceVersion and page count are read from the operator's own log line.
+Measured once every job is reconciled (each shows Suspended) and the operator is idle: RSS and peak
+(VmHWM), against the RSS of the same operator started on an empty namespace, and the verdict RSS <= 250 MB.
 """
 
 from __future__ import annotations

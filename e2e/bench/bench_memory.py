@@ -7,7 +7,7 @@ transforms, 16 workers) runs against a synthetic API server that serves real-sha
 PodGroup and TorchJob the operator made on the rig (``tests/torchjob/fixtures/cluster_objects.json``,
 ``managedFields`` included) renamed per job, pod, node and IP, as compact JSON bytes. The objects go through
 the real ingest path: the LISTs the informers make, answered as the apiserver's watch cache answers them (at
-resourceVersion "0" in one body whatever the limit: TorchJobs and Services; at "" in pages of 500: pods and
+resourceVersion "0" in one body whatever the limit: Services; at "" in pages of 500: TorchJobs, pods and
 PodGroups, which list so for that reason), then one MODIFIED watch event per object (decoded alone, as
 under churn), then every job is reconciled once (a steady job writes nothing). Printed: RSS idle / synced /
 steady and peak (VmHWM), the bytes each cached object holds (deep size, shared subtrees counted once, indexes
