@@ -48,14 +48,6 @@ def first_list(log: str) -> tuple[int, str, int]:
     return int(match["items"]), match["rv"], int(match["pages"])
 
 
-def _peak_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
 def _operator(cluster: Cluster, log: Path, *extra: str) -> tuple[Any, int, int]:
     metrics, health = free_port(), free_port()
     proc = start_operator(
@@ -96,7 +88,7 @@ def measure(cluster: Cluster, jobs: int, timeout: float) -> JsonObject:
         )
         wait_steady(metrics, jobs, timeout=timeout)
         steady = time.monotonic() - t0
-        rss, peak = rss_mib(proc.pid), _peak_mib(proc.pid)
+        rss, peak = rss_mib(proc.pid), rss_mib(proc.pid, "VmHWM")
     finally:
         stop_operator(proc)
     with log.open("rb") as f:

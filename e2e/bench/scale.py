@@ -234,13 +234,13 @@ def wait_steady(metrics_port: int, reconciles: int, quiet: float = 2.0, timeout:
     raise TimeoutError(f"operator not steady in {timeout:.0f} s")
 
 
-def rss_mib(pid: int) -> float:
-    """Resident set size of a process, MiB."""
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process (or its peak, ``VmHWM``), MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
 
 
 def _safe(probe: Callable[[], dict[str, float]]) -> dict[str, float]:
