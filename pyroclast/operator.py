@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 
 from api.duration import duration_seconds
-from controller.health import parse_address
+from controller.httpserver import parse_address
 from controller.leader import JITTER_FACTOR, LeaderElectionLost
 from controller.manager import CacheSyncTimeout, Manager
 from controller.torchjob.progress_endpoint import Address

@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict_saver import async_save, save
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.futures import Future as TorchFuture
 
+from api import contract
 from workloads import commit
 from workloads.data import DataCursor
 from workloads.faults import FaultInjector
@@ -131,7 +132,7 @@ class Checkpointer:
             commit.prepare_fresh(self.root, step)
         dist.barrier(group=self.pg)  # nobody writes into the directory before it is fresh
         self.faults.hit("before_write", step)
-        writer = _Writer(self.root / commit.step_dir_name(step), self.faults, step)
+        writer = _Writer(self.root / contract.step_dir_name(step), self.faults, step)
         if asynchronous:
             fut = async_save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)
             if not isinstance(fut, Future):

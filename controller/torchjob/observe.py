@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import workloads as contract
+from api import contract
 from api.constants import TRAINER_CONTAINER
 from controller import objects
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL

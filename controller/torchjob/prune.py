@@ -25,9 +25,8 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any, Final, cast
 
-import workloads as contract
+from api import contract
 from api.constants import TRAINER_CONTAINER
-from controller.torchjob.report import MAX_MESSAGE
 
 JsonObject = dict[str, Any]
 
@@ -133,7 +132,11 @@ def _terminated(value: object, trainer: bool) -> JsonObject | None:
             out["finishedAt"] = _s(terminated["finishedAt"])
         message = terminated.get("message")
         # only a report (JSON, bounded) is read; a log tail of FallbackToLogsOnError is up to 4 KiB per pod
-        if isinstance(message, str) and message.startswith("{") and len(message) <= MAX_MESSAGE:
+        if (
+            isinstance(message, str)
+            and message.startswith("{")
+            and len(message) <= contract.MAX_TERMINATION_MESSAGE
+        ):
             out["message"] = message
     return out
 

@@ -14,17 +14,12 @@ from typing import Any
 import anyio
 import httpx
 
-import workloads as contract
-from api import TorchJob
+from api import TorchJob, contract
 from controller.metrics import REGISTRY
 from controller.resource import PODS
 from controller.torchjob.progress import (
-    AUDIENCE,
-    MAX_BODY,
     POD_NAME_CLAIM,
     POD_UID_CLAIM,
-    TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
 )
 from controller.torchjob.progress_endpoint import Address
@@ -47,7 +42,9 @@ def job_with_account(name: str, pool: NodePool, **spec: Any) -> JsonObject:
     return body
 
 
-def mint(cluster: Cluster, namespace: str, pod: JsonObject, audience: str = AUDIENCE) -> str:
+def mint(
+    cluster: Cluster, namespace: str, pod: JsonObject, audience: str = contract.PROGRESS_AUDIENCE
+) -> str:
     """A token bound to `pod`, as the kubelet would project it."""
     meta = pod["metadata"]
     request = {
@@ -92,20 +89,20 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
         worker = await client.get(PODS, "ja-worker-0", namespace)
         (volume,) = [v for v in worker["spec"]["volumes"] if v["name"] == TOKEN_VOLUME]
         source = volume["projected"]["sources"][0]["serviceAccountToken"]
-        assert (source["audience"], source["expirationSeconds"]) == (AUDIENCE, 600)
+        assert (source["audience"], source["expirationSeconds"]) == (contract.PROGRESS_AUDIENCE, 600)
         trainer = worker["spec"]["containers"][0]
         mount = next(m for m in trainer["volumeMounts"] if m["name"] == TOKEN_VOLUME)
-        assert (mount["mountPath"], mount["readOnly"]) == (TOKEN_DIR, True)
+        assert (mount["mountPath"], mount["readOnly"]) == (contract.PROGRESS_TOKEN_DIR, True)
         env = {e["name"]: e.get("value") for e in trainer["env"]}
         assert env[contract.PROGRESS_URL] == WORKERS_DIAL
-        assert env[contract.PROGRESS_TOKEN_FILE] == TOKEN_FILE
+        assert env[contract.PROGRESS_TOKEN_FILE] == contract.PROGRESS_TOKEN_FILE_PATH
 
         token_a = mint(cluster, namespace, worker)
         # What the 1.36 apiserver says of such a token: the pod's name and UID as extra claims.
         review: JsonObject = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token_a, "audiences": [AUDIENCE]},
+            "spec": {"token": token_a, "audiences": [contract.PROGRESS_AUDIENCE]},
         }
         answer = cluster.api.create("/apis/authentication.k8s.io/v1/tokenreviews", review)
         assert answer is not None
@@ -150,7 +147,7 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
                 {"step": 1}, mint(cluster, namespace, worker, audience="other.example")
             )
             assert wrong_audience.status_code == 401, wrong_audience.text
-            assert AUDIENCE in wrong_audience.json()["message"]
+            assert contract.PROGRESS_AUDIENCE in wrong_audience.json()["message"]
             bad = await post({"step": -3}, token_a)
             assert bad.status_code == 400, bad.text
             assert "step" in bad.json()["message"]
@@ -159,7 +156,7 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
             assert "checkpoint.path" in moved.json()["message"]
             oversized = await http.post(
                 url,
-                content=b"{" + b" " * MAX_BODY + b"}",
+                content=b"{" + b" " * contract.PROGRESS_MAX_BODY + b"}",
                 headers={"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"},
             )
             assert oversized.status_code == 413

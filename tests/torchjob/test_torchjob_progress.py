@@ -7,17 +7,13 @@ from typing import Any
 
 import pytest
 
-import workloads as contract
-from api import Phase, TorchJobStatus
+from api import Phase, TorchJobStatus, contract
 from api.status import CheckpointStatus, Progress
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import (
-    AUDIENCE,
     POD_NAME_CLAIM,
     POD_UID_CLAIM,
-    TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
     Body,
     Identity,
@@ -92,7 +88,7 @@ def review(
     status: dict[str, Any] = {"authenticated": authenticated}
     if authenticated:
         status["user"] = {"username": username, "extra": extra}
-        status["audiences"] = [AUDIENCE] if audiences is None else audiences
+        status["audiences"] = [contract.PROGRESS_AUDIENCE] if audiences is None else audiences
     if error:
         status["error"] = error
     return {"status": status}
@@ -106,7 +102,9 @@ def test_unverifiable_tokens_are_401() -> None:
     assert "token has expired" in rejected(
         401, identity_from_review, review(authenticated=False, error="token has expired")
     )
-    assert AUDIENCE in rejected(401, identity_from_review, review(audiences=["https://kubernetes.default"]))
+    assert contract.PROGRESS_AUDIENCE in rejected(
+        401, identity_from_review, review(audiences=["https://kubernetes.default"])
+    )
     assert "not to a service account" in rejected(401, identity_from_review, review(username="alice"))
     assert "not bound to a pod" in rejected(401, identity_from_review, review(pod_claims=False))
 
@@ -218,12 +216,17 @@ def test_with_a_progress_url_workers_get_a_pod_bound_token_and_the_two_variables
     worker = desired_worker(job, 0, 0, progress_url=URL)
     (volume,) = [v for v in worker["spec"]["volumes"] if v["name"] == TOKEN_VOLUME]
     token = volume["projected"]["sources"][0]["serviceAccountToken"]
-    assert token == {"audience": AUDIENCE, "expirationSeconds": 600, "path": "token"}
+    assert token == {"audience": contract.PROGRESS_AUDIENCE, "expirationSeconds": 600, "path": "token"}
     trainer = worker["spec"]["containers"][0]
-    assert {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True} in trainer["volumeMounts"]
-    assert f"{TOKEN_DIR}/token" == TOKEN_FILE
+    assert {"name": TOKEN_VOLUME, "mountPath": contract.PROGRESS_TOKEN_DIR, "readOnly": True} in trainer[
+        "volumeMounts"
+    ]
+    assert f"{contract.PROGRESS_TOKEN_DIR}/token" == contract.PROGRESS_TOKEN_FILE_PATH
     env = {e["name"]: e["value"] for e in trainer["env"]}
-    assert (env[contract.PROGRESS_URL], env[contract.PROGRESS_TOKEN_FILE]) == (URL, TOKEN_FILE)
+    assert (env[contract.PROGRESS_URL], env[contract.PROGRESS_TOKEN_FILE]) == (
+        URL,
+        contract.PROGRESS_TOKEN_FILE_PATH,
+    )
     assert worker["spec"]["automountServiceAccountToken"] is False, (
         "no API token, only the audience-bound one"
     )
