@@ -15,6 +15,7 @@ finish for up to :attr:`Limits.graceful_timeout` seconds and closes the rest.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -45,8 +46,9 @@ def parse_address(address: str) -> tuple[str, int] | None:
 class Tls:
     """A certificate chain and its key, PEM files (a ``kubernetes.io/tls`` Secret's ``tls.crt``/``tls.key``).
 
-    They are read each time the server starts listening (for the progress endpoint: each time this replica
-    becomes the leader), so a renewed Secret is served from the next start on."""
+    Read when the server starts (unreadable files fail the start) and again on the first handshake after
+    either file changed, so a renewed Secret (cert-manager rotates it in place) is served without a restart;
+    a rotation caught half-written keeps the previous certificate until the next handshake."""
 
     cert_file: str
     key_file: str
@@ -63,6 +65,35 @@ class Tls:
             ) from err
         context.set_alpn_protocols(["http/1.1"])
         return context
+
+    def reloading_context(self) -> ssl.SSLContext:
+        """:meth:`context`, switching each new connection to the files' current certificate."""
+        return _Reloader(self).context
+
+
+class _Reloader:
+    def __init__(self, tls: Tls) -> None:
+        self.tls = tls
+        self.stamp = self._stamp()
+        self.current = tls.context()
+        self.context = tls.context()
+        self.context.sni_callback = self._choose  # OpenSSL calls it for every ClientHello, SNI or not
+
+    def _stamp(self) -> tuple[int, int]:
+        return (os.stat(self.tls.cert_file).st_mtime_ns, os.stat(self.tls.key_file).st_mtime_ns)
+
+    def _choose(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
+    ) -> None:
+        try:
+            stamp = self._stamp()
+            if stamp != self.stamp:
+                self.current = self.tls.context()
+                self.stamp = stamp
+                log.info("TLS certificate %s reloaded", self.tls.cert_file)
+        except OSError as err:
+            log.warning("TLS certificate not reloaded (serving the previous one): %s", err)
+        connection.context = self.current
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +171,7 @@ class HttpServer:
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; reports the bound port through ``task_status``."""
-        context = self.tls.context() if self.tls is not None else None
+        context = self.tls.reloading_context() if self.tls is not None else None
         sock = self._bind()
         config = _Config(sock, context)
         config.backlog = BACKLOG

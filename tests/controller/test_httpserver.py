@@ -226,3 +226,32 @@ async def test_an_unreadable_certificate_fails_at_start_naming_the_file(tmp_path
     server = HttpServer(probes_app({}, {}), "127.0.0.1", 0, name="t", tls=missing)
     with pytest.raises(OSError, match=r"tls\.crt"):
         await server.serve()
+
+
+def mount(source: Tls, target: Tls) -> None:
+    """Write `source`'s files where `target` reads them, as the kubelet updates a Secret volume."""
+    Path(target.cert_file).write_bytes(Path(source.cert_file).read_bytes())
+    Path(target.key_file).write_bytes(
+        Path(source.key_file).read_bytes() if Path(source.key_file).exists() else b""
+    )
+
+
+async def test_a_renewed_certificate_is_served_from_the_next_connection_on(tmp_path: Path) -> None:
+    old_ca, tls = serving_pki(tmp_path / "old")
+    new_ca, renewed = serving_pki(tmp_path / "new")
+    served = Tls(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
+    mount(tls, served)
+    server = HttpServer(probes_app({}, {}), "127.0.0.1", 0, name="t", tls=served, limits=FAST)
+    async with serving(server) as port:
+        url = f"https://127.0.0.1:{port}/healthz"
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(old_ca))) as http:
+            assert (await http.get(url)).status_code == 200
+        half_written(served)  # a rotation caught midway: the old certificate stays
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(old_ca))) as http:
+            assert (await http.get(url)).status_code == 200
+        mount(renewed, served)
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(new_ca))) as http:
+            assert (await http.get(url)).status_code == 200
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(old_ca))) as http:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await http.get(url)

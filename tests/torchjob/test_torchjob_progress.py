@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api import Phase, TorchJobStatus, contract
 from api.status import CheckpointStatus, Progress
+from controller.httpserver import Tls
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import (
@@ -266,3 +269,32 @@ def test_progress_flags_go_together_and_reach_the_reconciler(capsys: pytest.Capt
     with pytest.raises(SystemExit):
         parse(["run", "--progress-bind-address=:8082", "--progress-url=pyroclast-progress:8082"])
     assert "--progress-url: 'pyroclast-progress:8082' is not an http(s) URL" in capsys.readouterr().err
+
+
+def test_progress_tls_flags_name_the_secret_files_and_need_an_https_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parse = build_parser().parse_args
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    tls = [f"--progress-tls-cert-file={cert}", f"--progress-tls-key-file={key}"]
+    https = "https://pyroclast-progress.pyroclast-system.svc:8443"
+    bind = "--progress-bind-address=0.0.0.0:8443"
+    served = progress_options(parse(["run", bind, f"--progress-url={https}", *tls]))
+    assert served["progress_bind"] == Address("0.0.0.0", 8443, Tls(str(cert), str(key)))
+    gone = f"--progress-tls-key-file={tmp_path}/gone"
+    refusals = [
+        ([bind, f"--progress-url={https}", tls[0]], "go together: set both or neither"),
+        (tls, "needs --progress-bind-address and --progress-url"),
+        ([bind, f"--progress-url={URL}", *tls], "must be https://"),
+        (
+            [bind, f"--progress-url={https}", tls[0], gone],
+            f"--progress-tls-key-file: cannot read {tmp_path}/gone",
+        ),
+    ]
+    for argv, message in refusals:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            progress_options(parse(["run", *argv]))
+        assert run(parse(["run", *argv])) == 2
+        assert message in capsys.readouterr().err
