@@ -231,9 +231,11 @@ async def test_an_unreadable_certificate_fails_at_start_naming_the_file(tmp_path
 def mount(source: Tls, target: Tls) -> None:
     """Write `source`'s files where `target` reads them, as the kubelet updates a Secret volume."""
     Path(target.cert_file).write_bytes(Path(source.cert_file).read_bytes())
-    Path(target.key_file).write_bytes(
-        Path(source.key_file).read_bytes() if Path(source.key_file).exists() else b""
-    )
+    Path(target.key_file).write_bytes(Path(source.key_file).read_bytes())
+
+
+def half_written(target: Tls) -> None:
+    Path(target.key_file).write_text("-----BEGIN PRIVATE KEY-----\n")
 
 
 async def test_a_renewed_certificate_is_served_from_the_next_connection_on(tmp_path: Path) -> None:
