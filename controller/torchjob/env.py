@@ -64,7 +64,7 @@ def worker_env(
         contract.ATTEMPT: str(attempt),
     }
     if nodes.elastic:
-        # A rank-0 move would leave the shared store's MASTER_ADDR stale (torch-elastic note 1.4).
+        # torchrun's shared store lives on the first rank-0 host: a rank-0 move would leave MASTER_ADDR stale.
         env[contract.TORCH_DISABLE_SHARE_RDZV_TCP_STORE] = "1"
     checkpoint = spec.checkpoint
     if checkpoint is not None:

@@ -19,7 +19,8 @@ JsonObject = dict[str, Any]
 
 
 PARSED_LIMIT: Final = 1024
-"""Models kept (least recently used go first): every job of P1's 1,000-job burst stays parsed."""
+"""Models kept (least recently used go first): a burst of a thousand new jobs stays parsed while it is
+reconciled, and memory stays bounded however many jobs exist."""
 
 
 class ParsedJobs:

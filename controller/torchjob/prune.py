@@ -1,11 +1,11 @@
 """The fields of pods and PodGroups the operator reads: informer transforms that cache only those.
 
-The pod informer caches every pod of the cluster (80,000 at P4's scale), so what a cached pod costs is most
-of the operator's memory. A pod as the API serves it is ~6 KB of JSON (half of it ``managedFields``), ~14 KB
-as Python dicts; the operator reads a dozen fields of it. These transforms (controller-runtime's cache
-``ByObject.Transform``, client-go's ``SetTransform``) rebuild each incoming object from those fields only,
-with repeated strings interned and the subtrees most pods share (a Running pod's status, a worker's spec,
-the owner references of one job's pods) stored once.
+The pod informer caches every pod of the cluster (tens of thousands on a large one), so what a cached pod
+costs is most of the operator's memory. A pod as the API serves it is ~6 KB of JSON (half of it
+``managedFields``), ~14 KB as Python dicts; the operator reads a dozen fields of it. These transforms
+(controller-runtime's cache ``ByObject.Transform``, client-go's ``SetTransform``) rebuild each incoming object
+from those fields only, with repeated strings interned and the subtrees most pods share (a Running pod's
+status, a worker's spec, the owner references of one job's pods) stored once.
 
 Readers: :mod:`.observe` (labels, deletion, phase, reason, Ready/DisruptionTarget conditions, terminated
 exit codes, the trainer's PET_NNODES), :mod:`.report` (the trainer's terminated ``message``/``finishedAt``),
