@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 from controller import objects
+from controller.objects import JsonObject
 
-JsonObject = dict[str, Any]
 IndexFunc = Callable[[JsonObject], Iterable[str]]
 Transform = Callable[[JsonObject], JsonObject]
 

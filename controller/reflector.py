@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
@@ -35,11 +35,10 @@ from controller import objects
 from controller.backoff import Backoff
 from controller.client import Client, WatchEvent
 from controller.errors import ApiError, Gone, TooManyRequests, TransportError, error_from_status
+from controller.objects import JsonObject
 from controller.resource import Resource
 
 log = logging.getLogger(__name__)
-
-JsonObject = dict[str, Any]
 
 
 class ReflectorSink(Protocol):

@@ -10,13 +10,11 @@ Callers must treat a returned model as read-only: the plan copies the status it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from api import TorchJob
 from controller import objects
-
-JsonObject = dict[str, Any]
-
+from controller.objects import JsonObject
 
 PARSED_LIMIT: Final = 1024
 """Models kept (least recently used go first): a burst of a thousand new jobs stays parsed while it is

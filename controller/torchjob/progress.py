@@ -13,14 +13,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from api import TorchJob, TorchJobStatus, contract
 from api.constants import PROGRESS_TOKEN_VOLUME
 from api.status import CheckpointStatus, Progress
+from controller.objects import JsonObject
 from controller.torchjob.report import as_count, as_finite, checkpoint_path
 
-JsonObject = dict[str, Any]
 T = TypeVar("T")
 
 TOKEN_VOLUME: Final = PROGRESS_TOKEN_VOLUME

@@ -27,8 +27,7 @@ from typing import Any, Final, cast
 
 from api import contract
 from api.constants import TRAINER_CONTAINER
-
-JsonObject = dict[str, Any]
+from controller.objects import JsonObject
 
 POD_CONDITIONS: Final = frozenset({"Ready", "DisruptionTarget"})
 """Pod conditions :func:`.observe.observe_worker` reads (only when True)."""

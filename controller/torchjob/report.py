@@ -14,15 +14,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from api import TorchJob, TorchJobStatus, contract
 from api.constants import TRAINER_CONTAINER
 from api.status import CheckpointStatus, Progress
 from controller import objects
+from controller.objects import JsonObject
 from controller.torchjob.labels import REPLICA_INDEX_LABEL
-
-JsonObject = dict[str, Any]
 
 _MAX_STEP: Final = 2**53
 
