@@ -284,10 +284,6 @@ class Client:
             content_type="application/json",
         )
 
-    async def replace_status(self, resource: Resource, obj: JsonObject) -> JsonObject:
-        """PUT the ``status`` subresource."""
-        return await self.replace(resource, obj, subresource="status")
-
     async def patch(
         self,
         resource: Resource,

@@ -228,11 +228,6 @@ class JobCounts:
     running: int = 0
     pending: int = 0
 
-    @property
-    def total_active(self) -> int:
-        """Jobs that hold or wait for the queue's resources."""
-        return self.running + self.pending
-
 
 def job_queue(job: Mapping[str, Any]) -> str:
     """The queue a TorchJob (wire form) joins; `default` when the spec leaves it out, as the API does."""
