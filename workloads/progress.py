@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from api import contract
 
@@ -160,4 +160,6 @@ def _message(err: urllib.error.HTTPError) -> str:
         body: object = json.loads(err.read() or b"{}")
     except (OSError, ValueError):
         return err.reason
-    return str(body.get("message", err.reason)) if isinstance(body, dict) else err.reason
+    if not isinstance(body, dict):
+        return err.reason
+    return str(cast("dict[str, object]", body).get("message", err.reason))

@@ -125,8 +125,8 @@ class Trainer:
         x, y = (t.to(self.device) for t in self.data.batch(ids))
         loss = nn.functional.mse_loss(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss.backward()  # pyright: ignore[reportUnknownMemberType] (untyped in torch)
+        self.optimizer.step()  # pyright: ignore[reportUnknownMemberType]
         share = len(ids) / self.cfg.global_batch
         agreed = torch.tensor([loss.item() * share, float(self.stop.requested)], dtype=torch.float64)
         dist.all_reduce(agreed)  # not ckpt_pg: an async save may be using that one from its thread
