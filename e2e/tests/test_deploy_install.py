@@ -513,8 +513,8 @@ def test_kustomize_progress_components_render_and_the_server_accepts_them(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [str(DEPLOY / "base")],
-                "components": [str(DEPLOY / "components" / "progress")],
+                "resources": [os.path.relpath(DEPLOY / "base", overlay)],  # kustomize takes relative paths
+                "components": [os.path.relpath(DEPLOY / "components" / "progress", overlay)],
             }
         )
     )

@@ -3,18 +3,22 @@
 kwok runs no kubelet, so nothing mounts the projected token; the test mints the same token with the
 TokenRequest API (bound to the worker pod, audience ``pyroclast.dev/progress``) and posts as the workload
 would.
-The endpoint listens on 127.0.0.1 only.
+The endpoint listens on 127.0.0.1 only, over TLS with a certificate from a throwaway CA, as the
+deploy manifests serve it.
 """
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from api import TorchJob, contract
+from controller.httpserver import Tls
 from controller.metrics import REGISTRY
 from controller.resource import PODS
 from controller.torchjob.progress import (
@@ -26,13 +30,14 @@ from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
+from e2e.cluster.pki import CertificateAuthority
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
 from workloads.progress import LivePoster
 
 JsonObject = dict[str, Any]
 SERVICE_ACCOUNT = "trainer"
-WORKERS_DIAL = "http://pyroclast-progress.invalid:8082"  # what pods are told; nothing dials it here
+WORKERS_DIAL = "https://pyroclast-progress.invalid:8443"  # what pods are told; nothing dials it here
 VOLUME: JsonObject = {"nfs": {"server": "nfs.example.invalid", "path": "/exports/ckpt"}}
 
 
@@ -67,14 +72,21 @@ def reports(result: str) -> float:
 
 
 async def test_workers_report_live_progress_with_pod_bound_tokens(
-    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, tmp_path: Path
+    cluster: Cluster,
+    crd: str,
+    namespace: str,
+    nodes: NodePool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     nodes(4, cpu="4")
     pool = nodes
     cluster.api.create(
         f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": SERVICE_ACCOUNT}}
     )
-    bind = Address("127.0.0.1", 0)
+    ca = CertificateAuthority(tmp_path / "pki", "progress-ca")
+    serving = ca.issue("progress", "pyroclast-progress", ip_addresses=["127.0.0.1"], server=True)
+    bind = Address("127.0.0.1", 0, Tls(str(serving.cert), str(serving.key)))
     async with operator_reconciler(cluster, progress_bind=bind, progress_url=WORKERS_DIAL) as reconciler:
         client = reconciler.client
         assert reconciler.progress is not None
@@ -83,7 +95,7 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
         await wait_phase(client, namespace, "ja", "Running")
         await wait_phase(client, namespace, "jb", "Running")
         await reconciler.progress.listening.wait()
-        url = f"http://127.0.0.1:{reconciler.progress.port}/v1/progress"
+        url = f"https://127.0.0.1:{reconciler.progress.port}{contract.PROGRESS_PATH}"
 
         # The pod carries the token volume and the two variables.
         worker = await client.get(PODS, "ja-worker-0", namespace)
@@ -113,7 +125,11 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
         accepted_before = reports("accepted")
         job_a = TorchJob.from_k8s(await client.get(TORCHJOBS, "ja", namespace))
         ckpt = checkpoint_path(job_a, 20)
-        async with httpx.AsyncClient(timeout=10) as http:
+        trust = ssl.create_default_context(cafile=str(ca.cert_path))
+        async with httpx.AsyncClient(timeout=10) as cleartext:
+            with pytest.raises(httpx.HTTPError):  # the endpoint speaks TLS only
+                await cleartext.post(url.replace("https://", "http://"), json={"step": 1})
+        async with httpx.AsyncClient(timeout=10, verify=trust) as http:
 
             async def post(body: Any, token: str | None, **kwargs: Any) -> httpx.Response:
                 headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
@@ -195,8 +211,9 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
             token_file = tmp_path / "token"
             token_file.write_text(token_a)
             assert job_a.spec.checkpoint is not None
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_path))  # how a trainer trusts a private CA
             poster = LivePoster(
-                f"http://127.0.0.1:{reconciler.progress.port}",
+                f"https://127.0.0.1:{reconciler.progress.port}",
                 token_file,
                 checkpoint_dir=Path(job_a.spec.checkpoint.path),
             )
