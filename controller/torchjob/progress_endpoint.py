@@ -73,6 +73,8 @@ _RESULTS: Final = {
     400: "invalid",
     401: "unauthenticated",
     403: "forbidden",
+    408: "too_slow",
+    411: "invalid",
     413: "too_large",
     503: "unavailable",
 }
@@ -252,26 +254,29 @@ class ProgressEndpoint:
     async def _receive(self, request: HttpRequest) -> tuple[int, str]:
         declared = request.headers.get("content-length")
         if declared is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
-            return 411, "a Content-Length header is required"
-        if declared is not None and int(declared) > contract.PROGRESS_MAX_BODY:  # h11 checked it is a number
-            return _too_large(f"body of {declared} bytes is over the {contract.PROGRESS_MAX_BODY}-byte limit")
+            return _refused(411, "a Content-Length header is required")
+        limit = contract.PROGRESS_MAX_BODY
+        if declared is not None and int(declared) > limit:  # h11 checked it is a number
+            return _refused(413, f"body of {declared} bytes is over the {limit}-byte limit")
         body = bytearray()
         with anyio.move_on_after(self.body_timeout) as deadline:
             try:
                 async for chunk in request.stream():
                     body += chunk
-                    if len(body) > contract.PROGRESS_MAX_BODY:
-                        return _too_large(f"body is over the {contract.PROGRESS_MAX_BODY}-byte limit")
+                    if len(body) > limit:
+                        return _refused(413, f"body is over the {limit}-byte limit")
             except ClientDisconnect:
-                return 400, "body shorter than announced (the client went away)"
+                return _refused(400, "body shorter than announced (the client went away)")
         if deadline.cancelled_caught:
-            return 408, f"body not received within {self.body_timeout:g} s"
+            return _refused(408, f"body not received within {self.body_timeout:g} s")
         return await self.report(request.headers.get("authorization"), bytes(body))
 
 
-def _too_large(message: str) -> tuple[int, str]:
-    REPORTS.labels(result="too_large").inc()
-    return 413, message
+def _refused(status: int, message: str) -> tuple[int, str]:
+    """A request refused before its report is read (no span: nothing about a worker is known yet)."""
+    REPORTS.labels(result=_RESULTS[status]).inc()
+    log.info("progress request refused (%d): %s", status, message)
+    return status, message
 
 
 async def _refusal(_request: HttpRequest, exc: Exception) -> JSONResponse:

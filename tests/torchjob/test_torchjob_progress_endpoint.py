@@ -167,6 +167,7 @@ async def test_a_request_without_content_length_is_411() -> None:
 
 async def test_bodies_over_the_limit_or_too_slow_are_refused_before_any_token_review() -> None:
     before = reports("too_large")
+    slow_before = reports("too_slow")
     async with endpoint() as (server, stub, enqueued, url):
         port = int(url.split(":")[2].split("/")[0])
         head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
@@ -187,6 +188,7 @@ async def test_bodies_over_the_limit_or_too_slow_are_refused_before_any_token_re
         assert enqueued == []
         assert server.latest("team-a/llama") is None
     assert reports("too_large") == before + 1
+    assert reports("too_slow") == slow_before + 1
 
 
 async def test_malformed_requests_never_reach_the_endpoint() -> None:
