@@ -1,4 +1,4 @@
-"""Names that identify the TorchJob API and the contract between the operator and its workers."""
+"""Names that identify the TorchJob API and what it reserves in worker pods (see also :mod:`api.contract`)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ kind. Layout: :mod:`controller.client` (REST over kr8s's transport), :mod:`~cont
 and :mod:`~controller.informer` (list/watch into a :mod:`~controller.cache`),
 :mod:`~controller.workqueue` with :mod:`~controller.ratelimiter`, :mod:`~controller.controller`,
 :mod:`~controller.manager` with :mod:`~controller.leader`, :mod:`~controller.metrics`,
-:mod:`~controller.tracing` and :mod:`~controller.health`. :mod:`controller.testing` has an
-in-memory fake API server for unit tests.
+:mod:`~controller.tracing`, and :mod:`~controller.httpserver` serving :mod:`~controller.health`.
+:mod:`controller.testing` has an in-memory fake API server for unit tests.
 
 Typical use::
 

@@ -14,10 +14,9 @@ from opentelemetry import trace
 
 from controller import metrics
 from controller.errors import ApiError, error_from_status
+from controller.objects import JsonObject
 from controller.resource import Resource
 from controller.transport import HttpxTransport, Transport
-
-JsonObject = dict[str, Any]
 
 _tracer = trace.get_tracer("pyroclast.controller.client")
 
@@ -284,10 +283,6 @@ class Client:
             body=json.dumps(obj).encode(),
             content_type="application/json",
         )
-
-    async def replace_status(self, resource: Resource, obj: JsonObject) -> JsonObject:
-        """PUT the ``status`` subresource."""
-        return await self.replace(resource, obj, subresource="status")
 
     async def patch(
         self,

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from opentelemetry import trace
@@ -33,6 +33,7 @@ from controller import metrics, tracing
 from controller.errors import ApiError
 from controller.handler import MapFunc, enqueue_for_object, enqueue_for_owner
 from controller.informer import InformerEvent
+from controller.objects import JsonObject
 from controller.predicate import Predicate
 from controller.ratelimiter import RateLimiter
 from controller.request import Request, Result, TerminalError
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Reconciler = Callable[[Request], Awaitable[Result | None]]
-JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from controller import objects
+from controller.objects import JsonObject
 from controller.request import Request
 from controller.resource import Resource
 
-JsonObject = dict[str, Any]
 MapFunc = Callable[[JsonObject], Iterable[Request]]
 
 

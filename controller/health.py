@@ -1,49 +1,64 @@
-"""A minimal HTTP/1.1 server for ``/healthz``, ``/readyz`` and ``/metrics`` (loopback by default).
+"""The manager's ASGI apps: ``/healthz`` and ``/readyz`` from named checks, ``/metrics`` from the registry.
 
-Not a general web server: GET only, one response per connection, no keep-alive.
+Served by :class:`~controller.httpserver.HttpServer`; ``/metrics`` is prometheus-client's own ASGI app (text
+or OpenMetrics by the ``Accept`` header, gzip when asked, ``name[]`` filters).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 
-import anyio
-from anyio.abc import SocketStream, TaskStatus
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import make_asgi_app  # pyright: ignore[reportUnknownVariableType]
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller import metrics
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], bool]
-Route = Callable[[], tuple[int, str, bytes]]
 
 
-def parse_address(address: str) -> tuple[str, int] | None:
-    """``"host:port"`` (``":port"`` means 127.0.0.1) to a tuple; ``"0"`` or ``""`` disables."""
-    if address in ("", "0"):
-        return None
-    host, _, port = address.rpartition(":")
-    return (host or "127.0.0.1", int(port))
+def probes_app(health: Mapping[str, Check], ready: Mapping[str, Check]) -> Starlette:
+    """``GET /healthz`` and ``GET /readyz``: 200 ``ok`` when every named check passes, else 500 listing the
+    failures. The mappings are read on every request, so checks added later count."""
+    return Starlette(
+        routes=[
+            Route("/healthz", _checks_endpoint(health), methods=["GET"]),
+            Route("/readyz", _checks_endpoint(ready), methods=["GET"]),
+        ]
+    )
 
 
-def checks_route(checks: Mapping[str, Check]) -> Route:
-    """200 ``ok`` when every named check passes, else 500 listing the failures."""
+def metrics_app() -> Starlette:
+    """``GET /metrics``: the controller registry."""
+    exposition = cast(ASGIApp, make_asgi_app(registry=metrics.REGISTRY))
+    return Starlette(routes=[Route("/metrics", _Asgi(exposition), methods=["GET"])])
 
-    def route() -> tuple[int, str, bytes]:
+
+class _Asgi:
+    """An ASGI app as a route's endpoint (Starlette wraps plain functions as request handlers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def _checks_endpoint(checks: Mapping[str, Check]) -> Callable[[Request], Awaitable[PlainTextResponse]]:
+    async def endpoint(_request: Request) -> PlainTextResponse:  # async: checks run on the loop, not a thread
         failed = [name for name, check in checks.items() if not _safe(check)]
         if failed:
-            return 500, "text/plain", ("failed: " + ", ".join(failed) + "\n").encode()
-        return 200, "text/plain", b"ok\n"
+            return PlainTextResponse("failed: " + ", ".join(failed) + "\n", status_code=500)
+        return PlainTextResponse("ok\n")
 
-    return route
-
-
-def metrics_route() -> tuple[int, str, bytes]:
-    """The controller registry in Prometheus text format."""
-    return 200, CONTENT_TYPE_LATEST, generate_latest(metrics.REGISTRY)
+    return endpoint
 
 
 def _safe(check: Check) -> bool:
@@ -52,47 +67,3 @@ def _safe(check: Check) -> bool:
     except Exception:
         log.exception("health check failed")
         return False
-
-
-class HttpServer:
-    """Serves fixed routes; ``port`` 0 picks a free port (read :attr:`port` after start)."""
-
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route]):
-        self.host = host
-        self.port = port
-        self.routes = dict(routes)
-
-    async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen and serve until cancelled; reports the bound port through ``task_status``."""
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        task_status.started(self.port)
-        async with listener:
-            await listener.serve(self._handle)
-
-    async def _handle(self, stream: SocketStream) -> None:
-        async with stream:
-            data = b""
-            with anyio.move_on_after(5):
-                while b"\r\n\r\n" not in data and len(data) < 8192:
-                    try:
-                        data += await stream.receive()
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        break
-            line = data.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = line.split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            route = self.routes.get(path)
-            if len(parts) < 2 or parts[0] != "GET":
-                status, ctype, body = 405, "text/plain", b"method not allowed\n"
-            elif route is None:
-                status, ctype, body = 404, "text/plain", b"not found\n"
-            else:
-                status, ctype, body = route()
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
-            head = (
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send(head.encode() + body)

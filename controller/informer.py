@@ -23,7 +23,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,12 +32,12 @@ from controller import objects
 from controller.backoff import Backoff
 from controller.cache import Cache, IndexFunc, Transform, object_key, strip_managed_fields
 from controller.client import Client, WatchEvent
+from controller.objects import JsonObject
 from controller.reflector import Reflector
 from controller.resource import Resource
 
 log = logging.getLogger(__name__)
 
-JsonObject = dict[str, Any]
 EventType = Literal["add", "update", "delete"]
 
 

@@ -19,19 +19,18 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 
 from controller import metrics
 from controller.client import Client
 from controller.errors import ApiError, Conflict, NotFound
+from controller.objects import JsonObject
 from controller.resource import LEASES
 
 log = logging.getLogger(__name__)
 
 JITTER_FACTOR = 1.2
-JsonObject = dict[str, Any]
 
 
 class LeaderElectionLost(Exception):

@@ -29,7 +29,8 @@ from controller import tracing
 from controller.cache import Transform, strip_managed_fields
 from controller.client import Client
 from controller.controller import Controller
-from controller.health import HttpServer, checks_route, metrics_route, parse_address
+from controller.health import metrics_app, probes_app
+from controller.httpserver import HttpServer, parse_address
 from controller.informer import Informer
 from controller.leader import LeaderElectionLost, LeaderElector
 from controller.resource import Resource
@@ -223,16 +224,11 @@ class Manager:
                 if self.handle_signals:
                     tg.start_soon(self._watch_signals)
                 if self.metrics_address:
-                    server = HttpServer(*self.metrics_address, {"/metrics": metrics_route})
+                    server = HttpServer(metrics_app(), *self.metrics_address, name="metrics")
                     self.ports["metrics"] = await tg.start(server.serve)
                 if self.probe_address:
-                    server = HttpServer(
-                        *self.probe_address,
-                        {
-                            "/healthz": checks_route(self.health_checks),
-                            "/readyz": checks_route(self.ready_checks),
-                        },
-                    )
+                    probes = probes_app(self.health_checks, self.ready_checks)
+                    server = HttpServer(probes, *self.probe_address, name="health probes")
                     self.ports["probes"] = await tg.start(server.serve)
                 for informer in self._informers.values():
                     tg.start_soon(informer.run)

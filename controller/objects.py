@@ -1,4 +1,4 @@
-"""Typed accessors for the JSON objects the runtime handles (plain ``dict`` trees)."""
+"""Typed accessors for the JSON objects the runtime handles (plain ``dict`` trees), and their one alias."""
 
 from typing import Any, cast
 

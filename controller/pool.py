@@ -1,8 +1,8 @@
 """Keep-alive HTTP/1.1 connections to one server, handed out in O(1) per request.
 
 httpcore's own pool rescans every connection (asking each idle one's socket whether it is readable) each
-time a request is queued or released; with dozens of requests in flight that scan was the largest single
-cost of the operator under load (issue 10's profile). Here a request takes the most recently used idle
+time a request is queued or released, so with dozens of requests in flight (a burst of job creations) the
+pool, not the work, dominates the operator's CPU. Here a request takes the most recently used idle
 connection, checks only that one, and puts it back when its answer has been read.
 """
 

@@ -14,17 +14,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import anyio
 from opentelemetry import context as otel_context
 
 from controller.metrics import EVENT_RESULTS, EVENTS_TOTAL
+from controller.objects import JsonObject
 from controller.resource import EVENTS, Resource
 
 log = logging.getLogger(__name__)
 
-JsonObject = dict[str, Any]
 EventType = Literal["Normal", "Warning"]
 _Queued = tuple[JsonObject, otel_context.Context]
 

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
@@ -35,11 +35,10 @@ from controller import objects
 from controller.backoff import Backoff
 from controller.client import Client, WatchEvent
 from controller.errors import ApiError, Gone, TooManyRequests, TransportError, error_from_status
+from controller.objects import JsonObject
 from controller.resource import Resource
 
 log = logging.getLogger(__name__)
-
-JsonObject = dict[str, Any]
 
 
 class ReflectorSink(Protocol):
@@ -112,12 +111,6 @@ class Reflector:
         self.backoff = backoff or Backoff()
         self.stats = ReflectorStats()
         self.last_sync_rv: str | None = None
-        self._watch_scope: anyio.CancelScope | None = None
-
-    def force_reconnect(self) -> None:
-        """Drop the current watch; the loop re-watches from the last RV (tests, operators)."""
-        if self._watch_scope is not None:
-            self._watch_scope.cancel()
 
     async def run(self) -> None:
         """List and watch until cancelled.
@@ -198,22 +191,19 @@ class Reflector:
         timeout = int(self.min_watch_timeout * (1.0 + random.random()))
         started = time.monotonic()
         count, stalled = 0, False
-        with anyio.CancelScope() as scope:
-            self._watch_scope = scope
-            async with self.client.watch(
-                self.resource,
-                self.namespace,
-                resource_version=self.last_sync_rv,
-                allow_bookmarks=True,
-                timeout_seconds=timeout,
-                label_selector=self.label_selector,
-                field_selector=self.field_selector,
-                read_timeout=timeout + self.watchdog_timeout,
-            ) as events:
-                self.stats.watches += 1
-                count, stalled = await self._consume(events)
-        self._watch_scope = None
-        if scope.cancelled_caught or stalled:
+        async with self.client.watch(
+            self.resource,
+            self.namespace,
+            resource_version=self.last_sync_rv,
+            allow_bookmarks=True,
+            timeout_seconds=timeout,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            read_timeout=timeout + self.watchdog_timeout,
+        ) as events:
+            self.stats.watches += 1
+            count, stalled = await self._consume(events)
+        if stalled:
             return
         if count == 0 and time.monotonic() - started < 1.0:
             raise _WatchEnded("very short watch: closed in under 1 s with no events")

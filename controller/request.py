@@ -17,12 +17,6 @@ class Request:
         """``namespace/name``, or ``name`` for cluster-scoped objects (the cache key)."""
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
-    @classmethod
-    def from_key(cls, key: str) -> Request:
-        """Inverse of :attr:`key`."""
-        ns, _, name = key.rpartition("/")
-        return cls(ns, name)
-
     def __str__(self) -> str:
         return self.key
 

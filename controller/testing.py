@@ -22,9 +22,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from controller import objects
 from controller.cache import Cache, object_key
 from controller.errors import TransportError
+from controller.objects import JsonObject
 from controller.transport import Response
 
-JsonObject = dict[str, Any]
 _Collection = tuple[str, str]  # (api prefix, plural)
 
 

@@ -17,21 +17,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from controller import objects
+from controller.objects import JsonObject
 
 log = logging.getLogger(__name__)
 
 TRACE_CONTEXT_ANNOTATION = "pyroclast.dev/trace-context"
 MAX_CARRIER_BYTES = 1024
 _propagator = TraceContextTextMapPropagator()
-
-JsonObject = dict[str, Any]
 
 
 _configured: list[trace.TracerProvider] = []

@@ -88,11 +88,6 @@ class WorkQueue(Generic[T]):
         return len(self._queue)
 
     @property
-    def shutting_down(self) -> bool:
-        """True once :meth:`shut_down` was called."""
-        return self._shutting_down
-
-    @property
     def processing(self) -> frozenset[T]:
         """Items handed out and not yet done."""
         return frozenset(self._processing)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 
 from api.duration import duration_seconds
-from controller.health import parse_address
+from controller.httpserver import Tls, parse_address
 from controller.leader import JITTER_FACTOR, LeaderElectionLost
 from controller.manager import CacheSyncTimeout, Manager
 from controller.torchjob.progress_endpoint import Address
@@ -162,7 +162,20 @@ def add_parser(subparsers: Any) -> None:
         metavar="URL",
         type=_checked(_http_url, "an http(s) URL"),
         default=None,
-        help="the endpoint as workers dial it, e.g. http://pyroclast-progress.pyroclast-system.svc:8082",
+        help="the endpoint as workers dial it, e.g. https://pyroclast-progress.pyroclast-system.svc:8443",
+    )
+    serving.add_argument(
+        "--progress-tls-cert-file",
+        metavar="PATH",
+        default=None,
+        help="serve the progress endpoint over TLS with this PEM certificate chain (e.g. a mounted "
+        "kubernetes.io/tls Secret's tls.crt); needs --progress-tls-key-file and an https --progress-url",
+    )
+    serving.add_argument(
+        "--progress-tls-key-file",
+        metavar="PATH",
+        default=None,
+        help="the PEM private key of that certificate",
     )
     telemetry = parser.add_argument_group("logs and traces")
     telemetry.add_argument(
@@ -217,7 +230,24 @@ def progress_options(args: argparse.Namespace) -> dict[str, Any]:
     bind = parse_address(args.progress_bind_address)
     if (bind is None) != (args.progress_url is None):
         raise ValueError("--progress-bind-address and --progress-url go together: set both or neither")
-    return {"progress_bind": Address(*bind) if bind else None, "progress_url": args.progress_url}
+    cert, key = args.progress_tls_cert_file, args.progress_tls_key_file
+    if (cert is None) != (key is None):
+        raise ValueError(
+            "--progress-tls-cert-file and --progress-tls-key-file go together: set both or neither"
+        )
+    tls = Tls(cert, key) if cert is not None and key is not None else None
+    if tls is not None:
+        if bind is None:
+            raise ValueError("--progress-tls-cert-file needs --progress-bind-address and --progress-url")
+        if not str(args.progress_url).startswith("https://"):
+            raise ValueError("--progress-url must be https:// when the endpoint serves TLS")
+        for flag, path in (
+            ("--progress-tls-cert-file", tls.cert_file),
+            ("--progress-tls-key-file", tls.key_file),
+        ):
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"{flag}: cannot read {path} (mount the TLS Secret there)")
+    return {"progress_bind": Address(*bind, tls) if bind else None, "progress_url": args.progress_url}
 
 
 async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:

@@ -16,9 +16,8 @@ from api.meta import ObjectMeta
 from api.quantity import parse_quantity
 from api.queue import Queue, QueueSpec
 from api.status import Phase
+from controller.objects import JsonObject
 from scheduling.resources import format_quantity
-
-JsonObject = dict[str, Any]
 
 # Spec fields `apply` and `update` manage. `parent` is compared only when the desired queue names one: the
 # queue-controller writes `parent: root` onto every queue created without it (volcano.md section 2).
@@ -228,11 +227,6 @@ class JobCounts:
 
     running: int = 0
     pending: int = 0
-
-    @property
-    def total_active(self) -> int:
-        """Jobs that hold or wait for the queue's resources."""
-        return self.running + self.pending
 
 
 def job_queue(job: Mapping[str, Any]) -> str:

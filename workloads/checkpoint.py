@@ -7,7 +7,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -15,11 +15,15 @@ from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-from torch.distributed.checkpoint.state_dict_loader import load
-from torch.distributed.checkpoint.state_dict_saver import async_save, save
+from torch.distributed.checkpoint.state_dict_loader import load  # pyright: ignore[reportUnknownVariableType]
+from torch.distributed.checkpoint.state_dict_saver import (
+    async_save,  # pyright: ignore[reportUnknownVariableType] (torch's PathLike[Unknown])
+    save,  # pyright: ignore[reportUnknownVariableType]
+)
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.futures import Future as TorchFuture
 
+from api import contract
 from workloads import commit
 from workloads.data import DataCursor
 from workloads.faults import FaultInjector
@@ -53,7 +57,7 @@ class _Writer(FileSystemWriter):
     """FileSystemWriter with the ``mid_write`` fault hook (data written, ``.metadata`` not yet)."""
 
     def __init__(self, path: Path, faults: FaultInjector, step: int) -> None:
-        super().__init__(path)
+        super().__init__(path)  # pyright: ignore[reportUnknownMemberType] (torch's PathLike[Unknown])
         self._faults = faults
         self._step = step
 
@@ -131,11 +135,14 @@ class Checkpointer:
             commit.prepare_fresh(self.root, step)
         dist.barrier(group=self.pg)  # nobody writes into the directory before it is fresh
         self.faults.hit("before_write", step)
-        writer = _Writer(self.root / commit.step_dir_name(step), self.faults, step)
+        writer = _Writer(self.root / contract.step_dir_name(step), self.faults, step)
         if asynchronous:
-            fut = async_save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)
+            fut: object = async_save(  # pyright: ignore[reportUnknownVariableType]
+                {APP_KEY: state}, storage_writer=writer, process_group=self.pg
+            )
             if not isinstance(fut, Future):
                 raise TypeError(f"unexpected async_save result {type(fut).__name__}")
+            fut = cast("Future[object]", fut)
             self.pending = PendingSave(step, cursor, fut, started, time.perf_counter() - started)
             return None
         save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)

@@ -21,16 +21,14 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from api import contract
+
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
 MANIFEST = "manifest.json"
 DCP_METADATA = ".metadata"
 _STEP_DIR = re.compile(r"^step-(\d{12})$")
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step:012d}"
 
 
 @dataclass(frozen=True)
@@ -83,14 +81,14 @@ def is_complete(directory: Path) -> bool:
 
 def commit(root: Path, manifest: Manifest) -> Path:
     """Write the manifest into the step directory and point ``latest`` at it (rank 0 only)."""
-    directory = root / step_dir_name(manifest.step)
+    directory = root / contract.step_dir_name(manifest.step)
     atomic_write(directory / MANIFEST, json.dumps(asdict(manifest), sort_keys=True))
     return directory
 
 
 def publish_latest(root: Path, step: int) -> None:
     """Make ``step`` the committed checkpoint."""
-    atomic_write(root / LATEST, step_dir_name(step) + "\n")
+    atomic_write(root / LATEST, contract.step_dir_name(step) + "\n")
 
 
 def step_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -138,7 +136,7 @@ def resume_dir(root: Path, hint: Path | None) -> Path | None:
 
 def prepare_fresh(root: Path, step: int) -> Path:
     """An empty directory for the checkpoint of ``step``; a leftover from a crashed save is removed."""
-    directory = root / step_dir_name(step)
+    directory = root / contract.step_dir_name(step)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import workloads as w
+from api import contract
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -24,16 +24,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 # Training knobs users set as arguments (spec.args): the PYROCLAST_* names are reserved for the operator at
 # admission, so a TorchJob cannot set them as env. Flags win over env.
 _FLAGS: dict[str, str] = {
-    "--total-steps": w.TOTAL_STEPS,
-    "--global-batch": w.GLOBAL_BATCH,
-    "--dataset-size": w.DATASET_SIZE,
-    "--seed": w.SEED,
-    "--lr": w.LR,
-    "--model-width": w.MODEL_WIDTH,
-    "--model-depth": w.MODEL_DEPTH,
-    "--checkpoint-async": w.CHECKPOINT_ASYNC,
-    "--mlflow-experiment": w.MLFLOW_EXPERIMENT,
-    "--step-sleep": w.STEP_SLEEP,
+    "--total-steps": contract.TOTAL_STEPS,
+    "--global-batch": contract.GLOBAL_BATCH,
+    "--dataset-size": contract.DATASET_SIZE,
+    "--seed": contract.SEED,
+    "--lr": contract.LR,
+    "--model-width": contract.MODEL_WIDTH,
+    "--model-depth": contract.MODEL_DEPTH,
+    "--checkpoint-async": contract.CHECKPOINT_ASYNC,
+    "--mlflow-experiment": contract.MLFLOW_EXPERIMENT,
+    "--step-sleep": contract.STEP_SLEEP,
 }
 
 
@@ -63,7 +63,7 @@ class TrainConfig:
     model_width: int = 32
     model_depth: int = 2
     progress_file: Path | None = None
-    termination_log: Path = Path(w.DEFAULT_TERMINATION_LOG)
+    termination_log: Path = Path(contract.DEFAULT_TERMINATION_LOG)
     init_timeout_s: float = 300.0
     step_timeout_s: float = 60.0
     mlflow_tracking_uri: str | None = None
@@ -78,27 +78,27 @@ class TrainConfig:
         e = os.environ if env is None else env
         d = cls()
         cfg = cls(
-            checkpoint_dir=Path(e[w.CHECKPOINT_DIR]) if e.get(w.CHECKPOINT_DIR) else None,
-            resume_from=Path(e[w.RESUME_FROM]) if e.get(w.RESUME_FROM) else None,
-            checkpoint_interval=_int(e, w.CHECKPOINT_INTERVAL, d.checkpoint_interval),
-            checkpoint_keep=_int(e, w.CHECKPOINT_KEEP, d.checkpoint_keep),
-            checkpoint_async=e.get(w.CHECKPOINT_ASYNC, "0") == "1",
-            total_steps=_int(e, w.TOTAL_STEPS, d.total_steps),
-            global_batch=_int(e, w.GLOBAL_BATCH, d.global_batch),
-            dataset_size=_int(e, w.DATASET_SIZE, d.dataset_size),
-            seed=_int(e, w.SEED, d.seed),
-            lr=_float(e, w.LR, d.lr),
-            model_width=_int(e, w.MODEL_WIDTH, d.model_width),
-            model_depth=_int(e, w.MODEL_DEPTH, d.model_depth),
-            progress_file=Path(e[w.PROGRESS_FILE]) if e.get(w.PROGRESS_FILE) else None,
-            termination_log=Path(e.get(w.TERMINATION_LOG) or w.DEFAULT_TERMINATION_LOG),
-            init_timeout_s=_float(e, w.INIT_TIMEOUT, d.init_timeout_s),
-            step_timeout_s=_float(e, w.STEP_TIMEOUT, d.step_timeout_s),
-            mlflow_tracking_uri=e.get(w.MLFLOW_TRACKING_URI) or None,
-            mlflow_experiment=e.get(w.MLFLOW_EXPERIMENT) or d.mlflow_experiment,
-            step_sleep_s=_float(e, w.STEP_SLEEP, d.step_sleep_s),
-            sample_log_dir=Path(e[w.SAMPLE_LOG_DIR]) if e.get(w.SAMPLE_LOG_DIR) else None,
-            fault=e.get(w.FAULT) or None,
+            checkpoint_dir=Path(e[contract.CHECKPOINT_DIR]) if e.get(contract.CHECKPOINT_DIR) else None,
+            resume_from=Path(e[contract.RESUME_FROM]) if e.get(contract.RESUME_FROM) else None,
+            checkpoint_interval=_int(e, contract.CHECKPOINT_INTERVAL, d.checkpoint_interval),
+            checkpoint_keep=_int(e, contract.CHECKPOINT_KEEP, d.checkpoint_keep),
+            checkpoint_async=e.get(contract.CHECKPOINT_ASYNC, "0") == "1",
+            total_steps=_int(e, contract.TOTAL_STEPS, d.total_steps),
+            global_batch=_int(e, contract.GLOBAL_BATCH, d.global_batch),
+            dataset_size=_int(e, contract.DATASET_SIZE, d.dataset_size),
+            seed=_int(e, contract.SEED, d.seed),
+            lr=_float(e, contract.LR, d.lr),
+            model_width=_int(e, contract.MODEL_WIDTH, d.model_width),
+            model_depth=_int(e, contract.MODEL_DEPTH, d.model_depth),
+            progress_file=Path(e[contract.PROGRESS_FILE]) if e.get(contract.PROGRESS_FILE) else None,
+            termination_log=Path(e.get(contract.TERMINATION_LOG) or contract.DEFAULT_TERMINATION_LOG),
+            init_timeout_s=_float(e, contract.INIT_TIMEOUT, d.init_timeout_s),
+            step_timeout_s=_float(e, contract.STEP_TIMEOUT, d.step_timeout_s),
+            mlflow_tracking_uri=e.get(contract.MLFLOW_TRACKING_URI) or None,
+            mlflow_experiment=e.get(contract.MLFLOW_EXPERIMENT) or d.mlflow_experiment,
+            step_sleep_s=_float(e, contract.STEP_SLEEP, d.step_sleep_s),
+            sample_log_dir=Path(e[contract.SAMPLE_LOG_DIR]) if e.get(contract.SAMPLE_LOG_DIR) else None,
+            fault=e.get(contract.FAULT) or None,
         )
         cfg.validate()
         return cfg

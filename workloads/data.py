@@ -50,10 +50,6 @@ class DataCursor:
     epoch: int = 0
     consumed: int = 0
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.dataset_size // self.global_batch
-
     @classmethod
     def at_step(cls, step: int, dataset_size: int, global_batch: int, seed: int) -> DataCursor:
         """The cursor after ``step`` global batches."""

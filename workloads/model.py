@@ -10,7 +10,7 @@ from workloads.data import FEATURES
 
 def build_model(width: int, depth: int, seed: int) -> nn.Module:
     """An MLP ``FEATURES -> width (x depth, tanh) -> 1`` with weights drawn from ``seed``."""
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # pyright: ignore[reportUnknownMemberType] (untyped in torch)
     layers: list[nn.Module] = []
     fan_in = FEATURES
     for _ in range(depth):

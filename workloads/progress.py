@@ -11,14 +11,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import workloads as w
-from workloads.commit import step_dir_name
+from api import contract
 
 log = logging.getLogger(__name__)
-
-TERMINATION_LIMIT = 4096  # kubelet keeps at most 4 KiB of a termination message
 
 
 class ProgressReporter:
@@ -45,12 +42,12 @@ class ProgressReporter:
             log.warning("progress file %s: %s", self._path, err)
 
 
-def write_termination_message(path: Path, message: dict[str, Any]) -> None:
+def write_termination_message(path: Path, message: contract.TerminationMessage) -> None:
     """Replace the termination log with ``message`` (truncated to kubelet's limit); errors are logged."""
     data = json.dumps(message, sort_keys=True)
-    if len(data) > TERMINATION_LIMIT:
-        message = {**message, "error": str(message.get("error", ""))[:1024]}
-        data = json.dumps(message, sort_keys=True)[:TERMINATION_LIMIT]
+    if len(data) > contract.MAX_TERMINATION_MESSAGE:
+        message = {**message, "error": message["error"][:1024]}
+        data = json.dumps(message, sort_keys=True)[: contract.MAX_TERMINATION_MESSAGE]
     try:
         path.write_text(data, encoding="utf-8")
     except OSError as err:
@@ -79,7 +76,9 @@ class LivePoster:
         every: int = POST_EVERY,
         timeout: float = POST_TIMEOUT,
     ) -> None:
-        self.endpoint = f"{url.rstrip('/')}/v1/progress" if url and enabled and token_file else None
+        self.endpoint = (
+            f"{url.rstrip('/')}{contract.PROGRESS_PATH}" if url and enabled and token_file else None
+        )
         self._token_file = token_file
         self._checkpoint_dir = checkpoint_dir
         self._every = max(every, 1)
@@ -91,9 +90,9 @@ class LivePoster:
         cls, env: Mapping[str, str], *, rank: int, checkpoint_dir: Path | None = None, **options: Any
     ) -> LivePoster:
         """Off unless the operator set both variables and this is global rank 0."""
-        token = env.get(w.PROGRESS_TOKEN_FILE)
+        token = env.get(contract.PROGRESS_TOKEN_FILE)
         return cls(
-            env.get(w.PROGRESS_URL) or None,
+            env.get(contract.PROGRESS_URL) or None,
             Path(token) if token else None,
             checkpoint_dir=checkpoint_dir,
             enabled=rank == 0,
@@ -110,15 +109,15 @@ class LivePoster:
 
     def body(
         self, step: int, total_steps: int | None, loss: float | None, committed_step: int | None
-    ) -> dict[str, Any]:
-        """What is sent: ``{step, totalSteps, loss, checkpoint: {step, path}}``, unknown values left out."""
-        body: dict[str, Any] = {"step": step}
+    ) -> contract.ProgressReport:
+        """What is sent, unknown values left out."""
+        body: contract.ProgressReport = {"step": step}
         if total_steps is not None:
             body["totalSteps"] = total_steps
         if loss is not None and math.isfinite(loss):
             body["loss"] = loss
         if committed_step is not None and self._checkpoint_dir is not None:
-            path = self._checkpoint_dir / step_dir_name(committed_step)
+            path = self._checkpoint_dir / contract.step_dir_name(committed_step)
             body["checkpoint"] = {"step": committed_step, "path": str(path)}
         return body
 
@@ -161,4 +160,6 @@ def _message(err: urllib.error.HTTPError) -> str:
         body: object = json.loads(err.read() or b"{}")
     except (OSError, ValueError):
         return err.reason
-    return str(body.get("message", err.reason)) if isinstance(body, dict) else err.reason
+    if not isinstance(body, dict):
+        return err.reason
+    return str(cast("dict[str, object]", body).get("message", err.reason))

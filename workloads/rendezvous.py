@@ -20,7 +20,7 @@ from types import FrameType
 
 from torch.distributed import TCPStore  # pyright: ignore[reportPrivateImportUsage]
 
-import workloads as w
+from api import contract
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description="Standalone c10d rendezvous store for torchrun agents.")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default all)")
-    parser.add_argument("--port", type=int, default=w.DEFAULT_RDZV_PORT, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=contract.DEFAULT_RDZV_PORT, help="0 picks a free port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     stop = threading.Event()

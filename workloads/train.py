@@ -22,9 +22,8 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
-import workloads as w
+from api import contract
 from workloads.checkpoint import AppState, Checkpointer, SaveResult
-from workloads.commit import step_dir_name
 from workloads.config import DistEnv, TrainConfig, args_to_env
 from workloads.data import DataCursor, SyntheticRegression
 from workloads.faults import FaultInjector, FaultPlan
@@ -126,8 +125,8 @@ class Trainer:
         x, y = (t.to(self.device) for t in self.data.batch(ids))
         loss = nn.functional.mse_loss(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss.backward()  # pyright: ignore[reportUnknownMemberType] (untyped in torch)
+        self.optimizer.step()  # pyright: ignore[reportUnknownMemberType]
         share = len(ids) / self.cfg.global_batch
         agreed = torch.tensor([loss.item() * share, float(self.stop.requested)], dtype=torch.float64)
         dist.all_reduce(agreed)  # not ckpt_pg: an async save may be using that one from its thread
@@ -218,14 +217,14 @@ class Trainer:
     def final_checkpoint(self) -> Path | None:
         if self.ckpt is None or self.committed_step is None:
             return None
-        return self.ckpt.root / step_dir_name(self.committed_step)
+        return self.ckpt.root / contract.step_dir_name(self.committed_step)
 
 
 def _terminate(cfg: TrainConfig, env: DistEnv, reason: str, trainer: Trainer | None, error: str = "") -> None:
     if env.local_rank != 0:
         return
     ckpt = trainer.ckpt if trainer else None
-    message: dict[str, Any] = {
+    message: contract.TerminationMessage = {
         "reason": reason,
         "step": trainer.step if trainer else None,
         "total_steps": cfg.total_steps,
@@ -277,8 +276,8 @@ def main() -> int:
         trainer_.tracker.finish("KILLED", trainer_.final_checkpoint())
         _terminate(cfg, env, "drained", trainer_)
         dist.destroy_process_group()
-        log.info("drained at step %d, exiting %d", trainer_.step, w.EXIT_DRAINED)
-        return w.EXIT_DRAINED
+        log.info("drained at step %d, exiting %d", trainer_.step, contract.EXIT_DRAINED)
+        return contract.EXIT_DRAINED
     except BaseException as err:
         _terminate(cfg, env, "failed", trainer, f"{type(err).__name__}: {err}")
         if trainer is not None:
@@ -288,7 +287,7 @@ def main() -> int:
     trainer.tracker.finish("FINISHED", trainer.final_checkpoint())
     _terminate(cfg, env, "completed", trainer)
     dist.destroy_process_group()
-    return w.EXIT_COMPLETED
+    return contract.EXIT_COMPLETED
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from api import Disruption, DisruptionKind, Phase, Resize, TorchJob, TorchJobStatus
 from api.status import HISTORY
+from controller.objects import JsonObject
 from controller.torchjob.labels import worker_name
 from controller.torchjob.observe import POD_RUNNING, POD_SUCCEEDED, Worker, event_time, observe_worker
-
-JsonObject = dict[str, Any]
 
 EVICT_EVENT: Final = "Evict"
 """vc-scheduler's Warning Event on a victim pod ("Pod is evicted, because of preempt|reclaim")."""

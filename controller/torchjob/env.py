@@ -1,7 +1,7 @@
 """A worker trainer container's environment: torchrun's launcher flags (PET_*) and the workload contract.
 
 torchrun reads every flag from `PET_<FLAG>`, so the container command is just `torchrun <spec.command>` and
-the whole launcher configuration lives here, where it is tested. Names come from `workloads`, which owns the
+the whole launcher configuration lives here, where it is tested. Names come from :mod:`api.contract`, the
 contract with the training code.
 """
 
@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import workloads as contract
-from api import TorchJob
+from api import TorchJob, contract
 from api.duration import duration_seconds
-from controller.torchjob import progress
 
 RDZV_BACKEND: Final = "c10d"
-ATTEMPT_ENV: Final = "PYROCLAST_ATTEMPT"
-JOB_NAME_ENV: Final = "PYROCLAST_JOB_NAME"
-JOB_UID_ENV: Final = "PYROCLAST_JOB_UID"
-TERMINATION_LOG: Final = "/dev/termination-log"
 
 
 def rendezvous_id(job: TorchJob, attempt: int) -> str:
@@ -64,13 +58,13 @@ def worker_env(
         contract.PET_RDZV_CONF: rendezvous_conf(job, is_host=rendezvous_host),
         contract.PET_MAX_RESTARTS: str(spec.rendezvous.max_restarts),
         contract.PET_LOCAL_ADDR: local_addr,
-        contract.TERMINATION_LOG: TERMINATION_LOG,
-        JOB_NAME_ENV: job.metadata.name or "",
-        JOB_UID_ENV: job.metadata.uid or "",
-        ATTEMPT_ENV: str(attempt),
+        contract.TERMINATION_LOG: contract.DEFAULT_TERMINATION_LOG,
+        contract.JOB_NAME: job.metadata.name or "",
+        contract.JOB_UID: job.metadata.uid or "",
+        contract.ATTEMPT: str(attempt),
     }
     if nodes.elastic:
-        # A rank-0 move would leave the shared store's MASTER_ADDR stale (torch-elastic note 1.4).
+        # torchrun's shared store lives on the first rank-0 host: a rank-0 move would leave MASTER_ADDR stale.
         env[contract.TORCH_DISABLE_SHARE_RDZV_TCP_STORE] = "1"
     checkpoint = spec.checkpoint
     if checkpoint is not None:
@@ -83,7 +77,7 @@ def worker_env(
             env[contract.RESUME_FROM] = resume_from
     if progress_url is not None:
         env[contract.PROGRESS_URL] = progress_url
-        env[contract.PROGRESS_TOKEN_FILE] = progress.TOKEN_FILE
+        env[contract.PROGRESS_TOKEN_FILE] = contract.PROGRESS_TOKEN_FILE_PATH
     out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     out.extend(e.to_k8s() for e in spec.env or [])
     return out

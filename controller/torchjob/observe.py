@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import workloads as contract
+from api import contract
 from api.constants import TRAINER_CONTAINER
 from controller import objects
+from controller.objects import JsonObject
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
-
-JsonObject = dict[str, Any]
 
 # Pod phases as the kubelet reports them.
 POD_PENDING: Final = "Pending"

@@ -10,16 +10,15 @@ Callers must treat a returned model as read-only: the plan copies the status it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from api import TorchJob
 from controller import objects
-
-JsonObject = dict[str, Any]
-
+from controller.objects import JsonObject
 
 PARSED_LIMIT: Final = 1024
-"""Models kept (least recently used go first): every job of P1's 1,000-job burst stays parsed."""
+"""Models kept (least recently used go first): a burst of a thousand new jobs stays parsed while it is
+reconciled, and memory stays bounded however many jobs exist."""
 
 
 class ParsedJobs:

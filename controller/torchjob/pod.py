@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from api import TorchJob
+from api import TorchJob, contract
 from api.constants import CHECKPOINT_VOLUME, TRAINER_CONTAINER
 from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, SCHEDULER_NAME, TASK_SPEC_KEY
-from controller.torchjob.env import TERMINATION_LOG, worker_env
+from controller.torchjob.env import worker_env
 from controller.torchjob.labels import (
     ATTEMPT_LABEL,
     REPLICA_INDEX_LABEL,
@@ -16,7 +16,7 @@ from controller.torchjob.labels import (
     owner_reference,
     worker_name,
 )
-from controller.torchjob.progress import AUDIENCE, TOKEN_DIR, TOKEN_SECONDS, TOKEN_VOLUME
+from controller.torchjob.progress import TOKEN_SECONDS, TOKEN_VOLUME
 from controller.torchjob.rendezvous import store_endpoint, uses_dedicated_store
 from controller.torchjob.service import service_name
 from scheduling.podgroup import podgroup_name
@@ -40,7 +40,7 @@ def rendezvous_endpoint(job: TorchJob) -> str:
 
 def progress_token_volume() -> dict[str, Any]:
     """A projected service-account token for the progress endpoint only, bound to the pod."""
-    token = {"audience": AUDIENCE, "expirationSeconds": TOKEN_SECONDS, "path": "token"}
+    token = {"audience": contract.PROGRESS_AUDIENCE, "expirationSeconds": TOKEN_SECONDS, "path": "token"}
     return {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
 
 
@@ -78,7 +78,7 @@ def desired_worker(
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": spec.checkpoint.path})
         volumes.append({"name": CHECKPOINT_VOLUME, **spec.checkpoint.volume})
     if progress_url is not None:
-        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": contract.PROGRESS_TOKEN_DIR, "readOnly": True})
         volumes.append(progress_token_volume())
     if overlay is not None:
         mounts.extend(m.to_k8s() for m in overlay.volume_mounts or [])
@@ -98,7 +98,7 @@ def desired_worker(
             progress_url=progress_url,
         ),
         "ports": [{"name": "rendezvous", "containerPort": spec.rendezvous.port, "protocol": "TCP"}],
-        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePath": contract.DEFAULT_TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if spec.args:

@@ -1,7 +1,7 @@
 """Live progress reports, the pure half: the request body, the TokenReview answer, who may report, the fold.
 
-A worker pod gets a projected service-account token for :data:`AUDIENCE` (bound to the pod, 10 minutes) and
-POSTs ``{"step", "totalSteps", "loss", "checkpoint": {"step", "path"}}`` to the operator with it. The operator
+A worker pod gets a projected service-account token for :data:`~api.contract.PROGRESS_AUDIENCE` (bound to
+the pod, 10 minutes) and POSTs a :class:`~api.contract.ProgressReport` to the operator with it. The operator
 asks the apiserver (TokenReview) who holds the token, takes the pod from the token's claims and accepts the
 report only from a current worker of a live TorchJob. Workers need no API rights. The I/O lives in
 :mod:`controller.torchjob.progress_endpoint` (which also decides who is a current worker).
@@ -13,24 +13,19 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
-from api import TorchJob, TorchJobStatus
+from api import TorchJob, TorchJobStatus, contract
 from api.constants import PROGRESS_TOKEN_VOLUME
 from api.status import CheckpointStatus, Progress
+from controller.objects import JsonObject
 from controller.torchjob.report import as_count, as_finite, checkpoint_path
 
-JsonObject = dict[str, Any]
 T = TypeVar("T")
 
-AUDIENCE: Final = "pyroclast.dev/progress"
-"""The audience of the workers' tokens: a token for the apiserver (or anything else) is refused here."""
-TOKEN_DIR: Final = "/var/run/secrets/pyroclast.dev/progress"
-TOKEN_FILE: Final = f"{TOKEN_DIR}/token"
 TOKEN_VOLUME: Final = PROGRESS_TOKEN_VOLUME
 TOKEN_SECONDS: Final = 600
 """The token's lifetime; the kubelet rotates it at 80 %, so the workload re-reads the file on every post."""
-MAX_BODY: Final = 4096
 POD_NAME_CLAIM: Final = "authentication.kubernetes.io/pod-name"
 POD_UID_CLAIM: Final = "authentication.kubernetes.io/pod-uid"
 _SA_PREFIX: Final = "system:serviceaccount:"
@@ -83,11 +78,10 @@ def parse_body(data: bytes) -> Body:
     except ValueError as err:
         raise Rejected(400, f"body is not JSON ({err}); send {{'step': N, ...}}") from None
     fields = _object(raw, "body", "{'step': N, 'totalSteps': M, 'loss': x}")
-    unknown = sorted(set(fields) - {"step", "totalSteps", "loss", "checkpoint"})
+    unknown = sorted(set(fields) - contract.PROGRESS_FIELDS)
     if unknown:
-        raise Rejected(
-            400, f"unknown field(s) {', '.join(unknown)}; allowed: step, totalSteps, loss, checkpoint"
-        )
+        allowed = ", ".join(sorted(contract.PROGRESS_FIELDS))
+        raise Rejected(400, f"unknown field(s) {', '.join(unknown)}; allowed: {allowed}")
     step = _required_count(fields, "step")
     total = _optional(fields, "totalSteps", as_count, "an integer >= 0")
     loss = _optional(fields, "loss", as_finite, "a finite number")
@@ -103,7 +97,7 @@ def parse_body(data: bytes) -> Body:
     return Body(step=step, total_steps=total, loss=loss, checkpoint_step=ckpt_step, checkpoint_path=ckpt_path)
 
 
-def identity_from_review(review: JsonObject, audience: str = AUDIENCE) -> Identity:
+def identity_from_review(review: JsonObject, audience: str = contract.PROGRESS_AUDIENCE) -> Identity:
     """The pod behind a TokenReview's answer; :class:`Rejected` (401) when the token does not name one."""
     status: JsonObject = review.get("status") or {}
     if not status.get("authenticated"):

@@ -1,43 +1,48 @@
 """The operator's live progress endpoint: ``POST /v1/progress`` from worker pods (see :mod:`.progress`).
 
-Not a general web server: one request per connection, bodies of at most :data:`~.progress.MAX_BODY` bytes with
-a Content-Length. A token is verified with the TokenReview API and the answer cached for
-:data:`TOKEN_CACHE_SECONDS`; the pod it names is looked up in the informer cache. An accepted report is only
-kept in memory (the latest per job) and the job enqueued: the reconciler folds it into the status with its
-usual batching, so reports cost no writes of their own.
+Served by :class:`~controller.httpserver.HttpServer` (over TLS when given a certificate). Bodies of at most
+:data:`~api.contract.PROGRESS_MAX_BODY` bytes, with a Content-Length or chunked, arriving within
+:attr:`ProgressEndpoint.body_timeout` seconds. A token is verified with the TokenReview API and the answer
+cached for :data:`TOKEN_CACHE_SECONDS`; the pod it names is looked up in the informer cache. An accepted
+report is only kept in memory (the latest per job) and the job enqueued: the reconciler folds it into the
+status with its usual batching, so reports cost no writes of their own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import anyio
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import TaskStatus
 from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from api import TorchJob, TorchJobStatus
+from api import TorchJob, TorchJobStatus, contract
 from controller import objects
 from controller.cache import Cache
 from controller.client import Client
 from controller.errors import ApiError
+from controller.httpserver import HttpServer, Limits, Tls
 from controller.metrics import REGISTRY
+from controller.objects import JsonObject
 from controller.request import Request
 from controller.resource import Resource
 from controller.torchjob.labels import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.plan import attempt_of
 from controller.torchjob.progress import (
-    AUDIENCE,
-    MAX_BODY,
     Identity,
     LiveReport,
     Rejected,
@@ -48,15 +53,14 @@ from controller.torchjob.progress import (
 
 log = logging.getLogger(__name__)
 
-JsonObject = dict[str, Any]
-
-PATH: Final = "/v1/progress"
+PATH: Final = contract.PROGRESS_PATH
 TOKENREVIEWS: Final = Resource("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
 TOKEN_CACHE_SECONDS: Final = 60.0
 """How long a verified token is trusted without asking again (well inside its 10-minute life)."""
 TOKEN_CACHE_SIZE: Final = 4096
-READ_TIMEOUT: Final = 5.0
-MAX_HEAD: Final = 8192
+BODY_TIMEOUT: Final = 5.0
+"""Seconds a report's body may take to arrive once its head has (the head itself: :class:`Limits`)."""
+LIMITS: Final = Limits(max_head=8192, idle_timeout=5.0)
 
 REPORTS: Final = Counter(
     "pyroclast_progress_reports_total",
@@ -69,29 +73,20 @@ _RESULTS: Final = {
     400: "invalid",
     401: "unauthenticated",
     403: "forbidden",
+    408: "too_slow",
+    411: "invalid",
     413: "too_large",
     503: "unavailable",
-}
-_REASONS: Final = {
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    411: "Length Required",
-    413: "Content Too Large",
-    503: "Service Unavailable",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """Where the endpoint listens; port 0 picks a free one."""
+    """Where the endpoint listens (port 0 picks a free one), and its certificate when it serves TLS."""
 
     host: str
     port: int
+    tls: Tls | None = None
 
 
 def job_of_worker(identity: Identity, pod: JsonObject | None, job: JsonObject | None) -> TorchJob:
@@ -136,9 +131,11 @@ class ProgressEndpoint:
         address: Address,
         *,
         clock: Callable[[], datetime],
-        audience: str = AUDIENCE,
+        audience: str = contract.PROGRESS_AUDIENCE,
         monotonic: Callable[[], float] = time.monotonic,
         tracer_provider: trace.TracerProvider | None = None,
+        limits: Limits = LIMITS,
+        body_timeout: float = BODY_TIMEOUT,
     ):
         self.client = client
         self.jobs = jobs
@@ -149,6 +146,8 @@ class ProgressEndpoint:
         self.port: int | None = None
         """The bound port once listening."""
         self.listening = anyio.Event()
+        self.limits = limits
+        self.body_timeout = body_timeout
         self._clock = clock
         self._monotonic = monotonic
         self._latest: dict[str, LiveReport] = {}
@@ -163,15 +162,28 @@ class ProgressEndpoint:
         """Drop what is kept for a deleted job."""
         self._latest.pop(key, None)
 
+    def app(self) -> Starlette:
+        """The ASGI app: ``POST`` :data:`PATH`; every answer is JSON ``{"status", "message"}``."""
+        return Starlette(
+            routes=[Route(PATH, self._post, methods=["POST"])],
+            exception_handlers={404: _refusal, 405: _refusal},
+        )
+
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled."""
-        listener = await anyio.create_tcp_listener(local_host=self.address.host, local_port=self.address.port)
-        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        log.info("progress endpoint listening", extra={"host": self.address.host, "port": self.port})
-        self.listening.set()
-        task_status.started(self.port)
-        async with listener:
-            await listener.serve(self._handle)
+        server = HttpServer(
+            self.app(),
+            self.address.host,
+            self.address.port,
+            name="progress endpoint",
+            tls=self.address.tls,
+            limits=self.limits,
+        )
+        async with anyio.create_task_group() as tg:
+            port: int = await tg.start(server.serve)
+            self.port = port
+            self.listening.set()
+            task_status.started(port)
 
     async def report(self, authorization: str | None, body: bytes) -> tuple[int, str]:
         """Verify, check and keep one report; returns the HTTP status and a message for the workload."""
@@ -235,46 +247,39 @@ class ProgressEndpoint:
         self._tokens[digest] = (now + TOKEN_CACHE_SECONDS, identity)
         return identity
 
-    async def _handle(self, stream: SocketStream) -> None:
-        async with stream:
-            status, message = 408, "request not received in time"
-            with anyio.move_on_after(READ_TIMEOUT):
-                status, message = await self._exchange(stream)
-            payload = json.dumps({"status": status, "message": message}).encode()
-            head = (
-                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
-            )
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send(head.encode() + payload)
+    async def _post(self, request: HttpRequest) -> JSONResponse:
+        status, message = await self._receive(request)
+        return JSONResponse({"status": status, "message": message}, status_code=status)
 
-    async def _exchange(self, stream: SocketStream) -> tuple[int, str]:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            if len(data) > MAX_HEAD:
-                return 413, f"request head over {MAX_HEAD} bytes"
+    async def _receive(self, request: HttpRequest) -> tuple[int, str]:
+        declared = request.headers.get("content-length")
+        if declared is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
+            return _refused(411, "a Content-Length header is required")
+        limit = contract.PROGRESS_MAX_BODY
+        if declared is not None and int(declared) > limit:  # h11 checked it is a number
+            return _refused(413, f"body of {declared} bytes is over the {limit}-byte limit")
+        body = bytearray()
+        with anyio.move_on_after(self.body_timeout) as deadline:
             try:
-                data += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                return 400, "incomplete request"
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) < 2 or parts[1].split("?", 1)[0] != PATH:
-            return 404, f"not found; POST {PATH}"
-        if parts[0] != "POST":
-            return 405, f"method not allowed; POST {PATH}"
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        try:
-            length = int(headers["content-length"])
-        except (KeyError, ValueError):
-            return 411, "a Content-Length header is required"
-        if length > MAX_BODY:
-            REPORTS.labels(result="too_large").inc()
-            return 413, f"body of {length} bytes is over the {MAX_BODY}-byte limit"
-        while len(body) < length:
-            try:
-                body += await stream.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError):
-                return 400, "body shorter than Content-Length"
-        return await self.report(headers.get("authorization"), body[:length])
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        return _refused(413, f"body is over the {limit}-byte limit")
+            except ClientDisconnect:
+                return _refused(400, "body shorter than announced (the client went away)")
+        if deadline.cancelled_caught:
+            return _refused(408, f"body not received within {self.body_timeout:g} s")
+        return await self.report(request.headers.get("authorization"), bytes(body))
+
+
+def _refused(status: int, message: str) -> tuple[int, str]:
+    """A request refused before its report is read (no span: nothing about a worker is known yet)."""
+    REPORTS.labels(result=_RESULTS[status]).inc()
+    log.info("progress request refused (%d): %s", status, message)
+    return status, message
+
+
+async def _refusal(_request: HttpRequest, exc: Exception) -> JSONResponse:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = f"method not allowed; POST {PATH}" if status == 405 else f"not found; POST {PATH}"
+    return JSONResponse({"status": status, "message": message}, status_code=status)

@@ -1,11 +1,11 @@
 """The fields of pods and PodGroups the operator reads: informer transforms that cache only those.
 
-The pod informer caches every pod of the cluster (80,000 at P4's scale), so what a cached pod costs is most
-of the operator's memory. A pod as the API serves it is ~6 KB of JSON (half of it ``managedFields``), ~14 KB
-as Python dicts; the operator reads a dozen fields of it. These transforms (controller-runtime's cache
-``ByObject.Transform``, client-go's ``SetTransform``) rebuild each incoming object from those fields only,
-with repeated strings interned and the subtrees most pods share (a Running pod's status, a worker's spec,
-the owner references of one job's pods) stored once.
+The pod informer caches every pod of the cluster (tens of thousands on a large one), so what a cached pod
+costs is most of the operator's memory. A pod as the API serves it is ~6 KB of JSON (half of it
+``managedFields``), ~14 KB as Python dicts; the operator reads a dozen fields of it. These transforms
+(controller-runtime's cache ``ByObject.Transform``, client-go's ``SetTransform``) rebuild each incoming object
+from those fields only, with repeated strings interned and the subtrees most pods share (a Running pod's
+status, a worker's spec, the owner references of one job's pods) stored once.
 
 Readers: :mod:`.observe` (labels, deletion, phase, reason, Ready/DisruptionTarget conditions, terminated
 exit codes, the trainer's PET_NNODES), :mod:`.report` (the trainer's terminated ``message``/``finishedAt``),
@@ -25,11 +25,9 @@ import sys
 from collections.abc import Callable, Hashable
 from typing import Any, Final, cast
 
-import workloads as contract
+from api import contract
 from api.constants import TRAINER_CONTAINER
-from controller.torchjob.report import MAX_MESSAGE
-
-JsonObject = dict[str, Any]
+from controller.objects import JsonObject
 
 POD_CONDITIONS: Final = frozenset({"Ready", "DisruptionTarget"})
 """Pod conditions :func:`.observe.observe_worker` reads (only when True)."""
@@ -133,7 +131,11 @@ def _terminated(value: object, trainer: bool) -> JsonObject | None:
             out["finishedAt"] = _s(terminated["finishedAt"])
         message = terminated.get("message")
         # only a report (JSON, bounded) is read; a log tail of FallbackToLogsOnError is up to 4 KiB per pod
-        if isinstance(message, str) and message.startswith("{") and len(message) <= MAX_MESSAGE:
+        if (
+            isinstance(message, str)
+            and message.startswith("{")
+            and len(message) <= contract.MAX_TERMINATION_MESSAGE
+        ):
             out["message"] = message
     return out
 

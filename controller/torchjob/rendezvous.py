@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from api import ObjectMeta, TorchJob
 from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, SCHEDULER_NAME, PodGroup, PodGroupSpec
 from controller import objects
+from controller.objects import JsonObject
 from controller.torchjob.labels import MANAGED_BY, MANAGED_BY_LABEL, REPLICA_INDEX_LABEL, owner_reference
-
-JsonObject = dict[str, Any]
 
 RENDEZVOUS_LABEL: Final = "pyroclast.dev/rendezvous-of"
 """Names the job on its rendezvous pod (never the job-name label: the store is not a worker, and the scale

@@ -1,7 +1,7 @@
 """What the workload reports, read from its worker pods' termination messages: no API rights needed.
 
-Local rank 0 of every pod writes one JSON object to ``/dev/termination-log`` on every exit (see
-:mod:`workloads`); the kubelet copies it (at most 4 KiB) into the container status, where the operator
+Local rank 0 of every pod writes a :class:`~api.contract.TerminationMessage` to ``/dev/termination-log`` on
+every exit; the kubelet copies it (at most 4 KiB) into the container status, where the operator
 already looks. Only typed, bounded fields are taken from it: the checkpoint path is rebuilt from the step and
 the job's own ``checkpoint.path``, never copied from the message, so a workload cannot make the status point
 anywhere else.
@@ -14,17 +14,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Final, cast
 
-from api import TorchJob, TorchJobStatus
+from api import TorchJob, TorchJobStatus, contract
 from api.constants import TRAINER_CONTAINER
 from api.status import CheckpointStatus, Progress
 from controller import objects
+from controller.objects import JsonObject
 from controller.torchjob.labels import REPLICA_INDEX_LABEL
 
-JsonObject = dict[str, Any]
-
-MAX_MESSAGE: Final = 4096
 _MAX_STEP: Final = 2**53
 
 
@@ -54,7 +52,11 @@ def read_report(pod: JsonObject) -> Report | None:
     last: JsonObject = trainer.get("lastState") or {}
     terminated: JsonObject = state.get("terminated") or last.get("terminated") or {}
     message: object = terminated.get("message")
-    if not isinstance(message, str) or not message.startswith("{") or len(message) > MAX_MESSAGE:
+    if (
+        not isinstance(message, str)
+        or not message.startswith("{")
+        or len(message) > contract.MAX_TERMINATION_MESSAGE
+    ):
         return None  # no report, or kubelet's log tail (FallbackToLogsOnError)
     try:
         body: object = json.loads(message)
@@ -75,10 +77,10 @@ def read_report(pod: JsonObject) -> Report | None:
 
 
 def checkpoint_path(job: TorchJob, step: int) -> str | None:
-    """Where the workload commits `step` (``workloads.commit.step_dir_name`` under the mount path)."""
+    """Where the workload commits `step` (:func:`~api.contract.step_dir_name` under the mount path)."""
     if job.spec.checkpoint is None:
         return None
-    return f"{job.spec.checkpoint.path.rstrip('/')}/step-{step:012d}"
+    return f"{job.spec.checkpoint.path.rstrip('/')}/{contract.step_dir_name(step)}"
 
 
 def apply_reports(job: TorchJob, status: TorchJobStatus, pods: Iterable[JsonObject], now: datetime) -> bool:

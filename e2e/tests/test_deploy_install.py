@@ -8,6 +8,7 @@ the credentials a pod gets in-cluster."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -27,6 +28,8 @@ import yaml
 
 from controller.client import Client
 from controller.errors import Forbidden
+from controller.health import probes_app
+from controller.httpserver import HttpServer
 from controller.resource import LEASES, PODS, SECRETS, Resource
 from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
@@ -36,7 +39,7 @@ from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
 from e2e.torchjobs import condition, status_of, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
-from pyroclast.operator import manager_options
+from pyroclast.operator import manager_options, progress_options
 from tests.required import missing
 
 JsonObject = dict[str, Any]
@@ -484,3 +487,85 @@ async def test_helm_watch_namespace_confines_the_operator_to_that_namespace(
     finally:
         _uninstall(cluster, docs)
         cluster.api.delete(f"/api/v1/namespaces/{home}")
+
+
+# --- live progress over TLS ---------------------------------------------------------------------------------
+
+
+def _progress_flags(container: JsonObject, secret: JsonObject, tmp_path: Path) -> JsonObject:
+    """The operator's progress options from the rendered args, with the Secret written where it is mounted;
+    its certificate must load."""
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "progress-tls"]
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp_path / key).write_bytes(base64.b64decode(secret["data"][key]))
+    args = [a.replace(mount["mountPath"], str(tmp_path)) for a in container["args"]]
+    options = progress_options(build_parser().parse_args(args))
+    options["progress_bind"].tls.context()  # raises when the key does not match the certificate
+    return options
+
+
+def test_kustomize_progress_components_render_and_the_server_accepts_them(
+    cluster: Cluster, base_install: list[JsonObject], tmp_path: Path
+) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY / "base", overlay)],  # kustomize takes relative paths
+                "components": [os.path.relpath(DEPLOY / "components" / "progress", overlay)],
+            }
+        )
+    )
+    docs = _documents(
+        cluster.kubectl("kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)).stdout
+    )
+    container = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--progress-url=https://pyroclast-progress.pyroclast-system.svc:8443" in container["args"]
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert services == {"pyroclast-operator-metrics", "pyroclast-progress"}
+    cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=_without_crd(docs))
+
+
+async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(tmp_path: Path) -> None:
+    release, namespace = "pyro", "ml-system"
+    docs = _helm_template(release, namespace, "progress.enabled=true")
+    host = f"{release}-pyroclast-progress.{namespace}.svc"
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert (secret["type"], secret["metadata"]["name"]) == (
+        "kubernetes.io/tls",
+        f"{release}-pyroclast-progress-tls",
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    options = _progress_flags(container, secret, tmp_path)
+    assert options["progress_url"] == f"https://{host}:8443"
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "progress-tls", "secret": {"secretName": secret["metadata"]["name"]}} in volumes
+    # The certificate names the Service and chains to ca.crt: a worker trusting ca.crt reaches the endpoint.
+    endpoint = HttpServer(probes_app({}, {}), HOST, 0, name="progress", tls=options["progress_bind"].tls)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(endpoint.serve)
+        verify = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        async with httpx.AsyncClient(verify=verify) as http:
+            answer = await http.get(f"https://{HOST}:{port}/healthz", extensions={"sni_hostname": host})
+        assert answer.status_code == 200
+        tg.cancel_scope.cancel()
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-progress"))
+    assert service["spec"]["ports"][0]["targetPort"] == "progress"
+
+    managed = _helm_template(
+        release, namespace, "progress.enabled=true", "progress.tls.certManager.enabled=true"
+    )
+    assert not [d for d in managed if d["kind"] == "Secret"]
+    certificate = next(d for d in managed if d["kind"] == "Certificate" and not d["spec"].get("isCA"))
+    assert certificate["spec"]["secretName"] == secret["metadata"]["name"]
+    assert host in certificate["spec"]["dnsNames"]
+    issuers = {d["metadata"]["name"] for d in managed if d["kind"] == "Issuer"}
+    assert certificate["spec"]["issuerRef"]["name"] in issuers
+    own = _helm_template(release, namespace, "progress.enabled=true", "progress.tls.secretName=mine")
+    assert not [d for d in own if d["kind"] in ("Secret", "Certificate")]
+    volumes = next(d for d in own if d["kind"] == "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "progress-tls", "secret": {"secretName": "mine"}} in volumes

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import workloads as contract
+from api import contract
 from controller.client import Client
 from controller.resource import EVENTS, PODS, SERVICES
 from controller.torchjob.labels import ATTEMPT_LABEL

@@ -3,41 +3,41 @@
 kwok runs no kubelet, so nothing mounts the projected token; the test mints the same token with the
 TokenRequest API (bound to the worker pod, audience ``pyroclast.dev/progress``) and posts as the workload
 would.
-The endpoint listens on 127.0.0.1 only.
+The endpoint listens on 127.0.0.1 only, over TLS with a certificate from a throwaway CA, as the
+deploy manifests serve it.
 """
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import pytest
 
-import workloads as contract
-from api import TorchJob
+from api import TorchJob, contract
+from controller.httpserver import Tls
 from controller.metrics import REGISTRY
 from controller.resource import PODS
 from controller.torchjob.progress import (
-    AUDIENCE,
-    MAX_BODY,
     POD_NAME_CLAIM,
     POD_UID_CLAIM,
-    TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
 )
 from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
+from e2e.cluster.pki import CertificateAuthority
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
 from workloads.progress import LivePoster
 
 JsonObject = dict[str, Any]
 SERVICE_ACCOUNT = "trainer"
-WORKERS_DIAL = "http://pyroclast-progress.invalid:8082"  # what pods are told; nothing dials it here
+WORKERS_DIAL = "https://pyroclast-progress.invalid:8443"  # what pods are told; nothing dials it here
 VOLUME: JsonObject = {"nfs": {"server": "nfs.example.invalid", "path": "/exports/ckpt"}}
 
 
@@ -47,7 +47,9 @@ def job_with_account(name: str, pool: NodePool, **spec: Any) -> JsonObject:
     return body
 
 
-def mint(cluster: Cluster, namespace: str, pod: JsonObject, audience: str = AUDIENCE) -> str:
+def mint(
+    cluster: Cluster, namespace: str, pod: JsonObject, audience: str = contract.PROGRESS_AUDIENCE
+) -> str:
     """A token bound to `pod`, as the kubelet would project it."""
     meta = pod["metadata"]
     request = {
@@ -70,14 +72,21 @@ def reports(result: str) -> float:
 
 
 async def test_workers_report_live_progress_with_pod_bound_tokens(
-    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, tmp_path: Path
+    cluster: Cluster,
+    crd: str,
+    namespace: str,
+    nodes: NodePool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     nodes(4, cpu="4")
     pool = nodes
     cluster.api.create(
         f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": SERVICE_ACCOUNT}}
     )
-    bind = Address("127.0.0.1", 0)
+    ca = CertificateAuthority(tmp_path / "pki", "progress-ca")
+    serving = ca.issue("progress", "pyroclast-progress", ip_addresses=["127.0.0.1"], server=True)
+    bind = Address("127.0.0.1", 0, Tls(str(serving.cert), str(serving.key)))
     async with operator_reconciler(cluster, progress_bind=bind, progress_url=WORKERS_DIAL) as reconciler:
         client = reconciler.client
         assert reconciler.progress is not None
@@ -86,26 +95,26 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
         await wait_phase(client, namespace, "ja", "Running")
         await wait_phase(client, namespace, "jb", "Running")
         await reconciler.progress.listening.wait()
-        url = f"http://127.0.0.1:{reconciler.progress.port}/v1/progress"
+        url = f"https://127.0.0.1:{reconciler.progress.port}{contract.PROGRESS_PATH}"
 
         # The pod carries the token volume and the two variables.
         worker = await client.get(PODS, "ja-worker-0", namespace)
         (volume,) = [v for v in worker["spec"]["volumes"] if v["name"] == TOKEN_VOLUME]
         source = volume["projected"]["sources"][0]["serviceAccountToken"]
-        assert (source["audience"], source["expirationSeconds"]) == (AUDIENCE, 600)
+        assert (source["audience"], source["expirationSeconds"]) == (contract.PROGRESS_AUDIENCE, 600)
         trainer = worker["spec"]["containers"][0]
         mount = next(m for m in trainer["volumeMounts"] if m["name"] == TOKEN_VOLUME)
-        assert (mount["mountPath"], mount["readOnly"]) == (TOKEN_DIR, True)
+        assert (mount["mountPath"], mount["readOnly"]) == (contract.PROGRESS_TOKEN_DIR, True)
         env = {e["name"]: e.get("value") for e in trainer["env"]}
         assert env[contract.PROGRESS_URL] == WORKERS_DIAL
-        assert env[contract.PROGRESS_TOKEN_FILE] == TOKEN_FILE
+        assert env[contract.PROGRESS_TOKEN_FILE] == contract.PROGRESS_TOKEN_FILE_PATH
 
         token_a = mint(cluster, namespace, worker)
         # What the 1.36 apiserver says of such a token: the pod's name and UID as extra claims.
         review: JsonObject = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token_a, "audiences": [AUDIENCE]},
+            "spec": {"token": token_a, "audiences": [contract.PROGRESS_AUDIENCE]},
         }
         answer = cluster.api.create("/apis/authentication.k8s.io/v1/tokenreviews", review)
         assert answer is not None
@@ -116,7 +125,11 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
         accepted_before = reports("accepted")
         job_a = TorchJob.from_k8s(await client.get(TORCHJOBS, "ja", namespace))
         ckpt = checkpoint_path(job_a, 20)
-        async with httpx.AsyncClient(timeout=10) as http:
+        trust = ssl.create_default_context(cafile=str(ca.cert_path))
+        async with httpx.AsyncClient(timeout=10) as cleartext:
+            with pytest.raises(httpx.HTTPError):  # the endpoint speaks TLS only
+                await cleartext.post(url.replace("https://", "http://"), json={"step": 1})
+        async with httpx.AsyncClient(timeout=10, verify=trust) as http:
 
             async def post(body: Any, token: str | None, **kwargs: Any) -> httpx.Response:
                 headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
@@ -150,7 +163,7 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
                 {"step": 1}, mint(cluster, namespace, worker, audience="other.example")
             )
             assert wrong_audience.status_code == 401, wrong_audience.text
-            assert AUDIENCE in wrong_audience.json()["message"]
+            assert contract.PROGRESS_AUDIENCE in wrong_audience.json()["message"]
             bad = await post({"step": -3}, token_a)
             assert bad.status_code == 400, bad.text
             assert "step" in bad.json()["message"]
@@ -159,7 +172,7 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
             assert "checkpoint.path" in moved.json()["message"]
             oversized = await http.post(
                 url,
-                content=b"{" + b" " * MAX_BODY + b"}",
+                content=b"{" + b" " * contract.PROGRESS_MAX_BODY + b"}",
                 headers={"Authorization": f"Bearer {token_a}", "Content-Type": "application/json"},
             )
             assert oversized.status_code == 413
@@ -198,8 +211,9 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
             token_file = tmp_path / "token"
             token_file.write_text(token_a)
             assert job_a.spec.checkpoint is not None
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_path))  # how a trainer trusts a private CA
             poster = LivePoster(
-                f"http://127.0.0.1:{reconciler.progress.port}",
+                f"https://127.0.0.1:{reconciler.progress.port}",
                 token_file,
                 checkpoint_dir=Path(job_a.spec.checkpoint.path),
             )

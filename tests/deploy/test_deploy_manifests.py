@@ -17,7 +17,7 @@ from controller.metrics import REGISTRY
 from controller.throttle import RATE_LIMITER_DURATION
 from controller.torchjob.metrics import JOBS
 from pyroclast.cli import build_parser
-from pyroclast.operator import manager_options
+from pyroclast.operator import manager_options, progress_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -181,3 +181,60 @@ def test_operator_image_entrypoint_is_the_console_script() -> None:
     )
     assert json.loads(entrypoint.removeprefix("ENTRYPOINT ")) == ["pyroclast"]
     assert 'pyroclast = "pyroclast.cli:main"' in pyproject
+
+
+def _json_patched(document: JsonObject, ops: list[JsonObject]) -> JsonObject:
+    """`document` with kustomize's JSON-patch ``add`` ops applied (the only op the components use)."""
+    for op in ops:
+        assert op["op"] == "add", op
+        *parents, last = op["path"].strip("/").split("/")
+        node: Any = document
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if last == "-":
+            node.append(op["value"])
+        else:
+            node[last] = op["value"]
+    return document
+
+
+def test_progress_components_serve_tls_from_the_mounted_secret_behind_their_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    component = yaml.safe_load((DEPLOY / "components" / "progress" / "kustomization.yaml").read_text())
+    (patch,) = component["patches"]
+    assert patch["target"]["name"] == "pyroclast-operator"
+    deployment = _json_patched(_docs(DEPLOY / "base" / "deployment.yaml")[0], yaml.safe_load(patch["patch"]))
+    container = _container(deployment)
+    monkeypatch.setattr("pyroclast.operator.os.access", lambda *_: True)  # the Secret is mounted in the pod
+    options = progress_options(build_parser().parse_args(container["args"]))
+    bind, url = options["progress_bind"], options["progress_url"]
+    assert bind.host == "0.0.0.0"
+    assert bind.tls is not None
+    (service,) = _docs(DEPLOY / "components" / "progress" / "service.yaml")
+    (port,) = service["spec"]["ports"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[port["targetPort"]] == bind.port
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert url == f"https://{host}:{port['port']}"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "progress-tls"]
+    assert mount["readOnly"] is True
+    assert {bind.tls.cert_file, bind.tls.key_file} == {
+        f"{mount['mountPath']}/tls.crt",
+        f"{mount['mountPath']}/tls.key",
+    }
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "progress-tls"]
+    issued = _docs(DEPLOY / "components" / "progress-cert-manager" / "certificate.yaml")
+    serving = _one(issued, "Certificate", "pyroclast-progress")
+    assert serving["spec"]["secretName"] == volume["secret"]["secretName"]
+    assert host in serving["spec"]["dnsNames"]
+    issuer = _one(issued, "Issuer", serving["spec"]["issuerRef"]["name"])
+    assert _one(issued, "Certificate", issuer["spec"]["ca"]["secretName"])["spec"]["isCA"] is True
+
+
+def test_chart_progress_values_default_off_on_the_ports_of_the_components() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "pyroclast" / "values.yaml").read_text())
+    (service,) = _docs(DEPLOY / "components" / "progress" / "service.yaml")
+    assert values["progress"]["enabled"] is False
+    assert values["progress"]["port"] == service["spec"]["ports"][0]["port"]

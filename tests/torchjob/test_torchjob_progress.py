@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-import workloads as contract
-from api import Phase, TorchJobStatus
+from api import Phase, TorchJobStatus, contract
 from api.status import CheckpointStatus, Progress
+from controller.httpserver import Tls
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import (
-    AUDIENCE,
     POD_NAME_CLAIM,
     POD_UID_CLAIM,
-    TOKEN_DIR,
-    TOKEN_FILE,
     TOKEN_VOLUME,
     Body,
     Identity,
@@ -92,7 +91,7 @@ def review(
     status: dict[str, Any] = {"authenticated": authenticated}
     if authenticated:
         status["user"] = {"username": username, "extra": extra}
-        status["audiences"] = [AUDIENCE] if audiences is None else audiences
+        status["audiences"] = [contract.PROGRESS_AUDIENCE] if audiences is None else audiences
     if error:
         status["error"] = error
     return {"status": status}
@@ -106,7 +105,9 @@ def test_unverifiable_tokens_are_401() -> None:
     assert "token has expired" in rejected(
         401, identity_from_review, review(authenticated=False, error="token has expired")
     )
-    assert AUDIENCE in rejected(401, identity_from_review, review(audiences=["https://kubernetes.default"]))
+    assert contract.PROGRESS_AUDIENCE in rejected(
+        401, identity_from_review, review(audiences=["https://kubernetes.default"])
+    )
     assert "not to a service account" in rejected(401, identity_from_review, review(username="alice"))
     assert "not bound to a pod" in rejected(401, identity_from_review, review(pod_claims=False))
 
@@ -218,12 +219,17 @@ def test_with_a_progress_url_workers_get_a_pod_bound_token_and_the_two_variables
     worker = desired_worker(job, 0, 0, progress_url=URL)
     (volume,) = [v for v in worker["spec"]["volumes"] if v["name"] == TOKEN_VOLUME]
     token = volume["projected"]["sources"][0]["serviceAccountToken"]
-    assert token == {"audience": AUDIENCE, "expirationSeconds": 600, "path": "token"}
+    assert token == {"audience": contract.PROGRESS_AUDIENCE, "expirationSeconds": 600, "path": "token"}
     trainer = worker["spec"]["containers"][0]
-    assert {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True} in trainer["volumeMounts"]
-    assert f"{TOKEN_DIR}/token" == TOKEN_FILE
+    assert {"name": TOKEN_VOLUME, "mountPath": contract.PROGRESS_TOKEN_DIR, "readOnly": True} in trainer[
+        "volumeMounts"
+    ]
+    assert f"{contract.PROGRESS_TOKEN_DIR}/token" == contract.PROGRESS_TOKEN_FILE_PATH
     env = {e["name"]: e["value"] for e in trainer["env"]}
-    assert (env[contract.PROGRESS_URL], env[contract.PROGRESS_TOKEN_FILE]) == (URL, TOKEN_FILE)
+    assert (env[contract.PROGRESS_URL], env[contract.PROGRESS_TOKEN_FILE]) == (
+        URL,
+        contract.PROGRESS_TOKEN_FILE_PATH,
+    )
     assert worker["spec"]["automountServiceAccountToken"] is False, (
         "no API token, only the audience-bound one"
     )
@@ -263,3 +269,32 @@ def test_progress_flags_go_together_and_reach_the_reconciler(capsys: pytest.Capt
     with pytest.raises(SystemExit):
         parse(["run", "--progress-bind-address=:8082", "--progress-url=pyroclast-progress:8082"])
     assert "--progress-url: 'pyroclast-progress:8082' is not an http(s) URL" in capsys.readouterr().err
+
+
+def test_progress_tls_flags_name_the_secret_files_and_need_an_https_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parse = build_parser().parse_args
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    tls = [f"--progress-tls-cert-file={cert}", f"--progress-tls-key-file={key}"]
+    https = "https://pyroclast-progress.pyroclast-system.svc:8443"
+    bind = "--progress-bind-address=0.0.0.0:8443"
+    served = progress_options(parse(["run", bind, f"--progress-url={https}", *tls]))
+    assert served["progress_bind"] == Address("0.0.0.0", 8443, Tls(str(cert), str(key)))
+    gone = f"--progress-tls-key-file={tmp_path}/gone"
+    refusals = [
+        ([bind, f"--progress-url={https}", tls[0]], "go together: set both or neither"),
+        (tls, "needs --progress-bind-address and --progress-url"),
+        ([bind, f"--progress-url={URL}", *tls], "must be https://"),
+        (
+            [bind, f"--progress-url={https}", tls[0], gone],
+            f"--progress-tls-key-file: cannot read {tmp_path}/gone",
+        ),
+    ]
+    for argv, message in refusals:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            progress_options(parse(["run", *argv]))
+        assert run(parse(["run", *argv])) == 2
+        assert message in capsys.readouterr().err

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import httpx
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from api import contract
 from controller.cache import Cache
 from controller.client import Client
+from controller.controller import Controller
 from controller.errors import ServerError
+from controller.httpserver import Limits, Tls
 from controller.manager import Manager
 from controller.metrics import REGISTRY
-from controller.request import Request
+from controller.request import Request, Result
+from controller.resource import CONFIG_MAPS
 from controller.testing import FakeApiServer
-from controller.torchjob.progress import MAX_BODY, POD_UID_CLAIM, TOKEN_VOLUME
+from controller.torchjob.progress import POD_UID_CLAIM, TOKEN_VOLUME
 from controller.torchjob.progress_endpoint import PATH, Address, ProgressEndpoint
 from controller.torchjob.reconciler import TorchJobReconciler
+from tests.controller.test_httpserver import read_all, serving_pki, trickle
 from tests.torchjob.test_torchjob_plan import T0, pod, running_job
 from tests.torchjob.test_torchjob_progress import review
 from tests.torchjob.test_torchjob_reconciler import (
@@ -38,6 +46,8 @@ from tests.torchjob.test_torchjob_reconciler import (
     sync,
     writes,
 )
+
+FAST = Limits(max_head=8192, idle_timeout=0.5, graceful_timeout=5.0)
 
 
 class StubClient:
@@ -58,28 +68,40 @@ def reports(result: str) -> float:
     return REGISTRY.get_sample_value("pyroclast_progress_reports_total", {"result": result}) or 0.0
 
 
-def make_server(tracer_provider: TracerProvider | None = None) -> tuple[ProgressEndpoint, StubClient]:
-    """An endpoint over caches holding a running job and its worker 0."""
+def make_server(
+    tracer_provider: TracerProvider | None = None, tls: Tls | None = None
+) -> tuple[ProgressEndpoint, StubClient]:
+    """An endpoint over caches holding a running job and its worker 0 (short timeouts: slow clients)."""
     job, _, _ = running_job()
     jobs, pods = Cache(), Cache()
     jobs.upsert(job.to_k8s())
     pods.upsert(pod(job, 0))
     stub = StubClient()
-    address = Address("127.0.0.1", 0)
+    address = Address("127.0.0.1", 0, tls)
     server = ProgressEndpoint(
-        cast(Client, stub), jobs, pods, address, clock=lambda: T0, tracer_provider=tracer_provider
+        cast(Client, stub),
+        jobs,
+        pods,
+        address,
+        clock=lambda: T0,
+        tracer_provider=tracer_provider,
+        limits=FAST,
+        body_timeout=0.3,
     )
     return server, stub
 
 
 @asynccontextmanager
-async def endpoint() -> AsyncIterator[tuple[ProgressEndpoint, StubClient, list[Request], str]]:
-    server, stub = make_server()
+async def endpoint(
+    tls: Tls | None = None,
+) -> AsyncIterator[tuple[ProgressEndpoint, StubClient, list[Request], str]]:
+    server, stub = make_server(tls=tls)
     enqueued: list[Request] = []
     server.enqueue = enqueued.append
     async with anyio.create_task_group() as tg:
         port = await tg.start(server.serve)
-        yield server, stub, enqueued, f"http://127.0.0.1:{port}{PATH}"
+        scheme = "https" if tls else "http"
+        yield server, stub, enqueued, f"{scheme}://127.0.0.1:{port}{PATH}"
         tg.cancel_scope.cancel()
 
 
@@ -116,7 +138,9 @@ async def test_refusals_say_why_with_the_right_status() -> None:
         assert bad.status_code == 400
         assert "step" in bad.json()["message"]
         big = await http.post(
-            url, content=b"{" + b" " * MAX_BODY + b"}", headers={"Authorization": "Bearer good"}
+            url,
+            content=b"{" + b" " * contract.PROGRESS_MAX_BODY + b"}",
+            headers={"Authorization": "Bearer good"},
         )
         assert big.status_code == 413
         assert "4096-byte limit" in big.json()["message"]
@@ -136,8 +160,122 @@ async def test_a_request_without_content_length_is_411() -> None:
         port = int(url.split(":")[2].split("/")[0])
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
             await stream.send(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            head = await stream.receive()
-        assert head.startswith(b"HTTP/1.1 411 Length Required")
+            answer = await read_all(stream)
+        assert answer.startswith(b"HTTP/1.1 411 "), answer
+        assert answer.endswith(b'"a Content-Length header is required"}')
+
+
+async def test_bodies_over_the_limit_or_too_slow_are_refused_before_any_token_review() -> None:
+    before = reports("too_large")
+    slow_before = reports("too_slow")
+    async with endpoint() as (server, stub, enqueued, url):
+        port = int(url.split(":")[2].split("/")[0])
+        head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            chunk = b"x" * 3000
+            chunked = f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+            await stream.send(chunked + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2)
+            too_large = await read_all(stream)
+        assert too_large.startswith(b"HTTP/1.1 413"), too_large
+        assert b"4096-byte limit" in too_large
+        sent, answer = await trickle(
+            port, b" " * 100, every=0.02, first=f"{head}Content-Length: 100\r\n\r\n".encode()
+        )
+        assert sent < 100, "the endpoint waited for the whole trickled body"
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b"not received within" in answer
+        assert stub.reviews == []
+        assert enqueued == []
+        assert server.latest("team-a/llama") is None
+    assert reports("too_large") == before + 1
+    assert reports("too_slow") == slow_before + 1
+
+
+async def test_malformed_requests_never_reach_the_endpoint() -> None:
+    before = {r: reports(r) for r in ("invalid", "unauthenticated", "too_large")}
+    async with endpoint() as (_, stub, _, url):
+        port = int(url.split(":")[2].split("/")[0])
+        for garbage in (
+            b"POST\r\n\r\n",
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".encode(),
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX: {'a' * 9000}\r\n\r\n".encode(),
+        ):
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(garbage)
+                answer = await read_all(stream)
+            assert answer.split(b" ")[1] in (b"400", b"431"), answer
+    assert stub.reviews == []
+    assert {r: reports(r) for r in before} == before
+
+
+async def test_a_flood_of_idle_and_slow_clients_stops_neither_reports_nor_reconciles() -> None:
+    manager = Manager(Client(FakeApiServer()), metrics_bind_address="0", sync_period=None)
+    seen: list[Request] = []
+
+    async def reconcile(request: Request) -> Result:
+        seen.append(request)
+        return Result(requeue_after=0.01) if request.name == "tick" else Result()
+
+    controller = manager.add(Controller(reconcile, for_=CONFIG_MAPS, name="flood"))
+    server, _ = make_server()
+    server.enqueue = controller.queue.add
+    manager.add_runnable(server.serve)
+
+    def ticks() -> int:
+        return sum(1 for r in seen if r.name == "tick")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(manager.run)
+        with anyio.fail_after(30):
+            await server.listening.wait()
+        port = server.port
+        assert port is not None
+        controller.queue.add(Request("default", "tick"))
+        idle = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(200)]
+        for n, stream in enumerate(idle):
+            if n % 2:
+                await stream.send(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode())  # a head never finished
+        head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 4000}\r\n\r\n".encode()
+        for _ in range(20):
+            tg.start_soon(trickle, port, head)
+        during = ticks()
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                f"http://127.0.0.1:{port}{PATH}", json={"step": 7}, headers={"Authorization": "Bearer good"}
+            )
+        assert answer.status_code == 202, answer.text
+        with anyio.fail_after(30):
+            while Request("team-a", "llama") not in seen or ticks() < during + 20:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        for stream in idle:  # every idle or unfinished connection is closed by the server, unanswered
+            assert await read_all(stream) == b""
+            await stream.aclose()
+        manager.stop()
+    latest = server.latest("team-a/llama")
+    assert latest is not None
+    assert latest.body.step == 7
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Tls]:
+    return serving_pki(tmp_path_factory.mktemp("pki"))
+
+
+async def test_reports_over_tls_with_the_mounted_certificate(pki: tuple[Path, Tls]) -> None:
+    ca, tls = pki
+    async with endpoint(tls) as (server, _, enqueued, url):
+        verify = ssl.create_default_context(cafile=str(ca))
+        async with httpx.AsyncClient(verify=verify) as http:
+            answer = await http.post(url, json={"step": 3}, headers={"Authorization": "Bearer good"})
+            assert answer.status_code == 202, answer.text
+            assert (await http.post(url, json={"step": 3})).status_code == 401
+        async with httpx.AsyncClient() as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.post(url.replace("https", "http"), json={"step": 4})
+        assert enqueued == [Request("team-a", "llama")]
+        latest = server.latest("team-a/llama")
+        assert latest is not None
+        assert latest.body.step == 3
 
 
 # --- through the reconciler: reports ride the status batch ------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import workloads as contract
-from api import Phase
+from api import Phase, contract
 from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, SCHEDULER_NAME
 from controller.torchjob.labels import JOB_NAME_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.observe import observe_worker

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-import workloads as contract
-from api import Phase, TorchJobStatus
+from api import Phase, TorchJobStatus, contract
 from api.status import CheckpointStatus
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.report import apply_reports, checkpoint_path, read_report

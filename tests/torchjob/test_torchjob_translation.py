@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import workloads as contract
-from api import TorchJob, is_reserved_env
+from api import TorchJob, contract, is_reserved_env
 from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, TASK_SPEC_KEY
 from controller.torchjob.env import rendezvous_id
 from controller.torchjob.labels import (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from api import contract
 from workloads import commit
 from workloads.commit import Manifest
 
@@ -72,7 +73,7 @@ def test_prune_keeps_newest_committed_and_anything_newer_than_latest(tmp_path: P
     for step in (1, 2, 3, 4):
         complete(tmp_path, step)
     commit.publish_latest(tmp_path, 3)
-    in_flight = tmp_path / commit.step_dir_name(5)
+    in_flight = tmp_path / contract.step_dir_name(5)
     in_flight.mkdir()
     removed = commit.prune(tmp_path, keep=2)
     assert sorted(p.name for p in removed) == ["step-000000000001"]

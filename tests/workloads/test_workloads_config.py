@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import workloads as w
+from api import contract
 from workloads.config import DistEnv, TrainConfig, args_to_env
 from workloads.faults import FaultPlan
-from workloads.progress import TERMINATION_LIMIT, ProgressReporter, write_termination_message
+from workloads.progress import ProgressReporter, write_termination_message
 
 
 def test_defaults_when_env_is_empty() -> None:
@@ -22,19 +22,19 @@ def test_defaults_when_env_is_empty() -> None:
 
 def test_reads_every_contract_variable(tmp_path: Path) -> None:
     env = {
-        w.CHECKPOINT_DIR: str(tmp_path),
-        w.CHECKPOINT_INTERVAL: "7",
-        w.CHECKPOINT_KEEP: "2",
-        w.CHECKPOINT_ASYNC: "1",
-        w.TOTAL_STEPS: "70",
-        w.GLOBAL_BATCH: "16",
-        w.DATASET_SIZE: "160",
-        w.SEED: "3",
-        w.LR: "0.5",
-        w.PROGRESS_FILE: str(tmp_path / "p.jsonl"),
-        w.TERMINATION_LOG: str(tmp_path / "t"),
-        w.STEP_TIMEOUT: "9",
-        w.MLFLOW_TRACKING_URI: "http://127.0.0.1:1",
+        contract.CHECKPOINT_DIR: str(tmp_path),
+        contract.CHECKPOINT_INTERVAL: "7",
+        contract.CHECKPOINT_KEEP: "2",
+        contract.CHECKPOINT_ASYNC: "1",
+        contract.TOTAL_STEPS: "70",
+        contract.GLOBAL_BATCH: "16",
+        contract.DATASET_SIZE: "160",
+        contract.SEED: "3",
+        contract.LR: "0.5",
+        contract.PROGRESS_FILE: str(tmp_path / "p.jsonl"),
+        contract.TERMINATION_LOG: str(tmp_path / "t"),
+        contract.STEP_TIMEOUT: "9",
+        contract.MLFLOW_TRACKING_URI: "http://127.0.0.1:1",
     }
     cfg = TrainConfig.from_env(env)
     assert cfg.checkpoint_dir == tmp_path
@@ -51,9 +51,9 @@ def test_reads_every_contract_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "match"),
     [
-        ({w.GLOBAL_BATCH: "0"}, "global_batch"),
-        ({w.DATASET_SIZE: "4", w.GLOBAL_BATCH: "8"}, "dataset_size"),
-        ({w.CHECKPOINT_KEEP: "0"}, "checkpoint_keep"),
+        ({contract.GLOBAL_BATCH: "0"}, "global_batch"),
+        ({contract.DATASET_SIZE: "4", contract.GLOBAL_BATCH: "8"}, "dataset_size"),
+        ({contract.CHECKPOINT_KEEP: "0"}, "checkpoint_keep"),
     ],
 )
 def test_invalid_settings_fail_fast(env: dict[str, str], match: str) -> None:
@@ -99,14 +99,24 @@ def test_progress_goes_to_stdout_and_file(tmp_path: Path, capsys: pytest.Capture
 
 def test_termination_message_fits_kubelet_limit(tmp_path: Path) -> None:
     path = tmp_path / "termination-log"
-    write_termination_message(path, {"reason": "failed", "step": 3, "error": "x" * 10_000})
+    message: contract.TerminationMessage = {
+        "reason": "failed",
+        "step": 3,
+        "total_steps": 10,
+        "loss": None,
+        "committed_step": None,
+        "committed_time": None,
+        "world_size": 2,
+        "error": "x" * 10_000,
+    }
+    write_termination_message(path, message)
     text = path.read_text()
-    assert len(text) <= TERMINATION_LIMIT
+    assert len(text) <= contract.MAX_TERMINATION_MESSAGE
     assert json.loads(text)["reason"] == "failed"
 
 
 def test_flags_set_training_knobs_and_win_over_env() -> None:
-    env = {w.TOTAL_STEPS: "10", w.LR: "0.5"}
+    env = {contract.TOTAL_STEPS: "10", contract.LR: "0.5"}
     merged = {**env, **args_to_env(["--total-steps", "500", "--global-batch", "64"])}
     cfg = TrainConfig.from_env(merged)
     assert (cfg.total_steps, cfg.global_batch, cfg.lr) == (500, 64, 0.5)

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-import workloads as contract
-from api import TorchJob
+from api import TorchJob, contract
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.rendezvous import desired_rendezvous_pod
 from tests.required import import_or_missing

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import workloads as contract
+from api import contract
 from controller.torchjob.progress import check_checkpoint, parse_body
 from controller.torchjob.progress_endpoint import PATH
 from tests.torchjob.test_torchjob_plan import make_job

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import workloads as w
+from api import contract
 from tests.workloads.test_workloads_commit import complete
 from workloads import commit
 from workloads.config import TrainConfig
@@ -46,6 +46,8 @@ def test_incomplete_or_foreign_hints_are_ignored(tmp_path: Path) -> None:
 
 
 def test_hint_is_read_from_the_env() -> None:
-    cfg = TrainConfig.from_env({w.CHECKPOINT_DIR: "/ckpt", w.RESUME_FROM: "/ckpt/step-000000000010"})
+    cfg = TrainConfig.from_env(
+        {contract.CHECKPOINT_DIR: "/ckpt", contract.RESUME_FROM: "/ckpt/step-000000000010"}
+    )
     assert cfg.resume_from == Path("/ckpt/step-000000000010")
     assert TrainConfig.from_env({}).resume_from is None

@@ -24,3 +24,11 @@ app.kubernetes.io/part-of: pyroclast
 {{- define "pyroclast.serviceAccountName" -}}
 {{- default (include "pyroclast.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{- define "pyroclast.progressHost" -}}
+{{- printf "%s-progress.%s.svc" (include "pyroclast.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "pyroclast.progressSecret" -}}
+{{- default (printf "%s-progress-tls" (include "pyroclast.fullname" .)) .Values.progress.tls.secretName -}}
+{{- end -}}
