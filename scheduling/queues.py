@@ -24,7 +24,7 @@ JsonObject = dict[str, Any]
 # queue-controller writes `parent: root` onto every queue created without it (volcano.md section 2).
 MANAGED_FIELDS: Final = ("weight", "capability", "guarantee", "deserved", "reclaimable", "parent", "priority")
 RUNNING_PHASES: Final = frozenset({Phase.RUNNING, Phase.RESTARTING})
-PENDING_PHASES: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED})
+PENDING_PHASES: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED, Phase.CREATE_FAILED})
 
 
 class QueueSpecError(ValueError):

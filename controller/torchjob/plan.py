@@ -28,6 +28,7 @@ from controller.torchjob.observe import (
 )
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import LiveReport, apply_live
+from controller.torchjob.queue_gate import QueueProblem
 from controller.torchjob.rendezvous import (
     StoreState,
     is_worker,
@@ -149,6 +150,7 @@ def plan(
     *,
     live: LiveReport | None = None,
     progress_url: str | None = None,
+    queue: QueueProblem | None = None,
 ) -> Plan:
     """Decide the job's next status and the writes that move the world towards it.
 
@@ -156,7 +158,8 @@ def plan(
     `rendezvous_objects` the job's other Services and PodGroups, where an elastic job's dedicated store keeps
     its own (:mod:`.rendezvous`); `departures` what is known of running workers now gone (:mod:`.disruption`);
     `live` the job's latest live progress report (:mod:`.progress`); `progress_url` the operator's progress
-    endpoint new workers report to (None: off).
+    endpoint new workers report to (None: off); `queue` what keeps the job's queue from admitting it, read
+    only while the gang waits (:mod:`.queue_gate`).
     """
     old = job.status or TorchJobStatus()
     if job.metadata.deletion_timestamp is not None:
@@ -183,7 +186,9 @@ def plan(
         _transition(job, out, Phase.FAILED, REASON_DEADLINE, _deadline_message(job), now, "Warning")
         _finish(job, out, podgroup, workers, now)
     else:
-        _drive(job, out, podgroup, workers, service, now, podgroup_events, store, departures, progress_url)
+        _drive(
+            job, out, podgroup, workers, service, now, podgroup_events, store, departures, progress_url, queue
+        )
     finished = status.phase.finished
     wanted = not finished and status.phase != Phase.SUSPENDED
     for kind, obj in store_deletes(job, store, wanted=wanted):
@@ -203,6 +208,7 @@ def _drive(
     store: StoreState,
     departures: disruption.Departures = disruption.NONE_DEPARTED,
     progress_url: str | None = None,
+    queue: QueueProblem | None = None,
 ) -> None:
     status = out.status
     if status.phase == Phase.SUSPENDED:
@@ -259,8 +265,17 @@ def _drive(
             why = status.last_disruption_reason or REASON_PREEMPTED
             message = f"Preempted ({why}), waiting for capacity: {message}"
             _transition(job, out, Phase.PREEMPTED, REASON_AWAITING_CAPACITY, message, now, "Warning")
+        elif queue is not None:
+            # Said once when it starts (a Warning), not on every look.
+            before = status.condition(ConditionType.QUEUED)
+            again = before is None or before.reason != queue.reason or before.message != queue.message
+            reason, why = queue.reason, queue.message
+            _transition(job, out, Phase.QUEUED, reason, why, now, "Warning", force_event=again)
         else:
-            _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal")
+            # The first reason the scheduler gives (or a new one) gets an Event too, not only the condition.
+            before = status.condition(ConditionType.QUEUED)
+            news = bool(gang.reason) and before is not None and f"({gang.reason})" not in before.message
+            _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal", force_event=news)
     if (grown := disruption.regrown(status, current, now)) is not None:
         what = f"{grown.from_nodes} -> {grown.to_nodes} nodes ({grown.cause})"
         out.events.append(Event("Normal", REASON_REGROWN, f"replacement workers joined: {what}"))

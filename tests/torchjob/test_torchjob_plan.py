@@ -170,7 +170,28 @@ def test_queued_surfaces_the_schedulers_unschedulable_reason() -> None:
     assert message in cond.message
     assert cond.last_transition_time == T0  # status did not flip: the transition time stays
     assert step.actions == []
-    assert step.events == []
+    # The scheduler's first reason is an Event too (kubectl describe shows it), not only the condition ...
+    assert [(e.type, e.reason, e.message) for e in step.events] == [
+        ("Normal", "WaitingForScheduler", cond.message)
+    ]
+    # ... once: the next look with the same reason (other counts) records nothing.
+    job = with_status(job, step)
+    again = podgroup(
+        job,
+        "Inqueue",
+        [
+            {
+                "type": "Unschedulable",
+                "status": "True",
+                "reason": "NotEnoughResources",
+                "message": message.replace("2/2", "1/2"),
+                "lastTransitionTime": "2026-11-23T12:00:05Z",
+            }
+        ],
+    )
+    later = plan(job, again, pods, desired_service(job), T0 + timedelta(seconds=20))
+    assert later.status.phase == Phase.QUEUED
+    assert later.events == []
 
 
 def test_reason_from_scheduler_events_when_the_enqueue_gate_holds_the_gang() -> None:
