@@ -56,7 +56,8 @@ def test_defaults_are_client_go_timings_and_a_50_qps_bucket() -> None:
         2.0,
     )
     assert (options["qps"], options["burst"]) == (50.0, 100)
-    assert options["leader_election_id"] is None  # no Lease without --leader-elect
+    assert options["leader_election"] is False  # no Lease without --leader-elect ...
+    assert options["leader_election_id"] == "pyroclast-operator"  # ... the id only names the leader gauge
     assert (args.log_level, args.log_format, args.otlp_endpoint) == (logging.INFO, "text", None)
 
 
