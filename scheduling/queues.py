@@ -16,7 +16,7 @@ from api.meta import ObjectMeta
 from api.quantity import parse_quantity
 from api.queue import Queue, QueueSpec
 from api.status import Phase
-from scheduling.resources import format_quantity
+from scheduling.resources import display_quantity
 
 JsonObject = dict[str, Any]
 
@@ -302,8 +302,8 @@ def allocation(queue: Queue) -> str:
         return "-"
     parts: list[str] = []
     for name in names:
-        used = format_quantity(parse_quantity(allocated.get(name, 0)))
-        cap = format_quantity(parse_quantity(capability[name])) if name in capability else "-"
+        used = display_quantity(parse_quantity(allocated.get(name, 0)))
+        cap = display_quantity(parse_quantity(capability[name])) if name in capability else "-"
         parts.append(f"{name} {used}/{cap}")
     return ", ".join(parts)
 

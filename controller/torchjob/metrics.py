@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from api import Disruption, DisruptionKind, Phase, Resize, TorchJobStatus
 from controller.metrics import REGISTRY
-from controller.torchjob.disruption import CAUSE_CAPACITY
+from controller.torchjob.disruption import CAUSE_CAPACITY, CAUSE_SCALED
 
 _Entry = TypeVar("_Entry", Disruption, Resize)
 _DURATION_BUCKETS: Final = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
@@ -65,6 +65,8 @@ for _kind in DisruptionKind:
     for _action in ("Restarted", "Shrunk"):
         DISRUPTIONS.labels(kind=_kind.value, action=_action)
 RESIZES.labels(direction="up", cause=CAUSE_CAPACITY)
+for _direction in ("up", "down"):
+    RESIZES.labels(direction=_direction, cause=CAUSE_SCALED)
 
 
 class JobMetrics:

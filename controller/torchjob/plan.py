@@ -52,6 +52,7 @@ REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
 REASON_SUSPENDED: Final = "Suspended"
 REASON_RESUMED: Final = "Resumed"
 REASON_RESIZED: Final = "Resized"
+REASON_SCALED: Final = "Scaled"
 REASON_PREEMPTED: Final = "Preempted"
 REASON_AWAITING_CAPACITY: Final = "WaitingForCapacity"
 REASON_SHRUNK: Final = "NodesLost"
@@ -243,6 +244,7 @@ def _drive(
             _finish(job, out, podgroup, workers, now)
         return
 
+    _scaled(job, out, now)
     _ensure_gang(job, out, podgroup, service, current, count, attempt, store, progress_url)
     # Volcano counts finished members as scheduled too: a worker done early keeps the gang Running.
     running = sum(1 for w in current.values() if w.phase in (POD_RUNNING, POD_SUCCEEDED) and not w.deleting)
@@ -279,6 +281,19 @@ def _drive(
     if (grown := disruption.regrown(status, current, now)) is not None:
         what = f"{grown.from_nodes} -> {grown.to_nodes} nodes ({grown.cause})"
         out.events.append(Event("Normal", REASON_REGROWN, f"replacement workers joined: {what}"))
+
+
+def _scaled(job: TorchJob, out: Plan, now: datetime) -> None:
+    """A running elastic job whose node count was changed (``kubectl scale``, an edit): workers are added or
+    removed in place (no restart), recorded as a resize with an Event."""
+    status = out.status
+    before, after = status.desired_nodes, job.spec.nodes.count
+    if not job.spec.nodes.elastic or status.phase != Phase.RUNNING or not before or before == after:
+        return
+    disruption.resize(status, now, before, after, disruption.CAUSE_SCALED)
+    how = "workers added" if after > before else "highest-index workers removed"
+    message = f"spec.nodes.count changed {before} -> {after}: {how} in place, without a gang restart"
+    out.events.append(Event("Normal", REASON_SCALED, message))
 
 
 def _preempted(status: TorchJobStatus) -> bool:
