@@ -101,6 +101,8 @@ class Manager:
         self.watchdog_timeout = watchdog_timeout
         self.compact_cache = compact_cache
         self.tracer_provider = tracer_provider or tracing.configure_from_env()
+        if tracer_provider is not None:
+            client.trace_with(tracer_provider)  # its requests are children of the reconcile spans
         self.handle_signals = handle_signals
         self.metrics_address = parse_address(metrics_bind_address)
         self.probe_address = parse_address(health_probe_bind_address)
