@@ -312,23 +312,27 @@ class TorchJobReconciler:
     def _dedupe_held_events(
         self, key: str, old: TorchJobStatus, step: Plan, now: datetime, *, held: bool
     ) -> datetime | None:
-        """A phase held back is announced (Event) once, when first seen, not again when finally written; an
-        Event that says more than the announced ones (the scheduler's reason, seen meanwhile) still goes.
+        """A change held back is announced (Event) once, when first seen, not again on the passes until it is
+        written; an Event that says more than the announced ones (the scheduler's reason, seen meanwhile)
+        still goes.
 
         Returns since when a Queued phase that was never written had been held (for the time-Queued metric).
         """
         phase = step.status.phase
         announced = self._announced.get(key)
-        if phase is not None and phase != old.phase and announced is not None and announced[0] == phase:
+        if announced is not None:
             step.events[:] = [e for e in step.events if _says_more(e, announced[2])]
-        if held and phase is not None and phase != old.phase:
+        if held and phase is not None:
             if announced is None or announced[0] != phase:
-                self._announced[key] = (phase, now, frozenset(step.events))
+                since = now if phase != old.phase else (announced[1] if announced is not None else now)
+                self._announced[key] = (phase, since, frozenset(step.events))
             else:
                 self._announced[key] = (phase, announced[1], announced[2] | frozenset(step.events))
             return None
         self._announced.pop(key, None)
-        return announced[1] if announced is not None and announced[0] == Phase.QUEUED else None
+        if announced is None or announced[0] != Phase.QUEUED or old.phase == Phase.QUEUED:
+            return None
+        return announced[1]
 
     def _remember_departed(self, event: InformerEvent) -> None:
         """Keep the last state of a deleted worker pod that shows a disruption, for a while: a reconcile may
@@ -372,7 +376,7 @@ class TorchJobReconciler:
         if status is not None and status.phase not in _WAITING and status.phase != Phase.CREATE_FAILED:
             return None
         pg_status: JsonObject = (podgroup or {}).get("status") or {}
-        if pg_status.get("phase") not in (None, "Pending"):
+        if pg_status.get("phase") not in (None, "Pending", "Inqueue"):  # Volcano enqueues into a Closed one
             return None
         return await self.queues.problem(job.spec.scheduling.queue)
 
