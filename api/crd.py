@@ -143,10 +143,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+CRD_HELP: Final = (
+    "Print the TorchJob CustomResourceDefinition (pyroclast.dev/v1alpha1) as YAML, or write it into a "
+    "folder with --write. Install it with `pyroclast crd | kubectl apply --server-side -f -` before the "
+    "operator starts; it is the same file as deploy/crd/ and the Helm chart's crds/."
+)
+
+
 def add_parser(subparsers: Any) -> None:
-    """Register `pyroclast crd`: print the TorchJob CRD, or write it with --write DIR."""
+    """Register `pyroclast crd` on the command's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "crd", help="print or write the TorchJob CRD", description=add_parser.__doc__
+        "crd", help="print or write the TorchJob CRD", description=CRD_HELP
     )
     parser.add_argument("--write", metavar="DIR", help=f"write {CRD_FILENAME} into DIR instead of printing")
     parser.set_defaults(func=_run)

@@ -26,6 +26,7 @@ class Phase(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CREATE_FAILED = "CreateFailed"
 
     @property
     def finished(self) -> bool:
@@ -43,6 +44,10 @@ class ConditionType(StrEnum):
     SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CREATE_FAILED = "CreateFailed"
+    """True while the apiserver refuses a create the job needs (its PodGroup, Service or a worker pod): the
+    reason names the kind (FailedCreatePod, ...), the message quotes the apiserver; False once a create
+    succeeds."""
 
 
 HISTORY: Final = 10
@@ -115,7 +120,9 @@ class TorchJobStatus(KubeModel):
     phase: Phase | None = Field(
         default=None,
         description="Pending, Queued (PodGroup waiting in Volcano), Running, Restarting, Preempted (gang "
-        "restarted after a preemption, waiting for capacity), Suspended, Succeeded or Failed.",
+        "restarted after a preemption, waiting for capacity), CreateFailed (the apiserver refuses the job's "
+        "PodGroup, Service or worker pods, e.g. quota, Pod Security, a missing priority class; the "
+        "CreateFailed condition quotes it; retried with backoff), Suspended, Succeeded or Failed.",
     )
     conditions: Annotated[list[Condition], Field(max_length=16)] | None = Field(
         default=None, description="Conditions, one per type.", json_schema_extra=map_list("type")

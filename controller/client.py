@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 from opentelemetry import trace
 
 from controller import metrics
@@ -18,7 +20,7 @@ from controller.objects import JsonObject
 from controller.resource import Resource
 from controller.transport import HttpxTransport, Transport
 
-_tracer = trace.get_tracer("pyroclast.controller.client")
+TRACER_NAME = "pyroclast.controller.client"
 
 
 class PatchType(StrEnum):
@@ -56,14 +58,25 @@ def _selector(value: str | Mapping[str, str] | None) -> str | None:
 class Client:
     """Async Kubernetes REST client over a :class:`~controller.transport.Transport`.
 
-    Every call counts ``rest_client_requests_total{code,method,host}`` and, when a tracer
-    provider is installed, opens a child span ``<verb> <resource>``. Errors raise
+    Every call counts ``rest_client_requests_total{code,method,host}`` and, inside a trace, opens a
+    child span named by the HTTP method (:meth:`_span`). Errors raise
     :class:`~controller.errors.ApiError` subclasses (``NotFound``, ``Conflict``, ``Gone``...).
     """
 
-    def __init__(self, transport: Transport, *, timeout: float = 30.0):
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout: float = 30.0,
+        tracer_provider: trace.TracerProvider | None = None,
+    ):
         self.transport = transport
         self.timeout = timeout
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+
+    def trace_with(self, tracer_provider: trace.TracerProvider) -> None:
+        """Record request spans with `tracer_provider` rather than the global one."""
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Client:
@@ -87,12 +100,7 @@ class Client:
         content_type: str | None = None,
         request_timeout: float | None = None,
     ) -> JsonObject:
-        with _tracer.start_as_current_span(f"{verb} {resource}", kind=trace.SpanKind.CLIENT) as span:
-            if span.is_recording():
-                span.set_attribute("http.request.method", method)
-                span.set_attribute("server.address", self.transport.host)
-                if namespace:
-                    span.set_attribute("k8s.namespace.name", namespace)
+        with self._span(verb, method, resource, path, namespace, params) as span:
             code = 0
             try:
                 resp = await self.transport.request(
@@ -117,9 +125,37 @@ class Client:
             if code >= 400:
                 err = error_from_status(code, resp.body)
                 span.set_status(trace.StatusCode.ERROR, err.reason)
-                span.set_attribute("error.type", type(err).__name__)
+                span.set_attribute("error.type", str(code))  # the HTTP conventions' value for a status
                 raise err
             return json.loads(resp.body) if resp.body else {}
+
+    def _span(
+        self,
+        verb: str,
+        method: str,
+        resource: Resource,
+        path: str,
+        namespace: str | None,
+        params: Mapping[str, str] | None,
+    ) -> contextlib.AbstractContextManager[trace.Span]:
+        """A CLIENT span after OpenTelemetry's HTTP client conventions (named by the method), with the
+        Kubernetes verb and resource; only inside a trace someone started (a reconcile, a CLI command): a
+        request on its own (a Lease renewal, a watch, an Event) never starts a trace."""
+        if not trace.get_current_span().get_span_context().is_valid:
+            return contextlib.nullcontext(trace.INVALID_SPAN)
+        server = httpx.URL(self.transport.server)
+        query = f"?{urlencode(params)}" if params else ""
+        attributes: dict[str, str | int] = {
+            "http.request.method": method,
+            "server.address": server.host,
+            "server.port": server.port or (443 if server.scheme == "https" else 80),
+            "url.full": f"{self.transport.server}{path}{query}",
+            "pyroclast.k8s.verb": verb,
+            "pyroclast.k8s.resource": str(resource),
+        }
+        if namespace:
+            attributes["k8s.namespace.name"] = namespace
+        return self._tracer.start_as_current_span(method, kind=trace.SpanKind.CLIENT, attributes=attributes)
 
     async def get(self, resource: Resource, name: str, namespace: str | None = None) -> JsonObject:
         """GET one object; raises ``NotFound``."""

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from opentelemetry.trace import TracerProvider
 
-from controller import tracing
+from controller import metrics, tracing
 from controller.cache import Transform, strip_managed_fields
 from controller.client import Client
 from controller.controller import Controller
@@ -59,7 +59,8 @@ class Manager:
     """Runs informers and controllers for one operator process.
 
     Options (defaults as controller-runtime): ``leader_election`` off; ``leader_election_id``
-    required when on; ``leader_election_namespace`` = the service-account namespace;
+    required when on (when off, it only names ``leader_election_master_status``, 1 while running);
+    ``leader_election_namespace`` = the service-account namespace;
     ``lease_duration`` 15 s, ``renew_deadline`` 10 s, ``retry_period`` 2 s;
     ``metrics_bind_address`` ``"127.0.0.1:8080"`` (``"0"`` disables);
     ``health_probe_bind_address`` ``"0"`` (off); ``cache_sync_timeout`` 120 s;
@@ -101,10 +102,13 @@ class Manager:
         self.watchdog_timeout = watchdog_timeout
         self.compact_cache = compact_cache
         self.tracer_provider = tracer_provider or tracing.configure_from_env()
+        if tracer_provider is not None:
+            client.trace_with(tracer_provider)  # its requests are children of the reconcile spans
         self.handle_signals = handle_signals
         self.metrics_address = parse_address(metrics_bind_address)
         self.probe_address = parse_address(health_probe_bind_address)
         self.elector: LeaderElector | None = None
+        self.leader_id = leader_election_id
         if leader_election:
             assert leader_election_id is not None
             self.elector = LeaderElector(
@@ -261,6 +265,10 @@ class Manager:
             async def campaign() -> None:
                 try:
                     if self.elector is None:
+                        if self.leader_id is not None:
+                            # Alone, this replica always reconciles: the leader gauge says so (dashboards
+                            # that show the leader show data without --leader-elect too).
+                            metrics.LEADER_ELECTION_STATUS.labels(name=self.leader_id).set(1)
                         await self._lead()
                     else:
                         await self.elector.run(self._lead)

@@ -135,6 +135,7 @@ class FakeApiServer:
     """The fake; use as the ``transport`` of a :class:`~controller.client.Client`."""
 
     host: str = "fake-apiserver"
+    server: str = "http://fake-apiserver"
     rv: int = 1
     compacted_rv: int = 0
     objects: dict[_Collection, dict[tuple[str, str], JsonObject]] = field(

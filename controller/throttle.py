@@ -60,6 +60,10 @@ class ThrottledTransport:
     def host(self) -> str:
         return self.inner.host
 
+    @property
+    def server(self) -> str:
+        return self.inner.server
+
     async def _wait(self, method: str) -> None:
         delay = self.bucket.reserve()
         RATE_LIMITER_DURATION.labels(verb=method, host=self.inner.host).observe(delay)

@@ -8,6 +8,8 @@
   When present — set by the creating client, or written by the controller the first time it
   reconciles the object — every reconcile span of that object is a child of it, so one job can
   be followed from ``kubectl apply`` to its end, across operator restarts.
+* A client that creates an object inside a trace (``pyroclast job submit``, the SDK) writes that annotation
+  on it (:func:`carry_current`), so the operator's reconciles join the trace the user started.
 * :func:`configure_from_env` installs an OTLP/HTTP exporter when the standard ``OTEL_*``
   variables ask for one; otherwise the API's no-op tracer is used and spans cost nearly nothing.
 """
@@ -35,13 +37,15 @@ _propagator = TraceContextTextMapPropagator()
 _configured: list[trace.TracerProvider] = []
 
 
-def configure_from_env(*, install_global: bool = True) -> trace.TracerProvider | None:
+def configure_from_env(
+    *, install_global: bool = True, service_name: str = "pyroclast-operator"
+) -> trace.TracerProvider | None:
     """An SDK tracer provider with an OTLP/HTTP exporter, if ``OTEL_*`` asks for one (else None).
 
     Enabled when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is
     set, unless ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``. ``OTEL_SERVICE_NAME``
-    and ``OTEL_RESOURCE_ATTRIBUTES`` are honoured (the default service name is
-    ``pyroclast-operator``). Idempotent; installed as the global provider unless told not to.
+    and ``OTEL_RESOURCE_ATTRIBUTES`` are honoured (else the service is `service_name`: the operator,
+    ``pyroclast-cli``, ...). Idempotent; installed as the global provider unless told not to.
     """
     if _configured:
         return _configured[0]
@@ -60,9 +64,7 @@ def configure_from_env(*, install_global: bool = True) -> trace.TracerProvider |
     named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
         "OTEL_RESOURCE_ATTRIBUTES", ""
     )
-    provider = TracerProvider(
-        resource=Resource.create({} if named else {"service.name": "pyroclast-operator"})
-    )
+    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if install_global:
         trace.set_tracer_provider(provider)
@@ -102,6 +104,19 @@ def carrier_for(span: trace.Span) -> str | None:
     carrier: dict[str, str] = {}
     _propagator.inject(carrier, trace.set_span_in_context(span))
     return json.dumps(carrier, separators=(",", ":"))
+
+
+def carry_current(obj: JsonObject) -> bool:
+    """Write the current span's context on `obj` (a manifest about to be created), so the operator's
+    reconciles of it join the caller's trace; an annotation already there wins. Whether it was written."""
+    carrier = carrier_for(trace.get_current_span())
+    if carrier is None:
+        return False
+    annotations: JsonObject = obj.setdefault("metadata", {}).setdefault("annotations", {})
+    if TRACE_CONTEXT_ANNOTATION in annotations:
+        return False
+    annotations[TRACE_CONTEXT_ANNOTATION] = carrier
+    return True
 
 
 def annotation_patch(carrier: str) -> JsonObject:

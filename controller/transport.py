@@ -59,6 +59,11 @@ class Transport(Protocol):
         """The server's host[:port], used as the ``host`` metric label."""
         ...
 
+    @property
+    def server(self) -> str:
+        """The server's base URL (``https://host:port``), for the ``url.full`` of client spans."""
+        ...
+
     async def request(
         self,
         method: str,
@@ -237,6 +242,10 @@ class HttpxTransport:
     @property
     def host(self) -> str:
         return self._host
+
+    @property
+    def server(self) -> str:
+        return str(self._auth.server).rstrip("/")
 
     async def _current(self) -> _Session:
         async with self._lock:

@@ -17,10 +17,15 @@ _VERBS: dict[str, str] = {
 }
 
 Handler = Callable[[argparse.Namespace], int]
+DESCRIPTION = (
+    "Distributed PyTorch training on Kubernetes with Volcano gangs: run the TorchJob operator (run), "
+    "submit and follow jobs (job), administer Volcano queues (queue), print the CRD (crd). "
+    "`pyroclast VERB --help` for each."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyroclast", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pyroclast", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in _VERBS.values():
         importlib.import_module(module).add_parser(sub)

@@ -15,10 +15,17 @@ from typing import Any, cast
 import anyio
 import httpx
 import yaml
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
+from controller import tracing
 from controller.client import Client
 from controller.errors import NotFound, TransportError
 from pyroclast.errors import EXIT_INTERRUPTED, EXIT_USAGE, CredentialsError, UsageError, explain
+
+_tracer = trace.get_tracer("pyroclast.cli")
+CLI_SERVICE = "pyroclast-cli"
+"""The OpenTelemetry service name of the command's spans, unless OTEL_SERVICE_NAME says otherwise."""
 
 Body = Callable[[Client], Awaitable[int]]
 JsonObject = dict[str, Any]
@@ -99,6 +106,12 @@ async def connect(kubeconfig: str | Path | None, context: str | None) -> Client:
         ) from exc
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """`pyroclast job submit`: the command line's verbs, the name of its span."""
+    verbs = [getattr(args, "verb", None), getattr(args, "job_verb", None), getattr(args, "queue_verb", None)]
+    return " ".join(["pyroclast", *(str(v) for v in verbs if v)])
+
+
 def run_command(
     args: argparse.Namespace,
     body: Body,
@@ -113,8 +126,12 @@ def run_command(
     halves' error types (e.g. QueueSpecError) that mean a bad flag or document: exit 2."""
 
     async def go() -> int:
-        return await body(await connect(args.kubeconfig, args.context))
+        with _tracer.start_as_current_span(command_name(args)):
+            return await body(await connect(args.kubeconfig, args.context))
 
+    # The standard OTEL_* variables export the command's spans; each command is one trace, which a submitted
+    # TorchJob carries on to the operator (pyroclast.jobs.submit_job).
+    provider = tracing.configure_from_env(service_name=CLI_SERVICE)
     try:
         if validate is not None:
             validate()
@@ -131,6 +148,9 @@ def run_command(
         message, code = explained
         err(message)
         return code
+    finally:
+        if isinstance(provider, SdkTracerProvider):
+            provider.force_flush()  # a short-lived process: export before exiting, not at interpreter exit
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from api import TorchJob
 from api.constants import LABEL_JOB_NAME, LABEL_REPLICA_INDEX, TRAINER_CONTAINER
 from api.podgroup import PodGroup
 from api.queue import QueueState
-from controller import objects
+from controller import objects, tracing
 from controller.client import Client
 from controller.errors import AlreadyExists, Forbidden, NotFound, error_from_status
 from controller.resource import EVENTS, PODS, Resource
@@ -50,6 +50,8 @@ PRIORITY_CLASSES: Final = Resource(
     "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False
 )
 FIELD_MANAGER: Final = "pyroclast-cli"
+SDK_SERVICE: Final = "pyroclast-sdk"
+"""The OpenTelemetry service name of the blocking SDK's spans, unless OTEL_SERVICE_NAME says otherwise."""
 DEFAULT_NAMESPACE: Final = "default"
 WAIT_POLL: Final = 1.0
 
@@ -202,6 +204,8 @@ async def submit_job(
         if check:
             await check_admission(client, job)
         manifest = submit_manifest(job, ns)
+        if not dry_run:
+            tracing.carry_current(manifest)  # the operator's reconciles of the job join this trace
         try:
             if dry_run:
                 created = await _dry_run_create(client, manifest, ns)
@@ -491,6 +495,8 @@ class JobClient:
         self.kubeconfig = kubeconfig
         self.context = context
         self.namespace = namespace
+        # The standard OTEL_* variables export the SDK's spans (unless the application set up its own).
+        tracing.configure_from_env(service_name=SDK_SERVICE)
 
     def _run(self, fn: Callable[[Client], Awaitable[T]]) -> T:
         async def go() -> T:

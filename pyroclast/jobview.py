@@ -9,9 +9,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from api import Phase, PodGroup, TorchJob
+from api import ConditionStatus, ConditionType, Phase, PodGroup, TorchJob
 from controller.torchjob.observe import GangState
 from pyroclast.errors import EXIT_JOB_FAILED, EXIT_OK
+from pyroclast.jobspec import GPU
 from scheduling.queues import format_table
 
 JsonObject = dict[str, Any]
@@ -39,6 +40,23 @@ def age(since: datetime | None, now: datetime) -> str:
 def phase_of(job: TorchJob) -> str:
     """The phase, or `Pending` before the operator wrote one."""
     return job.status.phase.value if job.status and job.status.phase else Phase.PENDING.value
+
+
+def nproc_of(job: TorchJob) -> str:
+    """Processes per node as torchrun will start them: `gpu` and `auto` resolve to the trainer's
+    nvidia.com/gpu limit when it has one (torchrun counts the GPUs it sees); `cpu` is the node's CPU count,
+    known only there."""
+    nproc = job.spec.nproc_per_node
+    if isinstance(nproc, int):
+        return str(nproc)
+    resources = job.spec.resources
+    limits = (resources.limits if resources is not None else None) or {}
+    gpus = limits.get(GPU)
+    if nproc in ("gpu", "auto") and gpus is not None and str(gpus) not in ("", "0"):
+        return f"{gpus} (nprocPerNode {nproc}: one per GPU)"
+    if nproc == "gpu":
+        return "gpu (one per GPU the node's trainer sees; no nvidia.com/gpu limit set)"
+    return f"{nproc} (one per {'GPU, else CPU' if nproc == 'auto' else 'CPU'} of the node)"
 
 
 def nodes_of(job: TorchJob) -> str:
@@ -193,7 +211,7 @@ def describe_text(details: JobDetails, now: datetime) -> str:
             "Nodes",
             f"{nodes.count} (elastic {nodes.min}..{nodes.max})" if nodes.min is not None else nodes.count,
         ),
-        ("Processes/node", spec.nproc_per_node),
+        ("Processes/node", nproc_of(job)),
         ("Queue", spec.scheduling.queue),
         ("Priority class", spec.scheduling.priority_class_name or "-"),
         ("Preemptible", "yes" if spec.scheduling.preemptible else "no"),
@@ -217,6 +235,9 @@ def describe_text(details: JobDetails, now: datetime) -> str:
         pairs.append(("Last checkpoint", f"step {ckpt.step} at {ckpt.path or '-'} ({ckpt.time})"))
     if (reason := details.scheduler_reason) is not None:
         pairs.append(("Scheduler", reason))
+    refused = status.condition(ConditionType.CREATE_FAILED) if status else None
+    if refused is not None and refused.status == ConditionStatus.TRUE:
+        pairs.append(("Create refused", f"{refused.message} (retried with backoff; fix the cause)"))
     lines = _fields(pairs)
     lines += ["", "Conditions:"]
     conditions = (status.conditions if status else None) or []

@@ -9,6 +9,9 @@ from typing import Any, Final
 
 FORMATS: Final = ("text", "json")
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
+CHATTY: Final = ("httpx", "httpcore")
+"""Libraries that log every HTTP request (at info) or connection step (at debug): kept at warning unless the
+operator runs at debug, so the default log shows the operator's own lines."""
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept as a field.
 _STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -64,3 +67,5 @@ def configure(level: int, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))

@@ -214,7 +214,7 @@ def manager_options(args: argparse.Namespace) -> dict[str, Any]:
         "qps": args.kube_api_qps,
         "burst": args.kube_api_burst,
         "leader_election": args.leader_elect,
-        "leader_election_id": args.leader_election_id if args.leader_elect else None,
+        "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,
         "lease_duration": lease,
         "renew_deadline": renew,

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import anyio
 
+from api.quantity import parse_quantity
 from api.queue import Queue, QueueState
 from controller.client import Client
 from controller.errors import AlreadyExists, NotFound
@@ -34,6 +35,7 @@ from scheduling.queues import (
     rows_table,
     update_patch,
 )
+from scheduling.resources import display_quantity
 
 EPILOG: Final = f"""\
 {EXIT_CODES_HELP}
@@ -136,7 +138,9 @@ async def _get(client: Client, args: argparse.Namespace) -> int:
 
 
 def _res(resources: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted((resources or {}).items())) or "-"
+    """`cpu=64, memory=256Gi`: in the same units as the allocation column, whatever the spec spelled."""
+    shown = (f"{k}={display_quantity(parse_quantity(v))}" for k, v in sorted((resources or {}).items()))
+    return ", ".join(shown) or "-"
 
 
 async def _update(client: Client, args: argparse.Namespace) -> int:

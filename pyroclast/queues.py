@@ -17,17 +17,17 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from api.constants import GROUP, PLURAL, VERSION, VOLCANO_API_VERSION, VOLCANO_GROUP, VOLCANO_VERSION
+from api.constants import GROUP, PLURAL, VERSION, VOLCANO_API_VERSION
 from api.queue import Queue, QueueState
 from controller.client import Client
 from controller.errors import AlreadyExists, NotFound
 from controller.resource import Resource
+from controller.torchjob.queue_gate import QUEUES
 from pyroclast.errors import EXIT_TIMEOUT, RefusedError
 from scheduling.queues import JobCounts, count_jobs, job_phase, job_queue, queue_manifest, spec_patch
 
 JsonObject = dict[str, Any]
 
-QUEUES: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "Queue", "queues", namespaced=False)
 COMMANDS: Final = Resource("bus.volcano.sh", "v1alpha1", "Command", "commands")
 TORCHJOBS: Final = Resource(GROUP, VERSION, "TorchJob", PLURAL)
 COMMAND_NAMESPACE: Final = "default"

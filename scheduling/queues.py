@@ -17,13 +17,13 @@ from api.quantity import parse_quantity
 from api.queue import Queue, QueueSpec
 from api.status import Phase
 from controller.objects import JsonObject
-from scheduling.resources import format_quantity
+from scheduling.resources import display_quantity
 
 # Spec fields `apply` and `update` manage. `parent` is compared only when the desired queue names one: the
 # queue-controller writes `parent: root` onto every queue created without it (volcano.md section 2).
 MANAGED_FIELDS: Final = ("weight", "capability", "guarantee", "deserved", "reclaimable", "parent", "priority")
 RUNNING_PHASES: Final = frozenset({Phase.RUNNING, Phase.RESTARTING})
-PENDING_PHASES: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED})
+PENDING_PHASES: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED, Phase.CREATE_FAILED})
 
 
 class QueueSpecError(ValueError):
@@ -296,8 +296,8 @@ def allocation(queue: Queue) -> str:
         return "-"
     parts: list[str] = []
     for name in names:
-        used = format_quantity(parse_quantity(allocated.get(name, 0)))
-        cap = format_quantity(parse_quantity(capability[name])) if name in capability else "-"
+        used = display_quantity(parse_quantity(allocated.get(name, 0)))
+        cap = display_quantity(parse_quantity(capability[name])) if name in capability else "-"
         parts.append(f"{name} {used}/{cap}")
     return ", ".join(parts)
 

@@ -18,6 +18,8 @@ from controller.torchjob.observe import POD_RUNNING, POD_SUCCEEDED, Worker, even
 EVICT_EVENT: Final = "Evict"
 """vc-scheduler's Warning Event on a victim pod ("Pod is evicted, because of preempt|reclaim")."""
 CAUSE_CAPACITY: Final = "CapacityReturned"
+CAUSE_SCALED: Final = "Scaled"
+"""A resize asked for: spec.nodes.count of a running elastic job changed (the scale subresource, an edit)."""
 VANISHED: Final = "PodVanished"
 COALESCE: Final = 10.0
 """Seconds within which shrinks for the same cause read as one resize."""

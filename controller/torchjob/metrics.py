@@ -11,8 +11,9 @@ from typing import Final, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from api import Disruption, Phase, Resize, TorchJobStatus
+from api import Disruption, DisruptionKind, Phase, Resize, TorchJobStatus
 from controller.metrics import REGISTRY
+from controller.torchjob.disruption import CAUSE_CAPACITY, CAUSE_SCALED
 
 _Entry = TypeVar("_Entry", Disruption, Resize)
 _DURATION_BUCKETS: Final = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
@@ -54,6 +55,18 @@ GANG_SIZE: Final = Histogram(
     buckets=_GANG_BUCKETS,
     registry=REGISTRY,
 )
+
+# Every known label value of the counters is exported from the start (at 0), so a dashboard shows a flat line
+# rather than "No data" before the first restart, disruption or resize.
+for _cause in ("failure", "preemption", "resize"):
+    RESTARTS.labels(cause=_cause)
+for _kind in DisruptionKind:
+    RESIZES.labels(direction="down", cause=_kind.value)
+    for _action in ("Restarted", "Shrunk"):
+        DISRUPTIONS.labels(kind=_kind.value, action=_action)
+RESIZES.labels(direction="up", cause=CAUSE_CAPACITY)
+for _direction in ("up", "down"):
+    RESIZES.labels(direction=_direction, cause=CAUSE_SCALED)
 
 
 class JobMetrics:

@@ -28,6 +28,7 @@ from controller.torchjob.observe import (
 )
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import LiveReport, apply_live
+from controller.torchjob.queue_gate import QueueProblem
 from controller.torchjob.rendezvous import (
     StoreState,
     is_worker,
@@ -51,6 +52,7 @@ REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
 REASON_SUSPENDED: Final = "Suspended"
 REASON_RESUMED: Final = "Resumed"
 REASON_RESIZED: Final = "Resized"
+REASON_SCALED: Final = "Scaled"
 REASON_PREEMPTED: Final = "Preempted"
 REASON_AWAITING_CAPACITY: Final = "WaitingForCapacity"
 REASON_SHRUNK: Final = "NodesLost"
@@ -149,6 +151,7 @@ def plan(
     *,
     live: LiveReport | None = None,
     progress_url: str | None = None,
+    queue: QueueProblem | None = None,
 ) -> Plan:
     """Decide the job's next status and the writes that move the world towards it.
 
@@ -156,7 +159,8 @@ def plan(
     `rendezvous_objects` the job's other Services and PodGroups, where an elastic job's dedicated store keeps
     its own (:mod:`.rendezvous`); `departures` what is known of running workers now gone (:mod:`.disruption`);
     `live` the job's latest live progress report (:mod:`.progress`); `progress_url` the operator's progress
-    endpoint new workers report to (None: off).
+    endpoint new workers report to (None: off); `queue` what keeps the job's queue from admitting it, read
+    only while the gang waits (:mod:`.queue_gate`).
     """
     old = job.status or TorchJobStatus()
     if job.metadata.deletion_timestamp is not None:
@@ -183,7 +187,9 @@ def plan(
         _transition(job, out, Phase.FAILED, REASON_DEADLINE, _deadline_message(job), now, "Warning")
         _finish(job, out, podgroup, workers, now)
     else:
-        _drive(job, out, podgroup, workers, service, now, podgroup_events, store, departures, progress_url)
+        _drive(
+            job, out, podgroup, workers, service, now, podgroup_events, store, departures, progress_url, queue
+        )
     finished = status.phase.finished
     wanted = not finished and status.phase != Phase.SUSPENDED
     for kind, obj in store_deletes(job, store, wanted=wanted):
@@ -203,6 +209,7 @@ def _drive(
     store: StoreState,
     departures: disruption.Departures = disruption.NONE_DEPARTED,
     progress_url: str | None = None,
+    queue: QueueProblem | None = None,
 ) -> None:
     status = out.status
     if status.phase == Phase.SUSPENDED:
@@ -237,6 +244,7 @@ def _drive(
             _finish(job, out, podgroup, workers, now)
         return
 
+    _scaled(job, out, now)
     _ensure_gang(job, out, podgroup, service, current, count, attempt, store, progress_url)
     # Volcano counts finished members as scheduled too: a worker done early keeps the gang Running.
     running = sum(1 for w in current.values() if w.phase in (POD_RUNNING, POD_SUCCEEDED) and not w.deleting)
@@ -259,11 +267,33 @@ def _drive(
             why = status.last_disruption_reason or REASON_PREEMPTED
             message = f"Preempted ({why}), waiting for capacity: {message}"
             _transition(job, out, Phase.PREEMPTED, REASON_AWAITING_CAPACITY, message, now, "Warning")
+        elif queue is not None:
+            # Said once when it starts (a Warning), not on every look.
+            before = status.condition(ConditionType.QUEUED)
+            again = before is None or before.reason != queue.reason or before.message != queue.message
+            reason, why = queue.reason, queue.message
+            _transition(job, out, Phase.QUEUED, reason, why, now, "Warning", force_event=again)
         else:
-            _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal")
+            # The first reason the scheduler gives (or a new one) gets an Event too, not only the condition.
+            before = status.condition(ConditionType.QUEUED)
+            news = bool(gang.reason) and before is not None and f"({gang.reason})" not in before.message
+            _transition(job, out, Phase.QUEUED, REASON_QUEUED, message, now, "Normal", force_event=news)
     if (grown := disruption.regrown(status, current, now)) is not None:
         what = f"{grown.from_nodes} -> {grown.to_nodes} nodes ({grown.cause})"
         out.events.append(Event("Normal", REASON_REGROWN, f"replacement workers joined: {what}"))
+
+
+def _scaled(job: TorchJob, out: Plan, now: datetime) -> None:
+    """A running elastic job whose node count was changed (``kubectl scale``, an edit): workers are added or
+    removed in place (no restart), recorded as a resize with an Event."""
+    status = out.status
+    before, after = status.desired_nodes, job.spec.nodes.count
+    if not job.spec.nodes.elastic or status.phase != Phase.RUNNING or not before or before == after:
+        return
+    disruption.resize(status, now, before, after, disruption.CAUSE_SCALED)
+    how = "workers added" if after > before else "highest-index workers removed"
+    message = f"spec.nodes.count changed {before} -> {after}: {how} in place, without a gang restart"
+    out.events.append(Event("Normal", REASON_SCALED, message))
 
 
 def _preempted(status: TorchJobStatus) -> bool:

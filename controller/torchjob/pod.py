@@ -129,6 +129,10 @@ def desired_worker(
     if "serviceAccountName" not in pod_spec:
         # Training code needs no API access; a user who names a service account decides for themselves.
         pod_spec["automountServiceAccountToken"] = False
+        if progress_url is not None:
+            # A projected token needs a named account: an apiserver without the ServiceAccount admission
+            # plugin (which would default it) refuses the pod otherwise.
+            pod_spec["serviceAccountName"] = DEFAULT_SERVICE_ACCOUNT
 
     return {
         "apiVersion": "v1",
@@ -143,6 +147,9 @@ def desired_worker(
         "spec": pod_spec,
     }
 
+
+DEFAULT_SERVICE_ACCOUNT: Final = "default"
+"""The namespace's own account, named on workers that get a progress token and name none."""
 
 # Overlay fields copied onto the pod spec as written; volumes and mounts are merged above.
 _COPIED: Final = (

@@ -25,7 +25,7 @@ from controller import objects
 from controller.cache import deep_copy, owner_uid_index
 from controller.client import Client
 from controller.controller import Controller
-from controller.errors import AlreadyExists, NotFound
+from controller.errors import AlreadyExists, ApiError, NotFound
 from controller.informer import InformerEvent
 from controller.manager import Manager
 from controller.recorder import EventRecorder, ObjectRef
@@ -53,6 +53,9 @@ from controller.torchjob.plan import (
 )
 from controller.torchjob.progress_endpoint import Address, ProgressEndpoint
 from controller.torchjob.prune import prune_pod, prune_podgroup
+from controller.torchjob.queue_gate import QueueProblem
+from controller.torchjob.queue_reader import QueueReader
+from controller.torchjob.refusal import Refusal, created, refused
 from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
 
@@ -99,6 +102,17 @@ def _transient(old: TorchJobStatus, new: TorchJobStatus) -> bool:
         and old.failure_restarts == new.failure_restarts
         and old.preemption_restarts == new.preemption_restarts
     )
+
+
+def _headline(event: Event) -> tuple[str, str, str]:
+    """An Event's type, reason and message up to the first ": " (the counts that follow change often)."""
+    return event.type, event.reason, event.message.split(": ", 1)[0]
+
+
+def _says_more(event: Event, announced: frozenset[Event]) -> bool:
+    """Whether `event` tells more than the Events already recorded for a held phase: another reason, or the
+    scheduler's reason where the announced message had none."""
+    return _headline(event) not in {_headline(a) for a in announced}
 
 
 def slow_start(total: int, initial: int = SLOW_START_INITIAL) -> Iterator[int]:
@@ -152,6 +166,7 @@ class TorchJobReconciler:
         self.pods = manager.informer(PODS, transform=prune_pod, paged_first_list=True).cache
         self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup, paged_first_list=True).cache
         self.services = manager.informer(SERVICES).cache
+        self.queues = QueueReader(self.client, monotonic=monotonic)
         for cache in (self.pods, self.podgroups, self.services):
             cache.add_index(OWNER_INDEX, owner_uid_index)
         self.clock = clock
@@ -160,7 +175,7 @@ class TorchJobReconciler:
         self.parsed = ParsedJobs()
         self._monotonic = monotonic
         self._batch_until: dict[str, float] = {}
-        self._announced: dict[str, tuple[Phase, datetime]] = {}
+        self._announced: dict[str, tuple[Phase, datetime, frozenset[Event]]] = {}
         self._departed: dict[str, tuple[float, JsonObject]] = {}
         """Per `<job uid>/<pod name>`, the last state of a disrupted worker pod deleted lately, and when."""
         manager.informer(PODS).add_handler(self._remember_departed)
@@ -224,6 +239,7 @@ class TorchJobReconciler:
         events = await self._podgroup_events(job, podgroup)
         others = [o for o in (*owned_svcs, *owned_pgs) if o is not podgroup]
         departures = await self._departures(job, owned_pods)
+        queue = await self._queue_problem(job, podgroup)
         step = plan(
             job,
             podgroup,
@@ -235,22 +251,53 @@ class TorchJobReconciler:
             departures=departures,
             live=self.progress.latest(request.key) if self.progress is not None else None,
             progress_url=self.progress_url,
+            queue=queue,
         )
 
         old = job.status or TorchJobStatus()
         if step.commit_first:
             deferred = await self._write_status(request, raw, old, step)
-            await self._apply(request, job, step)
+            written = step.status.model_copy(deep=True)
+            refusal = await self._apply(request, job, step)
+            if self._settle(request, old, step, refusal, now):
+                step.commit_first = False
+                deferred = await self._write_status(request, raw, written, step, urgent=True)
         else:
-            await self._apply(request, job, step)
-            deferred = await self._write_status(request, raw, old, step)
+            refusal = await self._apply(request, job, step)
+            urgent = self._settle(request, old, step, refusal, now)
+            deferred = await self._write_status(request, raw, old, step, urgent=urgent)
         queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
         self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
             self.metrics.observe(request.key, step.status.phase, job.spec.scheduling.queue)
+        if refusal is not None:
+            return Result(requeue=True)  # retried with the queue's per-item exponential backoff
         if deferred is not None:
             step.requeue(deferred)
         return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+
+    def _settle(
+        self, request: Request, old: TorchJobStatus, step: Plan, refusal: Refusal | None, now: datetime
+    ) -> bool:
+        """Fold this pass's create outcome into the status (:mod:`.refusal`); whether the status changed.
+
+        A refusal is logged once per distinct apiserver message (without a traceback: it is the user's to
+        fix, and every retry would repeat it); later retries of the same refusal log at debug only.
+        """
+        before = step.status.to_k8s()
+        generation = step.status.observed_generation
+        if refusal is None:
+            created(step, now, generation)
+        elif refused(old, step, refusal, now, generation):
+            log.warning(
+                "torchjob %s: %s",
+                request,
+                refusal.describe(),
+                extra={"kind": refusal.kind, "object": refusal.name, "code": refusal.code},
+            )
+        else:
+            log.debug("torchjob %s: still refused: %s", request, refusal.describe())
+        return step.status.to_k8s() != before
 
     def _caught_up(self, key: str, raw: JsonObject, owned: tuple[tuple[str, list[JsonObject]], ...]) -> bool:
         """Whether the caches show this process's earlier writes for the job (see :class:`Expectations`)."""
@@ -267,20 +314,27 @@ class TorchJobReconciler:
     def _dedupe_held_events(
         self, key: str, old: TorchJobStatus, step: Plan, now: datetime, *, held: bool
     ) -> datetime | None:
-        """A phase held back is announced (Event) once, when first seen, not again when finally written.
+        """A change held back is announced (Event) once, when first seen, not again on the passes until it is
+        written; an Event that says more than the announced ones (the scheduler's reason, seen meanwhile)
+        still goes.
 
         Returns since when a Queued phase that was never written had been held (for the time-Queued metric).
         """
         phase = step.status.phase
         announced = self._announced.get(key)
-        if phase is not None and phase != old.phase and announced is not None and announced[0] == phase:
-            step.events.clear()
-        if held and phase is not None and phase != old.phase:
+        if announced is not None:
+            step.events[:] = [e for e in step.events if _says_more(e, announced[2])]
+        if held and phase is not None:
             if announced is None or announced[0] != phase:
-                self._announced[key] = (phase, now)
+                since = now if phase != old.phase else (announced[1] if announced is not None else now)
+                self._announced[key] = (phase, since, frozenset(step.events))
+            else:
+                self._announced[key] = (phase, announced[1], announced[2] | frozenset(step.events))
             return None
         self._announced.pop(key, None)
-        return announced[1] if announced is not None and announced[0] == Phase.QUEUED else None
+        if announced is None or announced[0] != Phase.QUEUED or old.phase == Phase.QUEUED:
+            return None
+        return announced[1]
 
     def _remember_departed(self, event: InformerEvent) -> None:
         """Keep the last state of a deleted worker pod that shows a disruption, for a while: a reconcile may
@@ -318,6 +372,16 @@ class TorchJobReconciler:
             events = []
         return Departures(last_states=last, events=events)
 
+    async def _queue_problem(self, job: TorchJob, podgroup: JsonObject | None) -> QueueProblem | None:
+        """What keeps the job's queue from admitting it, read only while the gang waits to be admitted."""
+        status = job.status
+        if status is not None and status.phase not in _WAITING and status.phase != Phase.CREATE_FAILED:
+            return None
+        pg_status: JsonObject = (podgroup or {}).get("status") or {}
+        if pg_status.get("phase") not in (None, "Pending", "Inqueue"):  # Volcano enqueues into a Closed one
+            return None
+        return await self.queues.problem(job.spec.scheduling.queue)
+
     async def _podgroup_events(self, job: TorchJob, podgroup: JsonObject | None) -> list[JsonObject]:
         """The scheduler's Events on a PodGroup the enqueue gate keeps waiting without a condition (only
         then: the condition, when present, says the same without a read)."""
@@ -335,22 +399,23 @@ class TorchJobReconciler:
             return []
 
     async def _write_status(
-        self, request: Request, raw: JsonObject, old: TorchJobStatus, step: Plan
+        self, request: Request, raw: JsonObject, old: TorchJobStatus, step: Plan, *, urgent: bool = False
     ) -> float | None:
         """Patch the status if it changed; returns seconds to come back when a minor change is held back.
 
         A change of phase or restart counters is written at once. Anything else (node counts, the scheduler's
         message) waits up to ``STATUS_BATCH`` seconds to ride along with the next write, as pods of a gang
         change one by one; so does a new job's first Pending/Queued phase (see ``_TRANSIENT``). Terminal
-        phases, Restarting and restart counters are never held.
+        phases, Restarting and restart counters are never held; nor is an `urgent` change (a refused create
+        shown or cleared: the refused pass is retried with backoff, which may be long).
         """
         before = old.to_k8s()
         after = step.status.to_k8s()
         if before == after:
             self._batch_until.pop(request.key, None)
             return None
-        major = step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
-        if major and not step.commit_first and _transient(old, step.status):
+        major = urgent or step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
+        if major and not (step.commit_first or urgent) and _transient(old, step.status):
             major = False
         if not major:
             until = self._batch_until.setdefault(request.key, self._monotonic() + STATUS_BATCH)
@@ -370,34 +435,39 @@ class TorchJobReconciler:
         self.expectations.status_written(request.key, version)
         return None
 
-    async def _apply(self, request: Request, job: TorchJob, step: Plan) -> None:
+    async def _apply(self, request: Request, job: TorchJob, step: Plan) -> Refusal | None:
         """Run the plan's actions in its order; each run of consecutive pod creates in slow-start batches.
 
         Orders that matter (:mod:`.plan`): a PodGroup (the gang's, an elastic job's store's) is created before
         the pods that name it, the shared Service before the workers it names, an elastic job's store pod
         (first of its run, so alone in the first batch) before the workers that dial it; deletes of an older
         attempt's same-named pods come in plans that create nothing. Pod creates next to each other depend on
-        nothing among themselves: only they run in parallel.
+        nothing among themselves: only they run in parallel. A create the apiserver refuses (4xx) ends the
+        pass and is returned (what depends on it cannot follow); any other error is raised.
         """
         for pods, run in groupby(step.actions, key=_is_pod_create):
             if pods:
-                await self._create_pods(request, [a for a in run if isinstance(a, CreateObject)])
+                refusal = await self._create_pods(request, [a for a in run if isinstance(a, CreateObject)])
+                if refusal is not None:
+                    return refusal
                 continue
             for action in run:
-                await self._act(request, job, action)
+                if (refusal := await self._act(request, job, action)) is not None:
+                    return refusal
+        return None
 
-    async def _act(self, request: Request, job: TorchJob, action: Action) -> None:
+    async def _act(self, request: Request, job: TorchJob, action: Action) -> Refusal | None:
         ns = request.namespace
         match action:
             case CreateObject():
-                await self._create(request, action)
+                return await self._create(request, action)
             case PatchPodGroup(name=name, patch=patch):
                 await self.client.patch(PODGROUPS, name, patch, ns)
             case DeleteObject(kind=kind, name=name, uid=uid):
                 try:
                     await self.client.delete(_KINDS[kind], name, ns, uid=uid, propagation_policy="Background")
                 except NotFound:
-                    return
+                    return None
                 self.expectations.deleted(request.key, kind, uid)
             case DeleteJob():
                 log.info("torchjob %s: TTL after finish expired; deleting the job", request)
@@ -405,55 +475,69 @@ class TorchJobReconciler:
                     await self.client.delete(
                         TORCHJOBS, request.name, ns, uid=job.metadata.uid, propagation_policy="Background"
                     )
+        return None
 
-    async def _create(self, request: Request, action: CreateObject) -> None:
-        """Create one object; expected in the cache only once the create succeeded."""
+    async def _create(self, request: Request, action: CreateObject) -> Refusal | None:
+        """Create one object; expected in the cache only once the create succeeded. A 4xx answer other than
+        AlreadyExists and 429 is returned as a :class:`Refusal`; other errors are raised."""
         kind, body = action.kind, action.body
         name = str(body["metadata"]["name"])
         try:
             await self.client.create(_KINDS[kind], body, request.namespace)
         except AlreadyExists:
             log.info("torchjob %s: %s %s already exists", request, kind, name)
-            return
+            return None
+        except ApiError as err:
+            if not 400 <= err.code < 500 or err.code == 429:
+                raise
+            return Refusal(kind, name, err.code, err.message or str(err))
         if not (kind == "Service" and name == WORKERS_SERVICE):  # shared, owned by no job
             self.expectations.created(request.key, kind, name)
         if kind == "PodGroup":
             JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
+        return None
 
-    async def _create_pods(self, request: Request, creates: list[CreateObject]) -> None:
+    async def _create_pods(self, request: Request, creates: list[CreateObject]) -> Refusal | None:
         """Pod creates in parallel batches of 1, 2, 4, ... (client-go's slowStartBatch): a batch with an
         error ends the run, the rest not attempted (what refused one, a quota or admission, likely refuses
-        them all), and the first error of that batch is raised once every create of the batch returned."""
+        them all). Once every create of that batch returned, its first refusal is returned, or else its first
+        other error raised."""
         done = 0
         for size in slow_start(len(creates)):
-            failed = await self._create_batch(request, creates[done : done + size])
+            refusals, errors = await self._create_batch(request, creates[done : done + size])
             done += size
-            if failed:
-                log.info(
-                    "torchjob %s: %d of %d pod creates in a batch failed; %d not attempted: %s",
+            if refusals or errors:
+                failed = len(refusals) + len(errors)
+                log.debug(
+                    "torchjob %s: %d of %d pod creates in a batch failed; %d not attempted",
                     request,
-                    len(failed),
+                    failed,
                     size,
                     len(creates) - done,
-                    failed[0],
-                    extra={"failed": len(failed), "skipped": len(creates) - done},
+                    extra={"failed": failed, "skipped": len(creates) - done},
                 )
-                raise failed[0]
+                if errors:
+                    raise errors[0]
+                return refusals[0]
+        return None
 
-    async def _create_batch(self, request: Request, batch: list[CreateObject]) -> list[Exception]:
-        """Run `batch` in parallel to its end; the errors, in the batch's order."""
-        errors: list[Exception | None] = [None] * len(batch)
+    async def _create_batch(
+        self, request: Request, batch: list[CreateObject]
+    ) -> tuple[list[Refusal], list[Exception]]:
+        """Run `batch` in parallel to its end; its refusals and its other errors, in the batch's order."""
+        outcomes: list[Refusal | Exception | None] = [None] * len(batch)
 
         async def create(index: int, action: CreateObject) -> None:
             try:
-                await self._create(request, action)
+                outcomes[index] = await self._create(request, action)
             except Exception as err:  # kept: the batch's other creates must finish, not be cancelled
-                errors[index] = err
+                outcomes[index] = err
 
         async with anyio.create_task_group() as tg:
             for index, action in enumerate(batch):
                 tg.start_soon(create, index, action)
-        return [e for e in errors if e is not None]
+        refusals = [o for o in outcomes if isinstance(o, Refusal)]
+        return refusals, [o for o in outcomes if isinstance(o, Exception)]
 
     def _record(
         self,

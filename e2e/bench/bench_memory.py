@@ -209,6 +209,10 @@ class SyntheticApiServer:
         return "synthetic.invalid"
 
     @property
+    def server(self) -> str:
+        return "http://synthetic.invalid"
+
+    @property
     def watch_done(self) -> bool:
         return all(c.sent == c.count for c in self.collections.values())
 

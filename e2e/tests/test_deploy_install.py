@@ -303,6 +303,7 @@ NEEDED = [
     ("delete", "", "services", "", "team-a", "svc"),
     ("create", "", "events", "", "team-a", ""),
     ("create", "authentication.k8s.io", "tokenreviews", "", "", ""),
+    ("get", "scheduling.volcano.sh", "queues", "", "", "research"),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, LEASE),
 ]
 # What it must not do: read secrets or config, reach into pods or nodes, edit what users own, act elsewhere.
@@ -322,6 +323,8 @@ DENIED = [
     ("update", "coordination.k8s.io", "leases", "", "kube-system", "kube-controller-manager"),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, "someone-else"),
     ("create", "scheduling.volcano.sh", "queues", "", "", ""),
+    ("list", "scheduling.volcano.sh", "queues", "", "", ""),
+    ("update", "scheduling.volcano.sh", "queues", "", "", "research"),
     ("create", "scheduling.k8s.io", "priorityclasses", "", "", ""),
     ("escalate", "rbac.authorization.k8s.io", "clusterroles", "", "", ""),
     ("impersonate", "", "users", "", "", ""),

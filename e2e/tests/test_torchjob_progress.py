@@ -48,7 +48,11 @@ def job_with_account(name: str, pool: NodePool, **spec: Any) -> JsonObject:
 
 
 def mint(
-    cluster: Cluster, namespace: str, pod: JsonObject, audience: str = contract.PROGRESS_AUDIENCE
+    cluster: Cluster,
+    namespace: str,
+    pod: JsonObject,
+    audience: str = contract.PROGRESS_AUDIENCE,
+    account: str = SERVICE_ACCOUNT,
 ) -> str:
     """A token bound to `pod`, as the kubelet would project it."""
     meta = pod["metadata"]
@@ -61,7 +65,7 @@ def mint(
             "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
         },
     }
-    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{SERVICE_ACCOUNT}/token"
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
     answer = cluster.api.create(path, request)
     assert answer is not None
     return str(answer["status"]["token"])
@@ -225,3 +229,45 @@ async def test_workers_report_live_progress_with_pod_bound_tokens(
                 return status if (status.get("progress") or {}).get("step") == 60 else None
 
             await wait_for("status.progress from the poster", folded_poster, within=20)
+
+
+async def test_a_job_naming_no_service_account_reports_as_default(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    """A projected token needs a named account; an apiserver without the ServiceAccount admission plugin
+    would refuse the pod ("must not be specified when serviceAccountName is not set"), so the operator names
+    the namespace's `default` (whichever way the plugin is set)."""
+    nodes(2, cpu="4")
+
+    async def default_account() -> JsonObject | None:
+        return cluster.api.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+
+    await wait_for("the namespace's default service account", default_account, within=30)
+    bind = Address("127.0.0.1", 0)
+    async with operator_reconciler(cluster, progress_bind=bind, progress_url=WORKERS_DIAL) as reconciler:
+        client = reconciler.client
+        assert reconciler.progress is not None
+        body = torchjob("nosa", nodes)
+        assert "serviceAccountName" not in body["spec"]["template"]["spec"]
+        await client.create(TORCHJOBS, body, namespace)
+        await wait_phase(client, namespace, "nosa", "Running")
+        worker = await client.get(PODS, "nosa-worker-0", namespace)
+        assert worker["spec"]["serviceAccountName"] == "default"
+        assert worker["spec"]["automountServiceAccountToken"] is False  # still no API token for training code
+        assert any(v["name"] == TOKEN_VOLUME for v in worker["spec"]["volumes"])
+
+        await reconciler.progress.listening.wait()
+        token = mint(cluster, namespace, worker, account="default")
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.post(
+                f"http://127.0.0.1:{reconciler.progress.port}/v1/progress",
+                json={"step": 5, "totalSteps": 50},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert answer.status_code == 202, answer.text
+
+        async def folded() -> JsonObject | None:
+            status = await status_of(client, namespace, "nosa")
+            return status if (status.get("progress") or {}).get("step") == 5 else None
+
+        await wait_for("status.progress of nosa", folded, within=20)

@@ -166,3 +166,41 @@ def test_describe_shows_the_gang_and_the_schedulers_reason_while_queued() -> Non
     assert "Scheduler:" not in running
     assert "PodGroup:\n  <none>" in running
     assert "Events:\n  <none>" in running
+
+
+@pytest.mark.parametrize(
+    ("spec", "shown"),
+    [
+        ({"nprocPerNode": "gpu", "resources": {"limits": {"nvidia.com/gpu": 8}}}, "8 (nprocPerNode gpu"),
+        ({"nprocPerNode": "auto", "resources": {"limits": {"nvidia.com/gpu": 4}}}, "4 (nprocPerNode auto"),
+        ({"nprocPerNode": 2}, "2"),
+        ({"nprocPerNode": "cpu"}, "cpu (one per CPU of the node)"),
+    ],
+)
+def test_describe_shows_the_resolved_processes_per_node(spec: dict[str, Any], shown: str) -> None:
+    text = describe_text(JobDetails(job=job(**spec)), NOW)
+    line = next(ln for ln in text.splitlines() if ln.startswith("Processes/node:"))
+    assert line.split(":", 1)[1].strip().startswith(shown)
+    assert line.split(":", 1)[1].strip() != "gpu"
+
+
+def test_describe_shows_a_refused_create_instead_of_the_schedulers_words() -> None:
+    refused = {
+        "type": "CreateFailed", "status": "True", "reason": "FailedCreatePod",
+        "message": 'creating Pod ft-worker-0 was refused (403): pods "ft-worker-0" is forbidden: '
+                   'exceeded quota',
+        "lastTransitionTime": "2026-01-01T11:59:00Z",
+    }  # fmt: skip
+    raw_pg = {"metadata": {"name": "ft-u1", "namespace": "ns"}, "spec": {"minMember": 2}, "status": {}}
+    details = JobDetails(
+        job=job(status={"phase": "CreateFailed", "conditions": [refused]}),
+        podgroup=PodGroup.model_validate(raw_pg),
+        gang=observe_podgroup(raw_pg, []),
+    )
+    text = describe_text(details, NOW)
+    assert "Phase:" in text
+    assert "CreateFailed" in text.split("Phase:", 1)[1].splitlines()[0]
+    assert "Create refused:" in text
+    assert "exceeded quota" in text.split("Create refused:", 1)[1].splitlines()[0]
+    assert "Scheduler:" not in text  # not the misleading "0/0 tasks in gang unschedulable"
+    assert "CreateFailed   True     FailedCreatePod" in text

@@ -109,6 +109,18 @@ def test_readme_rbac_table_lists_exactly_the_shipped_permissions() -> None:
     assert _readme_rbac_table() == shipped
 
 
+def test_volcano_queues_are_only_read_one_by_one() -> None:
+    """The operator `get`s the queue of a waiting job (to say when it is missing or Closed): no list or watch
+    (no informer on every queue), no write; the chart grants it with its cluster-wide rights only."""
+    docs = _docs(DEPLOY / "base" / "rbac.yaml")
+    shipped = _rbac_triples(_one(docs, "ClusterRole", "pyroclast-operator")["rules"])
+    assert {t for t in shipped if t[1] == "queues"} == {("scheduling.volcano.sh", "queues", "get")}
+    chart = (DEPLOY / "helm" / "pyroclast" / "templates" / "rbac.yaml").read_text()
+    cluster_only = chart.split('{{- if eq $kind "ClusterRole" }}', 1)[1].split("{{- end }}", 1)[0]
+    assert "resources: [queues]\n    verbs: [get]\n" in cluster_only
+    assert chart.count("resources: [queues]") == 1
+
+
 def test_chart_crd_is_the_generated_one() -> None:
     chart_crd = DEPLOY / "helm" / "pyroclast" / "crds" / CRD_FILENAME
     assert chart_crd.read_text() == render(), "stale: run `make crd` (pyroclast crd --write ... for both)"

@@ -56,7 +56,8 @@ def test_defaults_are_client_go_timings_and_a_50_qps_bucket() -> None:
         2.0,
     )
     assert (options["qps"], options["burst"]) == (50.0, 100)
-    assert options["leader_election_id"] is None  # no Lease without --leader-elect
+    assert options["leader_election"] is False  # no Lease without --leader-elect ...
+    assert options["leader_election_id"] == "pyroclast-operator"  # ... the id only names the leader gauge
     assert (args.log_level, args.log_format, args.otlp_endpoint) == (logging.INFO, "text", None)
 
 
@@ -139,3 +140,29 @@ def test_configure_routes_the_root_logger_in_the_chosen_format(monkeypatch: pyte
     assert json.loads(line)["job"] == "a/b"
     with pytest.raises(ValueError, match="use one of text, json"):
         logs.configure(logging.INFO, "xml")
+
+
+@pytest.mark.parametrize(
+    ("level", "http_level"), [(logging.INFO, logging.WARNING), (logging.DEBUG, logging.DEBUG)]
+)
+def test_http_libraries_log_each_request_only_at_debug(
+    monkeypatch: pytest.MonkeyPatch, level: int, http_level: int
+) -> None:
+    """httpx logs every request line at info: at the default level the operator's own lines are what shows."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), {n: logging.getLogger(n).level for n in logs.CHATTY})
+    try:
+        logs.configure(level, "text")
+        assert {logging.getLogger(n).level for n in logs.CHATTY} == {http_level}
+        logging.getLogger("httpx").info('HTTP Request: GET https://127.0.0.1:6443/api "HTTP/1.1 200 OK"')
+        logging.getLogger("pyroclast.x").info("reconciled")
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        for name, old in saved[2].items():
+            logging.getLogger(name).setLevel(old)
+    shown = stream.getvalue()
+    assert "reconciled" in shown
+    assert ("HTTP Request" in shown) is (level == logging.DEBUG)

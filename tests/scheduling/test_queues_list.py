@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from api.quantity import parse_quantity
 from api.queue import Queue
 from scheduling.queues import JobCounts, allocation, count_jobs, queue_rows, rows_table
+from scheduling.resources import display_quantity
 
 
 def job(queue: str | None, phase: str | None) -> dict[str, object]:
@@ -36,7 +40,28 @@ def test_allocation_shows_used_over_cap() -> None:
         capability={"cpu": "8", "nvidia.com/gpu": 4},
         status={"state": "Open", "allocated": {"cpu": "2500m", "memory": "2Gi", "pods": "0"}},
     )
-    assert allocation(q) == "cpu 2500m/8, memory 2147483648/-, nvidia.com/gpu 0/4"
+    # Memory in the units people write (the scheduler reports bytes), as `queue get` shows the spec.
+    assert allocation(q) == "cpu 2500m/8, memory 2Gi/-, nvidia.com/gpu 0/4"
+
+
+@pytest.mark.parametrize(
+    ("quantity", "shown"),
+    [
+        ("68719476736", "64Gi"),
+        ("64Gi", "64Gi"),
+        ("1536Mi", "1536Mi"),
+        ("1500000000", "1500M"),
+        ("1G", "1G"),
+        ("8", "8"),
+        ("1000", "1000"),
+        ("2500m", "2500m"),
+        ("1025", "1025"),
+        ("0", "0"),
+    ],
+)
+def test_quantities_display_in_human_units_and_stay_exact(quantity: str, shown: str) -> None:
+    assert display_quantity(parse_quantity(quantity)) == shown
+    assert parse_quantity(shown) == parse_quantity(quantity)
     assert allocation(queue("b")) == "-"
 
 

@@ -170,7 +170,28 @@ def test_queued_surfaces_the_schedulers_unschedulable_reason() -> None:
     assert message in cond.message
     assert cond.last_transition_time == T0  # status did not flip: the transition time stays
     assert step.actions == []
-    assert step.events == []
+    # The scheduler's first reason is an Event too (kubectl describe shows it), not only the condition ...
+    assert [(e.type, e.reason, e.message) for e in step.events] == [
+        ("Normal", "WaitingForScheduler", cond.message)
+    ]
+    # ... once: the next look with the same reason (other counts) records nothing.
+    job = with_status(job, step)
+    again = podgroup(
+        job,
+        "Inqueue",
+        [
+            {
+                "type": "Unschedulable",
+                "status": "True",
+                "reason": "NotEnoughResources",
+                "message": message.replace("2/2", "1/2"),
+                "lastTransitionTime": "2026-11-23T12:00:05Z",
+            }
+        ],
+    )
+    later = plan(job, again, pods, desired_service(job), T0 + timedelta(seconds=20))
+    assert later.status.phase == Phase.QUEUED
+    assert later.events == []
 
 
 def test_reason_from_scheduler_events_when_the_enqueue_gate_holds_the_gang() -> None:
@@ -297,6 +318,19 @@ def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
     smaller = plan(resize(job, 1), pg, pods, svc, T0, rendezvous_objects=store_objs)
     assert smaller.status.phase == Phase.RUNNING
     assert deletes(smaller, "Pod") == ["llama-worker-1"]
+    # Each is recorded (kubectl describe, status.resizes), not done silently ...
+    assert job.status is not None
+    assert job.status.desired_nodes == 2
+    for step, to in ((bigger, 3), (smaller, 1)):
+        assert [(e.type, e.reason) for e in step.events] == [("Normal", "Scaled")]
+        assert f"2 -> {to}" in step.events[0].message
+        assert [(r.from_nodes, r.to_nodes, r.cause) for r in step.status.resizes or []] == [(2, to, "Scaled")]
+        assert step.status.desired_nodes == to
+    # ... once: the next pass, which sees the new count as desired, records nothing more.
+    three = with_status(resize(job, 3), bigger)
+    again = plan(three, pg, [*pods, pod(three, 2)], svc, T0, rendezvous_objects=store_objs)
+    assert again.events == []
+    assert again.status.resizes == bigger.status.resizes
 
 
 # --- success ---------------------------------------------------------------------------------------------

@@ -37,10 +37,12 @@ from tests.torchjob.test_torchjob_reconciler import (
     EVENTS,
     JOBS,
     PODS,
+    QUEUES,
     REQ,
     Clock,
     job_body,
     job_status,
+    open_queue,
     set_pods,
     step,
     sync,
@@ -296,6 +298,7 @@ class ReviewFor:
 def reconciler_with_progress(**spec: Any) -> tuple[FakeApiServer, TorchJobReconciler, Clock]:
     fake = FakeApiServer()
     fake.put_object(*JOBS, job_body(**spec))
+    fake.put_object(*QUEUES, open_queue("default"))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     clock = Clock()
     reconciler = TorchJobReconciler(

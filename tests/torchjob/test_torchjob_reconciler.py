@@ -23,6 +23,7 @@ PODS = ("api/v1", "pods")
 SERVICES = ("api/v1", "services")
 PODGROUPS = ("apis/scheduling.volcano.sh/v1beta1", "podgroups")
 EVENTS = ("api/v1", "events")
+QUEUES = ("apis/scheduling.volcano.sh/v1beta1", "queues")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 REQ = Request("team-a", "llama")
 
@@ -75,9 +76,19 @@ def job_body(**spec: Any) -> dict[str, Any]:
     }
 
 
+def open_queue(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "scheduling.volcano.sh/v1beta1",
+        "kind": "Queue",
+        "metadata": {"name": name},
+        "status": {"state": "Open"},
+    }
+
+
 def setup(**spec: Any) -> tuple[FakeApiServer, TorchJobReconciler, Clock]:
     fake = FakeApiServer()
     fake.put_object(*JOBS, job_body(**spec))
+    fake.put_object(*QUEUES, open_queue("default"))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     clock = Clock()
     reconciler = TorchJobReconciler(manager, clock=clock, monotonic=clock.monotonic)
@@ -330,6 +341,7 @@ def phase_of(fake: FakeApiServer) -> str | None:
 async def test_runs_on_the_manager_with_real_informers() -> None:
     fake = FakeApiServer()
     fake.put_object(*JOBS, job_body())
+    fake.put_object(*QUEUES, open_queue("default"))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     manager.add(TorchJobReconciler(manager).controller(workers=2))
     async with anyio.create_task_group() as tg:

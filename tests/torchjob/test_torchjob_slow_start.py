@@ -10,11 +10,22 @@ import pytest
 from controller.client import Client
 from controller.errors import AlreadyExists, ApiError, Forbidden, ServerError
 from controller.manager import Manager
+from controller.request import Result
 from controller.resource import Resource
 from controller.testing import FakeApiServer
 from controller.torchjob.expectations import Expectations
 from controller.torchjob.reconciler import TorchJobReconciler, slow_start
-from tests.torchjob.test_torchjob_reconciler import JOBS, PODS, REQ, Clock, job_body, sync
+from tests.torchjob.test_torchjob_reconciler import (
+    JOBS,
+    PODS,
+    QUEUES,
+    REQ,
+    Clock,
+    job_body,
+    job_status,
+    open_queue,
+    sync,
+)
 
 JsonObject = dict[str, Any]
 
@@ -69,6 +80,7 @@ def setup(
 ) -> tuple[FakeApiServer, TorchJobReconciler, Trace, RecordingExpectations]:
     fake = FakeApiServer()
     fake.put_object(*JOBS, job_body(**{"nodes": {"count": count}, **spec}))
+    fake.put_object(*QUEUES, open_queue("default"))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     clock = Clock()
     expectations = RecordingExpectations()
@@ -124,9 +136,10 @@ async def test_an_elastic_jobs_store_podgroup_precedes_every_pod() -> None:
 async def test_a_failing_batch_ends_the_run_and_only_successes_are_expected() -> None:
     refused = Forbidden(403, "Forbidden", 'exceeded quota: "compute"')
     fake, reconciler, trace, expectations = setup(8, refuse={"llama-worker-1": refused})
-    with pytest.raises(Forbidden) as raised:
-        await reconciler.reconcile(REQ)
-    assert raised.value is refused
+    # A refusal is the user's to fix: shown on the job (tests/torchjob/test_torchjob_refusal.py), retried
+    # with the queue's backoff, never raised.
+    assert await reconciler.reconcile(REQ) == Result(requeue=True)
+    assert job_status(fake)["phase"] == "CreateFailed"
     assert trace.pod_batches() == [workers(0), workers(1, 2)]  # worker-2 finished, 3..7 never attempted
     assert sorted(n for _, n in fake.objects[PODS]) == workers(0, 2)
     assert sorted(n for k, n in expectations.creates if k == "Pod") == workers(0, 2)
