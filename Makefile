@@ -53,11 +53,12 @@ crd: $(VENV)/.installed
 	$(VENV)/bin/pyroclast crd --write deploy/crd
 	$(VENV)/bin/pyroclast crd --write deploy/helm/pyroclast/crds
 
+## BENCH_ARGS: more arguments, e.g. `--report e2e/bench/results/<run>` to judge an earlier run's figures again.
 bench: $(VENV)/.installed
-	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.installed
-	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench --quick
+	@$(call built,KUBEBUILDER_ASSETS,$(BUILD_CLUSTER)); $(PY) -m e2e.bench --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .pyroclast

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from e2e.bench import __main__ as bench_main
+from e2e.bench.audit import Write
+from e2e.bench.bench_writes import attribute
 from e2e.bench.profile import summarise
 from e2e.bench.report import (
     Row,
@@ -178,3 +180,20 @@ def test_the_run_passes_only_with_every_row_met_and_every_benchmark_run() -> Non
 
 def test_the_full_run_reads_the_restart_storm_verdict(tmp_path: Path) -> None:
     assert "restarts" in bench_main.expected(bench_main.plan(False, tmp_path))
+
+
+def test_p3_counts_the_shared_service_in_the_first_jobs_writes() -> None:
+    def write(verb: str, resource: str, name: str) -> Write:
+        return Write(verb, resource, "ns", name, 201, "pyroclast/0.1")
+
+    writes = [
+        write("create", "podgroups", "w-000-1a2b"),
+        write("create", "services", "pyroclast-workers"),
+        write("create", "pods", "w-000-worker-0"),
+        write("patch", "torchjobs/status", "w-000"),
+        write("create", "podgroups", "w-001-3c4d"),
+        write("create", "pods", "w-001-worker-0"),
+    ]
+    per_job = attribute(writes, ["w-000", "w-001"])
+    assert per_job == {"w-000": 4, "w-001": 2}
+    assert sum(per_job.values()) == len(writes)  # nothing left unattributed
