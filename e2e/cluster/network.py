@@ -38,12 +38,14 @@ log = logging.getLogger(__name__)
 
 STATE_ROOT = Path(os.environ.get("PYROCLAST_RIG_STATE", "/run/pyroclast-rig"))
 NETNS_DIR = Path("/run/netns")
+MEMORY_ROOT = Path("/dev/shm/pyroclast-rig")
+"""Memory-backed emptyDir volumes of a rig's pods live under MEMORY_ROOT/<cluster id>/ (the host's tmpfs)."""
 DNS_PORT = 53
 BRIDGE_PREFIX = "pyro"
 NETNS_PREFIX = "pyro-"
 # Candidate rig subnets: 10.128.0.0/16 .. 10.191.0.0/16 (the rig's Service and kwok CIDRs are elsewhere).
 _CANDIDATE_SECOND_OCTETS = range(128, 192)
-_RESERVED = (ipaddress.ip_network("10.96.0.0/16"), ipaddress.ip_network("10.244.0.0/16"))
+_RESERVED = (ipaddress.IPv4Network("10.96.0.0/16"), ipaddress.IPv4Network("10.244.0.0/16"))
 MAX_NODES = 250
 
 
@@ -136,7 +138,7 @@ class PodNetwork:
         if not 0 <= index < MAX_NODES:
             raise ValueError(f"node index {index} out of range 0..{MAX_NODES - 1}")
         base = int(self.subnet.network_address) + (index + 1) * 256
-        return ipaddress.ip_network(f"{ipaddress.IPv4Address(base)}/24")
+        return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(base)}/24")
 
     def netns_name(self, pod_uid: str) -> str:
         """The network namespace name of a pod (unique per rig and pod)."""
@@ -225,10 +227,10 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
             dst = e.get("dst")
             if dst and dst != "default":
                 with contextlib.suppress(ValueError):
-                    used.append(ipaddress.ip_network(dst, strict=False))
+                    used.append(ipaddress.IPv4Network(dst, strict=False))
             for a in e.get("addr_info") or []:
                 with contextlib.suppress(ValueError, KeyError):
-                    used.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+                    used.append(ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False))
     for other in STATE_ROOT.glob("*/network.json"):  # reserved by a rig still setting up
         with contextlib.suppress(Exception):
             used.append(PodNetwork.from_json(other.read_text()).subnet)
@@ -298,6 +300,7 @@ def _teardown(state_dir: Path) -> None:
             _delete_netns(ns.name)
         if _ip("link", "show", net.bridge, check=False).returncode == 0:
             _ip("link", "del", net.bridge, check=False)
+    shutil.rmtree(MEMORY_ROOT / state_dir.name, ignore_errors=True)
     shutil.rmtree(state_dir, ignore_errors=True)
 
 
