@@ -72,9 +72,7 @@ def resource_value(container: JSON, ref: JSON, allocatable: Mapping[str, str]) -
             allocatable.get(name, "0") if kind == "limits" else (resources.get("limits") or {}).get(name, "0")
         )
     amount = parse_quantity(str(value))
-    divisor = parse_quantity(str(ref.get("divisor") or "1"))
-    if divisor == 0:
-        raise EnvError(f"resourceFieldRef {resource}: divisor is zero")
+    divisor = parse_quantity(str(ref.get("divisor") or "0")) or parse_quantity("1")  # defaulted to 0: 1
     return str(math.ceil(amount / divisor))
 
 

@@ -183,6 +183,8 @@ class PodWorker:
                     restart_policy == "OnFailure" and (c.run.exit_code if c.run else 1) != 0
                 )
                 c.done = not again
+                if again:
+                    c.last_state = {"terminated": c.state["terminated"]}
             if all(c.done for c in self.containers):
                 codes = [c.run.exit_code if c.run else 1 for c in self.containers]
                 self.phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
@@ -202,9 +204,6 @@ class PodWorker:
                             await asyncio.wait_for(self.deleting.wait(), delay)
                         if self.deleting.is_set():
                             break
-                    c.last_state = (
-                        {"terminated": c.state.get("terminated")} if "terminated" in c.state else {}
-                    )
                     c.restarts += 1
                     await self._start(c)
             await self.post_status()
@@ -351,7 +350,6 @@ class PodWorker:
         if message:
             terminated["message"] = message
         c.state = {"terminated": terminated}
-        c.last_state = {}
         c.ready = False
 
     async def _kill_all(self) -> None:

@@ -51,7 +51,28 @@ def _bind(source: str, target: str, *, readonly: bool = False, recursive: bool =
 
 
 def _target(root: Path, path: str) -> Path:
-    return root / path.lstrip("/")
+    """`path` inside `root`, following symlinks as the container will see them (an absolute link such as
+    /var/run -> /run resolves under `root`, never on the host)."""
+    current = root
+    parts = [p for p in path.split("/") if p and p != "."]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        candidate = current / part
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise OSError(f"too many levels of symbolic links in {path}")
+            link = os.readlink(candidate)
+            parts = [p for p in link.split("/") if p and p != "."] + parts
+            if link.startswith("/"):
+                current = root
+            continue
+        current = candidate
+    return current
 
 
 def _ensure(path: Path, *, is_dir: bool) -> None:
