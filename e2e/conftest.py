@@ -81,7 +81,7 @@ def _heal(nodeid: str) -> None:
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace `t-<8 hex>`, deleted after the test."""
     name = f"t-{secrets.token_hex(4)}"
-    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    cluster.create_namespace(name)
     try:
         yield name
     finally:

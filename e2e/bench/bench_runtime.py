@@ -32,14 +32,16 @@ import anyio.to_thread
 
 from controller.client import Client
 from controller.controller import Controller
+from controller.errors import NotFound
 from controller.informer import Informer, InformerEvent
 from controller.request import Request
-from controller.resource import NAMESPACES, PODS
+from controller.resource import NAMESPACES, PODS, Resource
 from controller.testing import FakeApiServer
 from controller.transport import Response
 from controller.workqueue import QueueShutDown, WorkQueue
 
 JsonObject = dict[str, Any]
+SERVICE_ACCOUNTS = Resource("", "v1", "ServiceAccount", "serviceaccounts")
 
 
 def rss_bytes() -> int:
@@ -244,6 +246,12 @@ async def bench_informer_cluster(n: int, kubeconfig: str) -> None:
     client = await Client.connect(kubeconfig)
     ns = f"bench-{secrets.token_hex(3)}"
     await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    while True:  # ServiceAccount admission refuses pods until KCM has made the namespace's default account
+        try:
+            await client.get(SERVICE_ACCOUNTS, "default", ns)
+            break
+        except NotFound:
+            await anyio.sleep(0.2)
     try:
         limiter = anyio.CapacityLimiter(32)
         start = time.perf_counter()

@@ -62,7 +62,7 @@ def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> N
 def new_namespace(cluster: Cluster, prefix: str) -> str:
     """A fresh namespace."""
     name = f"{prefix}-{secrets.token_hex(3)}"
-    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    cluster.create_namespace(name)
     return name
 
 

@@ -1,8 +1,11 @@
 """Local Kubernetes + Volcano cluster for end-to-end tests (an envtest-style rig with kwok nodes).
 
-`Cluster` runs etcd, kube-apiserver, kube-controller-manager, kwok, vc-controller-manager and vc-scheduler as
-local processes, every listener on 127.0.0.1, and writes an admin kubeconfig (client certificate in
-`system:masters`). Binaries are looked up per name in `TEST_ASSET_<NAME>`, `$KUBEBUILDER_ASSETS/<name>`,
+`Cluster` runs etcd, kube-apiserver, kube-controller-manager, CoreDNS (cluster DNS, see `dns`), kwok,
+vc-controller-manager and vc-scheduler as local processes, every listener on 127.0.0.1, and writes an admin
+kubeconfig (client certificate in `system:masters`). Where the machine allows it (root), the rig also has a
+pod network (`network`): CoreDNS then also answers on its host address, port 53, and a forwarder there relays
+to the apiserver (`Cluster.pod_host`, `Cluster.pod_apiserver_port`), the only listeners off loopback.
+Binaries are looked up per name in `TEST_ASSET_<NAME>`, `$KUBEBUILDER_ASSETS/<name>`,
 `$PYROCLAST_RIG_BIN/<name>`, `/usr/local/kubebuilder/bin/<name>` (build them with `e2e/build-cluster.sh`).
 Volcano CRDs and kwok stages are read at run time from the Go module cache pinned by `e2e/go/*/go.mod`.
 
@@ -34,7 +37,7 @@ kwok stages in force (upstream ones come from the kwok module's `kustomize/stage
   time is absolute, so it is immune to kwok re-evaluating the pod when other writers change it.
   Put at most one outcome annotation on a pod (kwok picks among matching stages at random by weight).
 
-Watch cache: off by default (PYROCLAST_RIG_WATCH_CACHE=1 turns it on); see `cluster.WATCH_CACHE_NOTE`.
+Watch cache: on, as in production (`Cluster(watch_cache=False)` turns it off); see `cluster.WATCH_CACHE_NOTE`.
 
 Fake pod IPs come from 10.244.0.0/16 (kwok `--cidr`); never connect to them. Services use 10.96.0.0/16.
 """

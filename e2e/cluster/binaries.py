@@ -11,10 +11,12 @@ NAMES = (
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
+    "kube-scheduler",
     "kubectl",
     "kwok",
     "vc-scheduler",
     "vc-controller-manager",
+    "coredns",
 )
 FALLBACK_DIR = Path("/usr/local/kubebuilder/bin")
 

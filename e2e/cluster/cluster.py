@@ -1,4 +1,4 @@
-"""The Cluster: etcd, kube-apiserver, kube-controller-manager, kwok and Volcano as local processes."""
+"""The Cluster: etcd, kube-apiserver, kube-controller-manager, CoreDNS, kwok and Volcano as processes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import atexit
 import base64
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import signal
@@ -21,12 +20,14 @@ from typing import Any
 
 import httpx
 
-from e2e.cluster import flags, modules, stages, volcano
-from e2e.cluster.api import Api, WaitTimeoutError, wait_for
+from e2e.cluster import dns, flags, modules, network, stages, volcano
+from e2e.cluster.api import Api, WaitTimeoutError, ssl_context, wait_for
 from e2e.cluster.binaries import find_all
 from e2e.cluster.kubeconfig import write_kubeconfig
+from e2e.cluster.network import NetworkUnavailableError, PodNetwork
 from e2e.cluster.nodes import node_manifest, node_ready
 from e2e.cluster.pki import CertPair, ClusterPKI
+from e2e.cluster.ports import HOST
 from e2e.cluster.process import Component, ComponentStartError, PortInUseError, tail_file
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,17 @@ COMPONENTS = flags.COMPONENT_ORDER
 PORT_RETRIES = 3
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 QUEUE_PATH = "/apis/scheduling.volcano.sh/v1beta1/queues"
+RBAC_PATH = "/apis/rbac.authorization.k8s.io/v1"
 
 
 WATCH_CACHE_NOTE = """\
-With the apiserver's watch cache off (the rig's default) watches and lists are served by etcd, so a watch can
-resume from any resourceVersion etcd still holds, also across an apiserver restart, and `compact_etcd()` makes
-every older one answer 410. With it on (PYROCLAST_RIG_WATCH_CACHE=1, like production) a restarted apiserver
-answers 410 "too old resource version" for resourceVersions from before the restart (clients relist), and
-compaction alone does not expire resourceVersions the cache still holds."""
+With the apiserver's watch cache on (the rig's default, as in production) a restarted apiserver answers 410
+"too old resource version" to a watch from a resourceVersion before the restart (clients relist), and
+compaction alone does not expire resourceVersions the cache still holds; a list at an exact resourceVersion
+older than the cache's window is read from etcd, so it answers 410 once `compact_etcd()` passed it. With it
+off (`Cluster(watch_cache=False)`) watches and lists are served by etcd: a watch resumes from any
+resourceVersion etcd still holds, also across an apiserver restart, and compaction makes every older one
+answer 410."""
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -63,18 +67,24 @@ class Cluster:
         workdir: Path | None = None,
         *,
         start_timeout: float = 180.0,
-        watch_cache: bool | None = None,
+        watch_cache: bool = True,
         audit: bool = False,
+        pod_network: bool | None = None,
     ) -> None:
-        """`watch_cache` None reads PYROCLAST_RIG_WATCH_CACHE (default off, see `WATCH_CACHE_NOTE`).
+        """`watch_cache` False serves watches and lists from etcd (see `WATCH_CACHE_NOTE`).
 
-        `audit` (off by default) makes the apiserver log every write to :attr:`audit_log` (JSON lines)."""
+        `audit` (off by default) makes the apiserver log every write to :attr:`audit_log` (JSON lines).
+        `pod_network` (None: where the machine allows it) creates the pod network (see `network`): CoreDNS and
+        the apiserver then also listen on its host address, for pods; False never creates one, True fails the
+        start with the reason when it cannot be created."""
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pyroclast-rig-"))
         self.start_timeout = start_timeout
-        if watch_cache is None:
-            watch_cache = os.environ.get("PYROCLAST_RIG_WATCH_CACHE", "0") == "1"
         self.watch_cache = watch_cache
+        self.want_pod_network = pod_network
+        self.pod_network: PodNetwork | None = None
+        self.pod_network_unavailable: str | None = None
+        """Why the rig has no pod network (None while it has one or before start)."""
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.audit_log: Path | None = self.workdir / "logs" / "audit.log" if audit else None
         self.server = ""
@@ -116,7 +126,9 @@ class Cluster:
         kwok_dir = modules.kwok_dir()
         volcano_dir = modules.volcano_dir()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        pki = ClusterPKI.create(self.workdir / "pki", flags.SERVICE_IP)
+        pod_host = self._prepare_pod_network()
+        pod_ips = [pod_host] if pod_host else []
+        pki = ClusterPKI.create(self.workdir / "pki", flags.SERVICE_IP, extra_ips=pod_ips)
         self._admin = pki.client_cert("admin", ["system:masters"])
         self._layout = flags.Layout(
             workdir=self.workdir,
@@ -127,6 +139,7 @@ class Cluster:
             scheduler_conf=volcano.write_scheduler_conf(self.workdir / "volcano-scheduler.conf"),
             watch_cache=self.watch_cache,
             audit_log=self.audit_log,
+            pod_host=pod_host,
         )
         self._mark("prepare", t)
 
@@ -139,15 +152,19 @@ class Cluster:
         crds = volcano.crd_documents(volcano_dir)
         for crd in crds:
             api.create(CRD_PATH, crd, exist_ok=True)
-        self._launch("kube-controller-manager")
-        self._launch("kwok")
+        self._write_coredns_credentials()
+        launched = ["kube-controller-manager", "kube-scheduler", "coredns", "kwok"]
+        if pod_host is not None:
+            launched.insert(0, "apiserver-forwarder")
+        for name in launched:
+            self._launch(name)
         for crd in crds:
             name = crd["metadata"]["name"]
             wait_for(f"CRD {name} established", lambda n=name: self._crd_established(n), 60)
         self._mark("CRDs established", t)
         self._launch("vc-controller-manager")
         self._launch("vc-scheduler")
-        for name in ("kube-controller-manager", "kwok", "vc-controller-manager", "vc-scheduler"):
+        for name in (*launched, "vc-controller-manager", "vc-scheduler"):
             self._await(name)
         self._mark("components healthy", t)
         wait_for("queue default Open", lambda: self.queue_state("default") == "Open", 90)
@@ -155,6 +172,59 @@ class Cluster:
 
     def _mark(self, step: str, since: float) -> None:
         self.timings[step] = round(time.monotonic() - since, 2)
+
+    # ---------------------------------------------------------------------------- pod network, DNS
+
+    def _prepare_pod_network(self) -> str | None:
+        """Create the pod network when wanted and possible; its host address (None: the rig has none)."""
+        if self.want_pod_network is False:
+            self.pod_network_unavailable = "not requested (Cluster(pod_network=False))"
+            return None
+        try:
+            return self.ensure_pod_network().host_address
+        except NetworkUnavailableError as exc:
+            if self.want_pod_network:
+                raise
+            self.pod_network_unavailable = str(exc)
+            log.warning("no pod network, so no process nodes: %s", exc)
+            return None
+
+    def ensure_pod_network(self) -> PodNetwork:
+        """The rig's pod network, created on first call (before the PKI: its host address is in the
+        apiserver's certificate). NetworkUnavailableError says why the machine cannot have one."""
+        with self._lock:
+            if self.pod_network is None:
+                if reason := network.namespaces_unavailable():
+                    raise NetworkUnavailableError(reason)
+                self.pod_network = network.create()
+                self.pod_network_unavailable = None
+            return self.pod_network
+
+    def _write_coredns_credentials(self) -> None:
+        """RBAC for `system:coredns` (what kubeadm grants CoreDNS) and its client-certificate kubeconfig."""
+        lay = self._require_layout()
+        self.api.create(f"{RBAC_PATH}/clusterroles", dns.CLUSTER_ROLE, exist_ok=True)
+        self.api.create(f"{RBAC_PATH}/clusterrolebindings", dns.CLUSTER_ROLE_BINDING, exist_ok=True)
+        pair = lay.pki.client_cert(dns.USER)
+        write_kubeconfig(lay.coredns_kubeconfig, lay.server, lay.pki.serving_ca, dns.USER, pair)
+
+    @property
+    def pod_host(self) -> str | None:
+        """The pod network's host address: pods' gateway, where CoreDNS (port 53) and the apiserver forwarder
+        listen for them; None when the rig has no pod network."""
+        return self._require_layout().pod_host
+
+    @property
+    def pod_apiserver_port(self) -> int | None:
+        """The port pods reach the apiserver on at `pod_host` (KUBERNETES_SERVICE_PORT); None without a pod
+        network."""
+        lay = self._require_layout()
+        return lay.ports["apiserver-for-pods"] if lay.pod_host is not None else None
+
+    @property
+    def dns_address(self) -> tuple[str, int]:
+        """Where the host side asks cluster DNS: CoreDNS on 127.0.0.1 and a free port."""
+        return HOST, self._require_layout().ports["coredns"]
 
     def stop(self) -> None:
         """Stop every component (reverse order) and drop etcd's data; logs stay in workdir."""
@@ -169,6 +239,12 @@ class Cluster:
             if self._api is not None:
                 self._api.close()
                 self._api = None
+            if self.pod_network is not None:
+                try:
+                    network.destroy(self.pod_network)
+                except Exception:
+                    log.exception("removing the pod network %s", self.pod_network.bridge)
+                self.pod_network = None
             shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
             if self._owns_workdir and not self._components:  # nothing ran, so no logs worth keeping
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -211,18 +287,29 @@ class Cluster:
                 return lambda: httpx.get(lay.etcd_url + "/health", timeout=2).json().get("health") == "true"
             case "kube-apiserver":
                 return lambda: self.api.healthy("/readyz")
-            case "kube-controller-manager":
-                url = f"https://127.0.0.1:{lay.ports['kube-controller-manager']}/healthz"
+            case "kube-controller-manager" | "kube-scheduler":
+                url = f"https://127.0.0.1:{lay.ports[name]}/healthz"
                 return lambda: httpx.get(url, verify=False, timeout=2).status_code == 200
             case "kwok":
                 return http_ok("kwok")
+            case "coredns":
+                return http_ok("coredns-ready", "/ready")
+            case "apiserver-forwarder":
+                # Through the forwarder with TLS verified against the host address: proves the SAN as well.
+                url = f"https://{lay.pod_host}:{lay.ports['apiserver-for-pods']}/readyz"
+                verify = ssl_context(lay.pki.serving_ca, None)
+                return lambda: httpx.get(url, verify=verify, timeout=2).status_code == 200
             case "vc-scheduler":
                 return http_ok("vc-scheduler-healthz")
             case _:
                 return http_ok("vc-controller-manager-healthz")
 
     def _launch(self, name: str) -> None:
-        self._component(name).launch()
+        comp = self._component(name)
+        comp.launch()
+        if self.pod_network is not None and comp.pid is not None:
+            # Stale-rig cleanup kills it should this process die without stopping it (see network).
+            self.pod_network.record_pid(comp.pid)
 
     def _await(self, name: str) -> None:
         """Wait for a launched component; on a port clash pick new ports and relaunch (first start only)."""
@@ -256,8 +343,9 @@ class Cluster:
     def start_component(self, name: str) -> None:
         """Start one stopped component on its previous ports and wait until it is healthy."""
         with self._lock:
+            self._launch(name)
             comp = self._component(name)
-            comp.start()
+            comp.wait_healthy()
             if name == "kube-apiserver":
                 self._reset_api()
 
@@ -345,6 +433,21 @@ class Cluster:
             self.workdir / "users" / f"{safe}.kubeconfig", self.server, lay.pki.serving_ca, name, pair
         )
 
+    def create_namespace(
+        self, name: str, *, labels: Mapping[str, str] | None = None, timeout: float = 30.0
+    ) -> None:
+        """Create a namespace and wait for its `default` ServiceAccount: ServiceAccount admission refuses pods
+        until KCM has made it, as in any cluster."""
+        metadata: dict[str, Any] = {"name": name}
+        if labels:
+            metadata["labels"] = dict(labels)
+        self.api.create("/api/v1/namespaces", {"metadata": metadata})
+        wait_for(
+            f"ServiceAccount default in namespace {name}",
+            lambda: self.api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+            timeout,
+        )
+
     def queue_state(self, name: str) -> str | None:
         """status.state of a Volcano queue."""
         queue = self.api.get(f"{QUEUE_PATH}/{name}")
@@ -400,7 +503,8 @@ class Cluster:
     def compact_etcd(self) -> int:
         """Compact etcd to its current revision (physically) and return it; older RVs then get 410.
 
-        Holds for reads served by etcd, i.e. with the watch cache off (the default; see WATCH_CACHE_NOTE).
+        Holds for reads served by etcd: with the watch cache on (the default), those older than its window
+        (see WATCH_CACHE_NOTE).
         """
         url = self._require_layout().etcd_url
         key = base64.b64encode(b"/").decode()

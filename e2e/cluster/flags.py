@@ -1,11 +1,18 @@
-"""Command lines of the cluster's components. Every listener is on 127.0.0.1; leader election is off."""
+"""Command lines of the cluster's components.
+
+Every listener is on 127.0.0.1, except those for pods on the pod network's host address (cluster DNS, the
+apiserver forwarder); leader election is off. The defaults are a real cluster's: the apiserver's watch cache,
+ServiceAccount and ResourceQuota admission, KCM's service-account, token, root-CA, quota, ReplicaSet and
+Deployment controllers, and the default scheduler beside Volcano.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e.cluster import volcano
+from e2e.cluster import dns, network, volcano
 from e2e.cluster.pki import ClusterPKI
 from e2e.cluster.ports import HOST, free_port
 
@@ -13,21 +20,34 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR; in the serving certificate's SANs
 POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs; never connect to them
 
-# Controllers a training operator's tests rely on (canonical names from kube-controller-manager's names pkg).
+FORWARDER = Path(__file__).resolve().parent / "forward.py"
+
+# Controllers a training operator and its deployment rely on (canonical names from kube-controller-manager's
+# names pkg): pods get ServiceAccounts, tokens and the root CA ConfigMap; quotas are counted; Deployments run.
 KCM_CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "resourcequota-controller",
+    "replicaset-controller",
+    "deployment-controller",
     "node-lifecycle-controller",
     "taint-eviction-controller",
     "pod-garbage-collector-controller",
     "endpointslice-controller",
 )
+# Admission plugins the rig names explicitly (on by default upstream; envtest turns ServiceAccount off).
+ADMISSION_PLUGINS = ("ServiceAccount", "ResourceQuota")
 
 COMPONENT_ORDER = (
     "etcd",
     "kube-apiserver",
+    "apiserver-forwarder",
     "kube-controller-manager",
+    "kube-scheduler",
+    "coredns",
     "kwok",
     "vc-controller-manager",
     "vc-scheduler",
@@ -37,7 +57,12 @@ PORT_NAMES = (
     "etcd-client",
     "etcd-peer",
     "kube-apiserver",
+    "apiserver-for-pods",
     "kube-controller-manager",
+    "kube-scheduler",
+    "coredns",
+    "coredns-health",
+    "coredns-ready",
     "kwok",
     "vc-scheduler-healthz",
     "vc-scheduler-metrics",
@@ -49,7 +74,10 @@ PORT_NAMES = (
 COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
     "etcd": ("etcd-client", "etcd-peer"),
     "kube-apiserver": ("kube-apiserver",),
+    "apiserver-forwarder": ("apiserver-for-pods",),
     "kube-controller-manager": ("kube-controller-manager",),
+    "kube-scheduler": ("kube-scheduler",),
+    "coredns": ("coredns", "coredns-health", "coredns-ready"),
     "kwok": ("kwok",),
     "vc-scheduler": ("vc-scheduler-healthz", "vc-scheduler-metrics"),
     "vc-controller-manager": ("vc-controller-manager-healthz", "vc-controller-manager-metrics"),
@@ -70,6 +98,13 @@ class Layout:
     watch_cache: bool = True
     audit_log: Path | None = None
     """Where the apiserver writes an audit log of every write (Metadata level), or None (the default): off."""
+    pod_host: str | None = None
+    """The pod network's host address (listeners for pods bind there), or None: the rig has no pod network."""
+
+    @property
+    def coredns_kubeconfig(self) -> Path:
+        """CoreDNS's credentials (user `system:coredns`), written by the Cluster before CoreDNS starts."""
+        return self.workdir / "coredns.kubeconfig"
 
     def repick(self, component: str) -> None:
         """Fresh ports for one component."""
@@ -145,8 +180,7 @@ def kube_apiserver(lay: Layout) -> list[str]:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=RBAC",
         "--allow-privileged=true",
-        # No kubelet mounts tokens here, and the default SA may lag a fresh namespace: envtest's choice.
-        "--disable-admission-plugins=ServiceAccount",
+        f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
         # The kubernetes Service would get a loopback endpoint, which Endpoints validation rejects.
         "--endpoint-reconciler-type=none",
         "--v=1",
@@ -187,6 +221,52 @@ def kube_controller_manager(lay: Layout) -> list[str]:
         "--concurrent-gc-syncs=10",
         "--v=1",
     ]
+
+
+def kube_scheduler(lay: Layout) -> list[str]:
+    """The default scheduler, for pods that do not name Volcano (e.g. the operator's own Deployment)."""
+    kc = str(lay.admin_kubeconfig)
+    return [
+        str(lay.binaries["kube-scheduler"]),
+        f"--kubeconfig={kc}",
+        f"--authentication-kubeconfig={kc}",
+        f"--authorization-kubeconfig={kc}",
+        f"--bind-address={HOST}",
+        f"--secure-port={lay.ports['kube-scheduler']}",
+        f"--cert-dir={lay.workdir / 'scheduler-certs'}",
+        "--leader-elect=false",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--v=1",
+    ]
+
+
+def apiserver_forwarder(lay: Layout) -> list[str]:
+    """The apiserver for pods: pod network host address -> the apiserver's loopback port (see forward.py)."""
+    if lay.pod_host is None:
+        raise RuntimeError("the apiserver forwarder needs the pod network's host address; the rig has none")
+    return [
+        sys.executable,
+        str(FORWARDER),
+        f"--listen={lay.pod_host}:{lay.ports['apiserver-for-pods']}",
+        f"--to={HOST}:{lay.ports['kube-apiserver']}",
+    ]
+
+
+def coredns(lay: Layout) -> list[str]:
+    """CoreDNS for cluster.local on loopback and, with a pod network, on its host address port 53."""
+    listeners = [dns.Listener(HOST, lay.ports["coredns"])]
+    if lay.pod_host is not None:
+        listeners.append(dns.Listener(lay.pod_host, network.DNS_PORT))
+    text = dns.corefile(
+        listeners,
+        str(lay.coredns_kubeconfig),
+        health=dns.Listener(HOST, lay.ports["coredns-health"]),
+        ready=dns.Listener(HOST, lay.ports["coredns-ready"]),
+    )
+    corefile = lay.workdir / "Corefile"
+    corefile.write_text(text)
+    return [str(lay.binaries["coredns"]), "-conf", str(corefile)]
 
 
 def kwok(lay: Layout) -> list[str]:
@@ -241,7 +321,10 @@ def vc_scheduler(lay: Layout) -> list[str]:
 ARGV = {
     "etcd": etcd,
     "kube-apiserver": kube_apiserver,
+    "apiserver-forwarder": apiserver_forwarder,
     "kube-controller-manager": kube_controller_manager,
+    "kube-scheduler": kube_scheduler,
+    "coredns": coredns,
     "kwok": kwok,
     "vc-controller-manager": vc_controller_manager,
     "vc-scheduler": vc_scheduler,

@@ -152,8 +152,9 @@ class ClusterPKI:
     _client_authority: CertificateAuthority
 
     @classmethod
-    def create(cls, directory: Path, service_ip: str) -> ClusterPKI:
-        """Generate all CAs and keys under `directory`."""
+    def create(cls, directory: Path, service_ip: str, extra_ips: Sequence[str] = ()) -> ClusterPKI:
+        """Generate all CAs and keys under `directory`; `extra_ips` join the apiserver certificate's SANs (the
+        pod network's host address, where pods reach the apiserver)."""
         serving = CertificateAuthority(directory, "serving-ca")
         client = CertificateAuthority(directory, "client-ca")
         # Only so aggregated-auth consumers (KCM) find a request-header CA; nothing ever presents one.
@@ -161,8 +162,14 @@ class ClusterPKI:
         apiserver = serving.issue(
             "apiserver",
             "localhost",
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ip_addresses=("127.0.0.1", service_ip),
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ip_addresses=("127.0.0.1", service_ip, *extra_ips),
             server=True,
         )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

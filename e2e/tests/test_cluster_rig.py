@@ -113,14 +113,36 @@ def _layout(tmp_path: Path) -> flags.Layout:
     )
 
 
-def test_every_listener_is_on_loopback(tmp_path: Path) -> None:
+POD_HOST = "10.150.0.1"
+
+
+def _binds(corefile: str) -> list[str]:
+    return [line.split()[1] for line in corefile.splitlines() if line.strip().startswith("bind ")]
+
+
+@pytest.mark.parametrize("pod_host", [None, POD_HOST])
+def test_every_listener_is_on_loopback(tmp_path: Path, pod_host: str | None) -> None:
+    """...except, with a pod network, cluster DNS and the apiserver forwarder on its host address."""
     lay = _layout(tmp_path)
-    for name, argv in ((n, f(lay)) for n, f in flags.ARGV.items()):
+    lay.pod_host = pod_host
+    for name, build in flags.ARGV.items():
+        if name == "apiserver-forwarder" and pod_host is None:
+            with pytest.raises(RuntimeError, match="pod network"):
+                build(lay)
+            continue
+        argv = build(lay)
         joined = " ".join(argv)
         assert "0.0.0.0" not in joined, name
         for arg in argv:
             if re.search(r"(address|urls?|port)=", arg) and "--secure-port" not in arg:
                 assert "127.0.0.1" in arg, f"{name}: {arg}"
+    corefile = (tmp_path / "Corefile").read_text()
+    assert _binds(corefile) == ["127.0.0.1", *([pod_host] if pod_host else [])]
+    assert re.findall(r"(?:health|ready) (\S+):\d+", corefile) == ["127.0.0.1", "127.0.0.1"]
+    if pod_host is not None:
+        forwarder = flags.apiserver_forwarder(lay)
+        assert f"--listen={pod_host}:{lay.ports['apiserver-for-pods']}" in forwarder
+        assert f"--to=127.0.0.1:{lay.ports['kube-apiserver']}" in forwarder
     assert all(isinstance(p, int) and p > 0 for p in lay.ports.values())
     assert len(set(lay.ports.values())) == len(lay.ports)
 
@@ -139,6 +161,29 @@ def test_component_flags_follow_the_design(tmp_path: Path) -> None:
     assert "--controllers=queue-controller,pg-controller" in flags.vc_controller_manager(lay)
     lay.watch_cache = False
     assert "--watch-cache=false" in flags.kube_apiserver(lay)
+
+
+def test_defaults_are_a_real_clusters(tmp_path: Path) -> None:
+    """Watch cache, ServiceAccount and ResourceQuota admission, and the controllers behind them."""
+    lay = _layout(tmp_path)
+    api = flags.kube_apiserver(lay)
+    assert not [a for a in api if a.startswith("--watch-cache")], "the watch cache is on unless asked"
+    assert not [a for a in api if a.startswith("--disable-admission-plugins")]
+    [enabled] = [a.split("=", 1)[1] for a in api if a.startswith("--enable-admission-plugins=")]
+    assert {"ServiceAccount", "ResourceQuota"} <= set(enabled.split(","))
+    kcm = flags.kube_controller_manager(lay)
+    [controllers] = [a.split("=", 1)[1] for a in kcm if a.startswith("--controllers=")]
+    wanted = {
+        "serviceaccount-controller",
+        "serviceaccount-token-controller",
+        "root-ca-certificate-publisher-controller",
+        "resourcequota-controller",
+        "replicaset-controller",
+        "deployment-controller",
+    }
+    assert wanted <= set(controllers.split(","))
+    assert f"--service-account-private-key-file={lay.pki.sa_private_key}" in kcm
+    assert f"--root-ca-file={lay.pki.serving_ca}" in kcm
 
 
 def test_scheduler_conf_enables_preemption(tmp_path: Path) -> None:

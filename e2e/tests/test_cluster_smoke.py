@@ -162,7 +162,7 @@ def test_higher_priority_gang_preempts_lower(
 def test_deleting_a_namespace_removes_its_pods(cluster: Cluster, nodes: NodePool) -> None:
     [node] = nodes(1, cpu="4")
     ns = f"t-{secrets.token_hex(4)}"
-    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+    cluster.create_namespace(ns)
     pod = {
         "metadata": {"name": "doomed"},
         "spec": {"nodeName": node, "containers": [{"name": "main", "image": "pyroclast/fake"}]},
@@ -218,7 +218,11 @@ def _next_added(events: queue.Queue[JSON | BaseException], timeout: float) -> JS
             return item
 
 
-def test_watch_resumes_after_apiserver_restart(cluster: Cluster, namespace: str) -> None:
+def test_watch_across_apiserver_restart_is_told_to_relist_and_resumes_from_the_list(
+    cluster: Cluster, namespace: str
+) -> None:
+    """With the watch cache (as in production) a restarted apiserver answers 410 to a watch from before the
+    restart; the client relists and watches on from the list's resourceVersion without replaying anything."""
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     start_rv = (cluster.api.get(path) or {})["metadata"]["resourceVersion"]
     events: queue.Queue[JSON | BaseException] = queue.Queue()
@@ -242,34 +246,48 @@ def test_watch_resumes_after_apiserver_restart(cluster: Cluster, namespace: str)
     try:
         thread = threading.Thread(target=_watch_into, args=(resume_api, path, last_rv, resumed), daemon=True)
         thread.start()
-        if cluster.watch_cache:
-            # A restarted watch cache starts at the current revision: clients must relist (WATCH_CACHE_NOTE).
-            item = resumed.get(timeout=30)
-            assert isinstance(item, dict)
-            assert item["type"] == "ERROR"
-            assert item["object"]["code"] == 410
-        else:
-            event = _next_added(resumed, 30)
-            assert event["object"]["metadata"]["name"] == "after", "resume must not replay old events"
+        item = resumed.get(timeout=30)
+        assert isinstance(item, dict), item
+        assert item["type"] == "ERROR", "a restarted watch cache starts at the current revision"
+        assert item["object"]["code"] == 410
     finally:
         resume_api.close()
 
+    listed = cluster.api.get(path) or {}
+    assert {"before", "after"} <= {cm["metadata"]["name"] for cm in listed["items"]}
+    relisted: queue.Queue[JSON | BaseException] = queue.Queue()
+    relist_api = cluster.new_api()
+    try:
+        args = (relist_api, path, listed["metadata"]["resourceVersion"], relisted)
+        threading.Thread(target=_watch_into, args=args, daemon=True).start()
+        cluster.api.create(path, {"metadata": {"name": "later"}})
+        event = _next_added(relisted, 30)
+        assert event["object"]["metadata"]["name"] == "later", "the watch from the list must not replay"
+    finally:
+        relist_api.close()
+
+
+def _names_at(cluster: Cluster, path: str, rv: str) -> set[str]:
+    exact = {"resourceVersion": rv, "resourceVersionMatch": "Exact"}
+    listed = cluster.api.request("GET", path, params=exact).json()
+    return {item["metadata"]["name"] for item in listed["items"]}
+
 
 def test_compact_etcd_expires_old_resource_versions(cluster: Cluster, namespace: str) -> None:
-    if cluster.watch_cache:
-        pytest.skip(
-            "WATCH CACHE ON: it serves recent resourceVersions itself, compaction alone cannot expire them"
-        )
+    """A resourceVersion older than the watch cache's window is read from etcd: served until compaction passes
+    it, then 410 for lists and watches (the cache's window starts at the apiserver's restart)."""
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     old_rv = (cluster.api.get(path) or {})["metadata"]["resourceVersion"]
     for i in range(3):
         cluster.api.create(path, {"metadata": {"name": f"cm-{i}"}})
+    cluster.restart("kube-apiserver")
+    assert not {f"cm-{i}" for i in range(3)} & _names_at(cluster, path, old_rv), "etcd serves the old state"
 
     revision = cluster.compact_etcd()
 
     assert revision > int(old_rv)
     with pytest.raises(ApiError) as err:
-        cluster.api.request("GET", path, params={"resourceVersion": old_rv, "resourceVersionMatch": "Exact"})
+        _names_at(cluster, path, old_rv)
     assert err.value.status == 410
     expired = next(cluster.api.watch(path, old_rv, timeout_seconds=5))
     assert expired["type"] == "ERROR"

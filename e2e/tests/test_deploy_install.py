@@ -212,7 +212,7 @@ def test_helm_chart_installs_with_the_same_rbac_as_kustomize(
     values = ("concurrency=6", "kubeApi.qps=30", "logLevel=debug", "otlp.endpoint=http://collector:4318")
     docs = _helm_template(release, namespace, *values)
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": namespace, "labels": labels}})
+    cluster.create_namespace(namespace, labels=labels)
     try:
         applied = cluster.kubectl("apply", "-f", "-", input=_without_crd(docs))
         assert "PodSecurity" not in applied.stderr, applied.stderr
@@ -477,7 +477,7 @@ async def test_helm_watch_namespace_confines_the_operator_to_that_namespace(
     )
     assert manager_options(args)["namespace"] == namespace
     assert not [d for d in docs if d["kind"].startswith("Cluster")], "no cluster-wide rights when namespaced"
-    cluster.api.create("/api/v1/namespaces", {"metadata": {"name": home}})
+    cluster.create_namespace(home)
     try:
         cluster.kubectl("apply", "-f", "-", input=_without_crd(docs))
         with _as_service_account(cluster, _token(cluster, home, f"{release}-pyroclast")) as http:
