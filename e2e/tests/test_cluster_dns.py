@@ -23,7 +23,7 @@ import dns.rcode
 import dns.resolver
 import pytest
 
-import workloads as contract
+from api import contract
 from controller.resource import PODS
 from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.service import WORKERS_SERVICE
