@@ -66,6 +66,10 @@ async def test_a_missing_priority_class_shows_in_kubectl_and_pyroclast(
         table = cluster.kubectl("get", "tj", "prio", "-n", namespace).stdout
         assert table.splitlines()[0].split()[:2] == ["NAME", "PHASE"]
         assert table.splitlines()[1].split()[:2] == ["prio", "CreateFailed"]
+        selected = cluster.kubectl(
+            "get", "tj", "-n", namespace, "--field-selector", "status.phase=CreateFailed", "-o", "name"
+        ).stdout
+        assert selected.split() == ["torchjob.pyroclast.dev/prio"]
         described = cluster.kubectl("describe", "tj", "prio", "-n", namespace).stdout
         assert "CreateFailed" in described
         assert "FailedCreatePod" in described
