@@ -93,7 +93,7 @@ async def test_a_missing_priority_class_shows_in_kubectl_and_pyroclast(
             status = await wait_phase(client, namespace, "prio", "Running", within=90)
             cleared = condition(status, "CreateFailed")
             assert cleared is not None
-            assert (cleared["status"], cleared["reason"]) == ("False", "Created")
+            assert (cleared["status"], cleared["reason"]) == ("False", "Resolved")
             assert len(await names(client, PODS, namespace)) == 2
         finally:
             cluster.api.delete("/apis/scheduling.k8s.io/v1/priorityclasses/no-such-class")
