@@ -3,6 +3,8 @@ nodes), the operator run in process, and polling for status."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -118,3 +120,13 @@ async def names(client: Client, resource: Any, namespace: str) -> list[str]:
 
 def condition(status: JsonObject, type_: str) -> JsonObject | None:
     return next((c for c in status.get("conditions") or [] if c["type"] == type_), None)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM an operator process started by a test; killed if it ignores the signal for 40 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

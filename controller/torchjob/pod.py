@@ -38,6 +38,10 @@ def rendezvous_endpoint(job: TorchJob) -> str:
     return f"{worker_dns_name(job, 0)}:{job.spec.rendezvous.port}"
 
 
+DEFAULT_SERVICE_ACCOUNT: Final = "default"
+"""The namespace's own account, named on workers that get a progress token and name none."""
+
+
 def progress_token_volume() -> dict[str, Any]:
     """A projected service-account token for the progress endpoint only, bound to the pod."""
     token = {"audience": contract.PROGRESS_AUDIENCE, "expirationSeconds": TOKEN_SECONDS, "path": "token"}
@@ -147,9 +151,6 @@ def desired_worker(
         "spec": pod_spec,
     }
 
-
-DEFAULT_SERVICE_ACCOUNT: Final = "default"
-"""The namespace's own account, named on workers that get a progress token and name none."""
 
 # Overlay fields copied onto the pod spec as written; volumes and mounts are merged above.
 _COPIED: Final = (

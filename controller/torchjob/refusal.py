@@ -5,8 +5,9 @@ namespace enforcing Pod Security, an invalid pass-through field, an exhausted Re
 transient fault of the operator: the user must act, so the job says so. The ``CreateFailed`` condition
 quotes the apiserver, a Warning Event ``FailedCreate<Kind>`` (Kubeflow's reason names) records each
 distinct refusal once, and a job that is not running yet shows the phase ``CreateFailed``. The reconciler
-keeps retrying with backoff (a quota may free up); the first pass whose creates all succeed turns the
-condition False, and the plan moves the phase on.
+keeps retrying with backoff (a quota may free up); the first pass with no refused create (its creates
+succeeded, or it needs none any more: suspended, finished) turns the condition False (reason Resolved),
+and the plan moves the phase on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from api import ConditionStatus, ConditionType, Phase, TorchJobStatus
 from controller.torchjob.conditions import set_condition
 from controller.torchjob.plan import REASON_AWAITING_CAPACITY, REASON_QUEUED, Event, Plan
 
-REASON_CREATED: Final = "Created"
+REASON_RESOLVED: Final = "Resolved"
 MESSAGE_LIMIT: Final = 1024
 """Characters of the apiserver's message kept in the condition and the Event."""
 _OVERRIDDEN: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED, Phase.CREATE_FAILED})
@@ -88,8 +89,8 @@ def created(step: Plan, now: datetime, generation: int | None) -> None:
         status.conditions or [],
         ConditionType.CREATE_FAILED,
         ConditionStatus.FALSE,
-        REASON_CREATED,
-        f"created after the refusal: {before.message}"[:MESSAGE_LIMIT],
+        REASON_RESOLVED,
+        f"no create is refused any more; before: {before.message}"[:MESSAGE_LIMIT],
         now,
         generation,
     )

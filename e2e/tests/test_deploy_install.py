@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from e2e.cluster.api import ApiError
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
-from e2e.torchjobs import condition, status_of, torchjob, wait_for, wait_phase
+from e2e.torchjobs import condition, status_of, stop_process, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
 from pyroclast.operator import manager_options, progress_options
 from tests.required import missing
@@ -387,15 +386,6 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_rbac(
     cluster: Cluster, sa_token: str, namespace: str, nodes: NodePool, tmp_path: Path
 ) -> None:
@@ -456,7 +446,7 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
         assert not [k for k in scraped if k.startswith("rest_client_requests_total") and 'code="403"' in k]
     finally:
         await admin.aclose()
-        _stop(proc)
+        stop_process(proc)
         print(f"operator log (tail):\n{log_path.read_text()[-6000:]}")  # shown when the test fails
     log = log_path.read_text()
     assert proc.returncode == 0, log[-4000:]

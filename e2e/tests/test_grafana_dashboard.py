@@ -5,7 +5,6 @@ cluster once a job ran (checked against the real /metrics page with e2e/promql; 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
 from e2e.promql import missing, scrape, selects
-from e2e.torchjobs import torchjob, wait_for, wait_phase
+from e2e.torchjobs import stop_process, torchjob, wait_for, wait_phase
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "pyroclast-dashboard.json"
 
@@ -44,15 +43,6 @@ def _start_operator(cluster: Cluster, port: int, log_path: Path) -> subprocess.P
     ]  # fmt: skip
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def test_every_dashboard_query_selects_what_a_default_operator_exports(
@@ -81,5 +71,5 @@ async def test_every_dashboard_query_selects_what_a_default_operator_exports(
         # Alone (no --leader-elect), the replica always reconciles, and its leader gauge says so.
         assert 'leader_election_master_status{name="pyroclast-operator"} 1.0' in text.splitlines()
     finally:
-        _stop(proc)
+        stop_process(proc)
     assert proc.returncode == 0, log_path.read_text()[-4000:]

@@ -80,6 +80,18 @@ async def test_gang_that_cannot_fit_stays_queued_with_the_reason(
         assert len(pods) == 3
         assert all(not p["spec"].get("nodeName") for p in pods), "no gang member may be bound"
 
+        # The scheduler's reason is in an Event too (kubectl describe), not only in the condition.
+        async def queued_events() -> list[str] | None:
+            events = (await client.list(EVENTS, namespace)).items
+            said = [
+                e["message"]
+                for e in events
+                if e["involvedObject"].get("name") == "big" and e["reason"] == "WaitingForScheduler"
+            ]
+            return said if any("unschedulable" in m.lower() for m in said) else None
+
+        await wait_for("a WaitingForScheduler Event with the scheduler's reason", queued_events, 30)
+
 
 async def test_deleted_job_leaves_nothing_behind(
     cluster: Cluster, crd: str, namespace: str, nodes: NodePool

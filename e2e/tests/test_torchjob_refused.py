@@ -66,6 +66,10 @@ async def test_a_missing_priority_class_shows_in_kubectl_and_pyroclast(
         table = cluster.kubectl("get", "tj", "prio", "-n", namespace).stdout
         assert table.splitlines()[0].split()[:2] == ["NAME", "PHASE"]
         assert table.splitlines()[1].split()[:2] == ["prio", "CreateFailed"]
+        selected = cluster.kubectl(
+            "get", "tj", "-n", namespace, "--field-selector", "status.phase=CreateFailed", "-o", "name"
+        ).stdout
+        assert selected.split() == ["torchjob.pyroclast.dev/prio"]
         described = cluster.kubectl("describe", "tj", "prio", "-n", namespace).stdout
         assert "CreateFailed" in described
         assert "FailedCreatePod" in described
@@ -89,7 +93,7 @@ async def test_a_missing_priority_class_shows_in_kubectl_and_pyroclast(
             status = await wait_phase(client, namespace, "prio", "Running", within=90)
             cleared = condition(status, "CreateFailed")
             assert cleared is not None
-            assert (cleared["status"], cleared["reason"]) == ("False", "Created")
+            assert (cleared["status"], cleared["reason"]) == ("False", "Resolved")
             assert len(await names(client, PODS, namespace)) == 2
         finally:
             cluster.api.delete("/apis/scheduling.k8s.io/v1/priorityclasses/no-such-class")

@@ -233,12 +233,22 @@ def test_with_a_progress_url_workers_get_a_pod_bound_token_and_the_two_variables
     assert worker["spec"]["automountServiceAccountToken"] is False, (
         "no API token, only the audience-bound one"
     )
+    # A projected token needs a named account: without the ServiceAccount admission plugin (which would
+    # default it) the apiserver refuses the pod ("must not be specified when serviceAccountName is not set").
+    assert worker["spec"]["serviceAccountName"] == "default"
+
+
+def test_with_a_progress_url_a_named_service_account_is_kept() -> None:
+    job = make_job(template={"spec": {"serviceAccountName": "trainer"}})
+    worker = desired_worker(job, 0, 0, progress_url=URL)
+    assert worker["spec"]["serviceAccountName"] == "trainer"
 
 
 def test_without_a_progress_url_the_pod_is_unchanged() -> None:
     job = make_job()
     worker = desired_worker(job, 0, 0)
     assert "volumes" not in worker["spec"]
+    assert "serviceAccountName" not in worker["spec"]
     names = {e["name"] for e in worker["spec"]["containers"][0]["env"]}
     assert not names & {contract.PROGRESS_URL, contract.PROGRESS_TOKEN_FILE}
 

@@ -114,7 +114,7 @@ async def test_a_refused_pod_is_visible_within_one_reconcile_and_cleared_by_a_cr
     assert len(fake.objects[PODS]) == 2
     cond = condition(fake, "CreateFailed")
     assert cond is not None
-    assert (cond["status"], cond["reason"]) == ("False", "Created")
+    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
     assert job_status(fake)["phase"] == "Queued"
     set_pods(fake, "Running")
     sync(fake, reconciler)
