@@ -270,12 +270,14 @@ def coredns(lay: Layout) -> list[str]:
 
 
 def kwok(lay: Layout) -> list[str]:
-    """kwok managing every node, pod IPs from POD_CIDR, health server on loopback."""
+    """kwok managing the fake nodes (annotated kwok.x-k8s.io/node=fake), pod IPs from POD_CIDR, health server
+    on loopback."""
     return [
         str(lay.binaries["kwok"]),
         f"--kubeconfig={lay.admin_kubeconfig}",
         f"--config={lay.stages_file}",
-        "--manage-all-nodes=true",
+        # Only the fake nodes: process nodes (annotated pyroclast.dev/process-node) run their own kubelet.
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={POD_CIDR}",
         f"--node-ip={HOST}",
         "--node-lease-duration-seconds=40",
