@@ -61,6 +61,10 @@ def _logs(cluster: Cluster, pod: str) -> list[JsonObject]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def _namespace_gone(cluster: Cluster) -> bool:
+    return cluster.api.get(f"/api/v1/namespaces/{SYSTEM_NS}") is None
+
+
 @pytest.fixture
 def deployed(cluster: Cluster, crd: str, process_nodes: ProcessNodePool) -> Iterator[ProcessNodePool]:
     """Two process nodes, then `kubectl apply -k deploy/base` with both replicas Ready on them."""
@@ -84,7 +88,8 @@ def deployed(cluster: Cluster, crd: str, process_nodes: ProcessNodePool) -> Iter
     finally:
         rest = yaml.safe_dump_all([d for d in docs if d["kind"] != "CustomResourceDefinition"])
         cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=rest)
-        wait_for("operator pods gone", lambda: not _operator_pods(cluster), 90, interval=1)
+        # The namespace goes once its pods ended gracefully; the next install must not meet it Terminating.
+        wait_for(f"namespace {SYSTEM_NS} deleted", lambda: _namespace_gone(cluster), 180, interval=1)
 
 
 async def test_deployed_operator_runs_a_real_job_in_cluster_and_hands_over_within_20s(
