@@ -22,6 +22,7 @@ from e2e.cluster import (
 )
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
+from e2e.cluster.process_nodes import ProcessNodePool
 from pyroclast.cli import main
 from tests.required import missing
 
@@ -121,6 +122,29 @@ def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[NodePool
                 pool.delete_all()
             except Exception:
                 log.exception("deleting node pool %s", pool.id)
+
+
+@pytest.fixture
+def process_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[ProcessNodePool]:
+    """Per-test process nodes (real processes in their own namespaces): `process_nodes(2, cpu="4")`; pods pin
+    to them with `process_nodes.node_selector`. Where the machine cannot create namespaces (not root) the test
+    fails under PYROCLAST_REQUIRE_CLUSTER=1 and is skipped loudly elsewhere."""
+    reason = cluster.pod_network_unavailable if cluster.pod_network is None else None
+    if cluster.pod_network is None:
+        reason = reason or "the rig has no pod network"
+        if os.environ.get("PYROCLAST_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"process nodes required (PYROCLAST_REQUIRE_CLUSTER=1) but unavailable: {reason}")
+        pytest.skip(f"PROCESS NODES UNAVAILABLE: {reason}")
+    pool = ProcessNodePool(cluster)
+    try:
+        yield pool
+    finally:
+        _heal(request.node.nodeid)
+        if cluster.pid("kube-apiserver") is not None:
+            try:
+                pool.delete_all()
+            except Exception:
+                log.exception("deleting process node pool %s", pool.id)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -29,6 +29,9 @@ from e2e.cluster.nodes import node_manifest, node_ready
 from e2e.cluster.pki import CertPair, ClusterPKI
 from e2e.cluster.ports import HOST
 from e2e.cluster.process import Component, ComponentStartError, PortInUseError, tail_file
+
+if TYPE_CHECKING:
+    from e2e.cluster.process_nodes import ProcessNodes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class Cluster:
         self._components: dict[str, Component] = {}
         self._lock = threading.RLock()
         self._stopped = False
+        self._process_nodes: ProcessNodes | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
 
@@ -229,6 +233,11 @@ class Cluster:
     def stop(self) -> None:
         """Stop every component (reverse order) and drop etcd's data; logs stay in workdir."""
         with self._lock:
+            if self._process_nodes is not None:  # their pods' processes and namespaces go with them
+                try:
+                    self._process_nodes.stop_all()
+                except Exception:
+                    log.exception("stopping process nodes")
             for name in reversed(COMPONENTS):
                 comp = self._components.get(name)
                 if comp is not None:
@@ -488,6 +497,34 @@ class Cluster:
             except WaitTimeoutError as exc:
                 raise WaitTimeoutError(f"{exc}\nkwok log:\n{self.log_tail('kwok', 20)}") from None
         return names
+
+    @property
+    def process_nodes(self) -> ProcessNodes:
+        """The rig's process nodes (kubelet stand-ins running pods as local processes)."""
+        from e2e.cluster.process_nodes import ProcessNodes
+
+        with self._lock:
+            if self._process_nodes is None:
+                self._process_nodes = ProcessNodes(self)
+            return self._process_nodes
+
+    def create_process_nodes(
+        self,
+        count: int,
+        *,
+        cpu: str = "8",
+        memory: str = "64Gi",
+        gpus: int = 0,
+        pods: int = 110,
+        labels: Mapping[str, str] | None = None,
+        prefix: str = "proc",
+        timeout: float = 60.0,
+    ) -> list[str]:
+        """Start process nodes (see `e2e.cluster.kubelet`) and wait until each is Ready; the pod network must
+        exist (NetworkUnavailableError says why it cannot)."""
+        return self.process_nodes.create(
+            count, cpu=cpu, memory=memory, gpus=gpus, pods=pods, labels=labels, prefix=prefix, timeout=timeout
+        )
 
     def delete_nodes(self, names: Sequence[str], *, timeout: float = 60.0) -> None:
         """Delete nodes and wait until they are gone."""

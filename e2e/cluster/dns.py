@@ -5,7 +5,8 @@ CoreDNS answers for `cluster.local` from the apiserver: Service names, and the
 torch's TCPStore finds the rendezvous host. It is built with no forwarding plugin (e2e/go/coredns), so a name
 outside the zone is refused and no query ever leaves the machine.
 
-Two listeners, each a server block with its own `kubernetes` plugin: the pod network's host address on port 53
+PTR records for pod and Service addresses come from `in-addr.arpa` and `ip6.arpa`. Two listeners, each a
+server block with its own `kubernetes` plugin: the pod network's host address on port 53
 (pods' `/etc/resolv.conf` names it; it exists only when the rig has a pod network), and 127.0.0.1 on a free
 port for the host side (tests). `health` and `ready` serve the rig's probes on loopback; `ready` answers 200
 once the plugin's informers have synced.
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 ZONE = "cluster.local"
+# Reverse lookups of pod and Service addresses as well, as in kubeadm's Corefile: torch's c10d asks for the
+# name of every peer it accepts.
+REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")
 USER = "system:coredns"
 TTL_SECONDS = 5  # the plugin's default; a restarted pod's new address shows within it
 
@@ -55,14 +59,16 @@ class Listener:
 
 
 def server_block(listener: Listener, kubeconfig: str, extra: Sequence[str] = ()) -> str:
-    """One server block: the cluster zone on one address, answered by the `kubernetes` plugin."""
+    """One server block: the cluster zone (and reverse zones) on one address, answered by the `kubernetes`
+    plugin."""
+    zones = (ZONE, *REVERSE_ZONES)
     lines = [
-        f"{ZONE}:{listener.port} {{",
+        " ".join(f"{zone}:{listener.port}" for zone in zones) + " {",
         f"    bind {listener.host}",
         *(f"    {line}" for line in extra),
         "    errors",
         "    log",
-        f"    kubernetes {ZONE} {{",
+        f"    kubernetes {' '.join(zones)} {{",
         f"        kubeconfig {kubeconfig}",
         "        pods insecure",
         f"        ttl {TTL_SECONDS}",

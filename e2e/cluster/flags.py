@@ -199,46 +199,41 @@ def kube_apiserver(lay: Layout) -> list[str]:
     return argv
 
 
-def kube_controller_manager(lay: Layout) -> list[str]:
-    """KCM with only the controllers the tests need."""
+def _kube_component(lay: Layout, name: str, cert_dir: str) -> list[str]:
+    """What KCM and kube-scheduler share: the admin kubeconfig for API access and delegated auth, a secure
+    port on loopback, no leader election, the rig's client rate limits."""
     kc = str(lay.admin_kubeconfig)
     return [
-        str(lay.binaries["kube-controller-manager"]),
+        str(lay.binaries[name]),
         f"--kubeconfig={kc}",
         f"--authentication-kubeconfig={kc}",
         f"--authorization-kubeconfig={kc}",
         f"--bind-address={HOST}",
-        f"--secure-port={lay.ports['kube-controller-manager']}",
-        f"--cert-dir={lay.workdir / 'kcm-certs'}",
+        f"--secure-port={lay.ports[name]}",
+        f"--cert-dir={lay.workdir / cert_dir}",
         "--leader-elect=false",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--v=1",
+    ]
+
+
+def kube_controller_manager(lay: Layout) -> list[str]:
+    """KCM with only the controllers the tests need."""
+    return [
+        *_kube_component(lay, "kube-controller-manager", "kcm-certs"),
         f"--controllers={','.join(KCM_CONTROLLERS)}",
         f"--service-account-private-key-file={lay.pki.sa_private_key}",
         f"--root-ca-file={lay.pki.serving_ca}",
         "--node-monitor-period=2s",
         "--node-monitor-grace-period=40s",
-        "--kube-api-qps=200",
-        "--kube-api-burst=400",
         "--concurrent-gc-syncs=10",
-        "--v=1",
     ]
 
 
 def kube_scheduler(lay: Layout) -> list[str]:
     """The default scheduler, for pods that do not name Volcano (e.g. the operator's own Deployment)."""
-    kc = str(lay.admin_kubeconfig)
-    return [
-        str(lay.binaries["kube-scheduler"]),
-        f"--kubeconfig={kc}",
-        f"--authentication-kubeconfig={kc}",
-        f"--authorization-kubeconfig={kc}",
-        f"--bind-address={HOST}",
-        f"--secure-port={lay.ports['kube-scheduler']}",
-        f"--cert-dir={lay.workdir / 'scheduler-certs'}",
-        "--leader-elect=false",
-        "--kube-api-qps=200",
-        "--kube-api-burst=400",
-        "--v=1",
-    ]
+    return _kube_component(lay, "kube-scheduler", "scheduler-certs")
 
 
 def apiserver_forwarder(lay: Layout) -> list[str]:
@@ -270,12 +265,14 @@ def coredns(lay: Layout) -> list[str]:
 
 
 def kwok(lay: Layout) -> list[str]:
-    """kwok managing every node, pod IPs from POD_CIDR, health server on loopback."""
+    """kwok managing the fake nodes (annotated kwok.x-k8s.io/node=fake), pod IPs from POD_CIDR, health server
+    on loopback."""
     return [
         str(lay.binaries["kwok"]),
         f"--kubeconfig={lay.admin_kubeconfig}",
         f"--config={lay.stages_file}",
-        "--manage-all-nodes=true",
+        # Only the fake nodes: process nodes (annotated pyroclast.dev/process-node) run their own kubelet.
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={POD_CIDR}",
         f"--node-ip={HOST}",
         "--node-lease-duration-seconds=40",

@@ -150,6 +150,7 @@ class ClusterPKI:
     sa_private_key: Path
     sa_public_key: Path
     _client_authority: CertificateAuthority
+    _serving_authority: CertificateAuthority
 
     @classmethod
     def create(cls, directory: Path, service_ip: str, extra_ips: Sequence[str] = ()) -> ClusterPKI:
@@ -190,6 +191,14 @@ class ClusterPKI:
             sa_private,
             sa_public,
             client,
+            serving,
+        )
+
+    def serving_cert(self, name: str, ip_addresses: Sequence[str] = ("127.0.0.1",)) -> CertPair:
+        """A serving certificate from the serving CA (e.g. a process node's kubelet endpoint)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return self._serving_authority.issue(
+            f"serving-{safe}", name, dns_names=(name,), ip_addresses=ip_addresses, server=True
         )
 
     def client_cert(self, user: str, groups: Sequence[str] = ()) -> CertPair:

@@ -11,12 +11,13 @@ _lock = threading.Lock()
 _handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago and not returned before by this process."""
+def free_port(host: str = HOST) -> int:
+    """A TCP port on `host` (loopback unless named, e.g. the pod network's host address) that was free a
+    moment ago and not returned before by this process."""
     with _lock:
         for _ in range(100):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((HOST, 0))
+                s.bind((host, 0))
                 port: int = s.getsockname()[1]
             if port not in _handed_out:
                 _handed_out.add(port)

@@ -27,9 +27,22 @@ RunStep = Callable[[Cluster], object]
 
 
 def add_gpu_nodes(cluster: Cluster) -> None:
-    """Four fake GPU nodes: 8 GPUs, 96 CPUs and 1Ti memory each."""
+    """Four fake GPU nodes for scale work: 8 GPUs, 96 CPUs and 1Ti memory each (kwok; nothing runs)."""
     names = cluster.create_nodes(4, cpu="96", memory="1Ti", gpus=8, prefix="gpu")
     print(f"nodes: {', '.join(names)}", flush=True)
+
+
+def add_process_nodes(cluster: Cluster) -> None:
+    """Two process nodes, where the sample job's workers really run (needs the pod network: root)."""
+    if cluster.pod_host is None:
+        print(
+            f"no process nodes ({cluster.pod_network_unavailable}): the sample job runs on the fake GPU "
+            "nodes and does not really train",
+            flush=True,
+        )
+        return
+    names = cluster.create_process_nodes(2, cpu="4", memory="16Gi", prefix="proc")
+    print(f"process nodes: {', '.join(names)} (pods run as local processes on bridge {cluster.pod_host})")
 
 
 # Processes `run` starts beside the cluster (stopped before it).
@@ -44,7 +57,7 @@ def start_operator(cluster: Cluster) -> None:
 
 
 # Steps `run` performs once the cluster is ready, in order.
-RUN_STEPS: list[RunStep] = [add_gpu_nodes, install_crd, start_operator, apply_sample_job]
+RUN_STEPS: list[RunStep] = [add_gpu_nodes, add_process_nodes, install_crd, start_operator, apply_sample_job]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -21,6 +21,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.resolver
+import dns.reversename
 import pytest
 
 from api import contract
@@ -50,6 +51,8 @@ def test_corefile_serves_only_the_cluster_zone_and_never_forwards() -> None:
         "cluster.local:53",
     ]
     assert words.count("kubernetes") == 2, "each server block answers from the apiserver"
+    assert "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {" in text, "and serves reverse lookups"
+    assert "kubernetes cluster.local in-addr.arpa ip6.arpa {" in text
     assert words.count("health") == words.count("ready") == 1, "process-wide probes, in one block only"
     assert "kubeconfig /tmp/k.kubeconfig" in text
     with pytest.raises(ValueError, match="at least one listener"):
@@ -126,6 +129,9 @@ async def test_worker_names_resolve_through_the_search_list_as_torch_dials_them(
         assert _addresses(resolver, endpoint_host) == {host_pod["status"]["podIP"]}
         fqdn = cluster_dns.pod_fqdn(pod["spec"]["hostname"], pod["spec"]["subdomain"], namespace)
         assert _addresses(resolver, fqdn + ".") == {pod["status"]["podIP"]}
+        # c10d asks for the name of every peer it accepts: the reverse record names the worker.
+        ptr = resolver.resolve(dns.reversename.from_address(pod["status"]["podIP"]), "PTR")
+        assert {str(record.target) for record in ptr} == {fqdn + "."}
     # Inside the zone a missing name is NXDOMAIN; outside it nothing is forwarded: CoreDNS refuses.
     assert _rcode(cluster, f"nobody.{WORKERS_SERVICE}.{namespace}.svc.cluster.local.") == dns.rcode.NXDOMAIN
     assert _rcode(cluster, "pytorch.org.") == dns.rcode.REFUSED

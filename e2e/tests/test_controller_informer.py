@@ -101,7 +101,9 @@ async def test_mirror_survives_apiserver_restart(cluster: Cluster, namespace: st
         tg.start_soon(informer.run)
         assert await informer.wait_synced(60)
         expected = await truth(client, namespace)
-        assert len(expected) == N
+        # Ours plus the CA bundle KCM's root-CA publisher puts in every namespace, as in any cluster.
+        assert len(expected) == N + 1
+        assert f"{namespace}/kube-root-ca.crt" in expected
         await eventually(lambda: mirror(informer) == expected, 30)
 
         start = anyio.current_time()

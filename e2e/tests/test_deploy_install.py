@@ -1,10 +1,10 @@
 """deploy/ on the real apiserver: `kubectl apply -k` and `helm template` output install, and the operator,
 run as the shipped ServiceAccount with only the shipped RBAC, runs jobs and is refused everything else.
 
-The Deployment's pod template goes through the apiserver's admission as a dry-run pod (the rig runs no
-ReplicaSet controller or default scheduler), so restricted Pod Security is enforced on it. The operator itself
-runs here as a `pyroclast run` process with a TokenRequest token for the ServiceAccount and the cluster CA,
-the credentials a pod gets in-cluster."""
+The Deployment's pod template also goes through the apiserver's admission as a dry-run pod, so restricted
+Pod Security is checked on exactly that template. The operator itself runs here as a `pyroclast run` process
+with a TokenRequest token for the ServiceAccount and the cluster CA, the credentials a pod gets in-cluster;
+the Deployment's own replicas run on process nodes in test_deploy_in_cluster.py."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _one(docs: list[JsonObject], kind: str, name: str | None = None) -> JsonObje
 
 def _admitted_pod(cluster: Cluster, namespace: str, name: str) -> JsonObject:
     """A pod from the stored Deployment's template, through the whole admission chain (Pod Security
-    ``restricted`` included) but not stored: the rig runs no ReplicaSet controller, no default scheduler."""
+    ``restricted`` included) but not stored."""
     deploy = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}") or {}
     assert deploy["spec"]["replicas"] == 2
     template = deploy["spec"]["template"]

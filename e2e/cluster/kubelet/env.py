@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from api.quantity import parse_quantity
+from e2e.cluster.kubelet.images import ImageConfig
 
 JSON = dict[str, Any]
 Fetch = Callable[[str, str], Awaitable[JSON | None]]
@@ -141,13 +142,18 @@ async def container_env(
     return env
 
 
-def command_line(container: JSON, env: Mapping[str, str]) -> list[str]:
-    """command + args with $(VAR) expanded; the image's entrypoint is unknown here, so command is required."""
+def command_line(container: JSON, env: Mapping[str, str], image: ImageConfig | None) -> list[str]:
+    """The kubelet's rule: `command` replaces the image's ENTRYPOINT (and drops its CMD), `args` replace CMD;
+    $(VAR) references expand. Without a known image config (see `images`), `command` is required."""
     command = [expand(c, env) for c in container.get("command") or []]
     args = [expand(a, env) for a in container.get("args") or []]
-    if not command:
+    if not command and image is not None:
+        command = list(image.entrypoint)
+        args = args if "args" in container else list(image.cmd)
+    argv = command + args
+    if not argv:
         raise EnvError(
-            f"container {container.get('name')!r} has no command: process nodes run no image, so the "
-            "image's entrypoint is unknown; set `command`"
+            f"container {container.get('name')!r} has no command: process nodes pull no image, so an image "
+            "other than the project's own (deploy/images) needs `command`"
         )
-    return command + args
+    return argv

@@ -33,6 +33,9 @@ class PodManager:
         self.root = Path(cfg.root)
         self.claims_root = Path(cfg.claims_root)
         self.python = cfg.python
+        interpreter = Path(cfg.python).resolve()  # a virtualenv's python links to its base installation
+        self.expose_paths = [str(interpreter.parent.parent), str(Path(cfg.python).parent.parent), cfg.source]
+        """What a non-root container must be able to reach: the base interpreter, the venv, the checkout."""
         self.source = cfg.source
         self.cluster_domain = cfg.cluster_domain
         self.allocatable = resources(cfg)

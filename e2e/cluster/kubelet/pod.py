@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from e2e.cluster.kubelet import container as runtime
 from e2e.cluster.kubelet import logs, probes, volumes
 from e2e.cluster.kubelet.env import EnvError, command_line, container_env
+from e2e.cluster.kubelet.images import ImageConfig, image_config
 from e2e.cluster.kubelet.node import now
 from e2e.cluster.network import MEMORY_ROOT
 
@@ -264,7 +265,8 @@ class PodWorker:
             env = await container_env(
                 self.pod_with_ips(), spec, self.fetch, self.m.allocatable, self.m.service_env
             )
-            command = command_line(spec, env)
+            image = image_config(str(spec.get("image") or ""), Path(self.m.source))
+            command = command_line(spec, env, image)
         except EnvError as exc:
             c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
             c.run = None
@@ -276,10 +278,12 @@ class PodWorker:
         )
         env.setdefault("PYTHONPATH", self.m.source)
         env.setdefault("HOSTNAME", self.pod["spec"].get("hostname") or self.name)
-        env.setdefault("HOME", "/root")
+        user = self._user(spec, image)
+        env.setdefault("HOME", "/root" if user is None or user[0] == 0 else "/")
         term_host = self.dir / "containers" / c.name / f"termination-log-{c.restarts}"
         term_host.parent.mkdir(parents=True, exist_ok=True)
         term_host.write_bytes(b"")
+        term_host.chmod(0o666)  # whatever user the container runs as writes it
         mounts = [
             {"source": str(term_host), "target": spec.get("terminationMessagePath") or "/dev/termination-log"}
         ]
@@ -300,7 +304,10 @@ class PodWorker:
             "mounts": mounts,
             "env": env,
             "command": command,
-            "workingDir": spec.get("workingDir"),
+            "workingDir": spec.get("workingDir") or (image.workdir if image else None),
+            "user": user,
+            "exposePaths": self.m.expose_paths,
+            "readonlyRoot": bool((spec.get("securityContext") or {}).get("readOnlyRootFilesystem")),
         }
         assert self.netns is not None
         c.run = await runtime.start(
@@ -330,6 +337,21 @@ class PodWorker:
                     probes.run_readiness(spec["readinessProbe"], spec, self.ip, lambda: run.main_pid, report)
                 )
             )
+
+    def _user(self, spec: JSON, image: ImageConfig | None) -> list[int] | None:
+        """[uid, gid] from the container's, else the pod's securityContext, else the image's numeric USER."""
+        pod_ctx: JSON = self.pod["spec"].get("securityContext") or {}
+        ctx: JSON = spec.get("securityContext") or {}
+        uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
+        gid = ctx.get("runAsGroup", pod_ctx.get("runAsGroup"))
+        if uid is None and image is not None and image.user:
+            name, _, group = image.user.partition(":")
+            if name.isdigit():
+                uid = int(name)
+                gid = int(group) if group.isdigit() else gid
+        if uid is None:
+            return None
+        return [int(uid), int(gid if gid is not None else 0)]
 
     def _record_exit(self, c: ContainerState) -> None:
         run = c.run

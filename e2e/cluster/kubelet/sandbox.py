@@ -122,6 +122,16 @@ def build_root(spec: dict[str, Any]) -> Path:
         if target.is_symlink():
             target.unlink()
         target.write_text(content)
+    if spec.get("user") and spec["user"][0] != 0:
+        # The virtualenv and checkout stand in for the image, whose files any user may run: let the
+        # container's user traverse their ancestors (e.g. /root). Only this container's overlay copy changes.
+        for path in spec.get("exposePaths") or []:
+            for ancestor in [*reversed(Path(path).parents), Path(path)]:
+                target = _target(root, str(ancestor))
+                if target.is_dir() and not target.stat().st_mode & 0o001:
+                    os.chmod(target, target.stat().st_mode | 0o005)
+    if spec.get("workingDir"):  # as runtimes do: the working directory exists
+        _target(root, spec["workingDir"]).mkdir(parents=True, exist_ok=True)
     for m in spec.get("mounts") or []:
         source = Path(m["source"])
         target = _target(root, m["target"])
@@ -137,7 +147,15 @@ def main(argv: list[str]) -> None:
         socket.sethostname(spec["hostname"])
         root = build_root(spec)
         os.chroot(root)
-        os.chdir(spec.get("workingDir") or "/")
+        if spec.get("readonlyRoot"):
+            _mount("none", "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        workdir = spec.get("workingDir") or "/"
+        user: list[int] | None = spec.get("user")
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user[1])
+            os.setuid(user[0])
+        os.chdir(workdir)
         env: dict[str, str] = spec["env"]
         command: list[str] = spec["command"]
         os.execvpe(command[0], command, env)

@@ -1,8 +1,10 @@
 """A pod's volumes as host directories, bind-mounted into each container's mount namespace by the sandbox.
 
 emptyDir is a directory of the pod (`medium: Memory` under the host's /dev/shm, i.e. tmpfs-backed);
-persistentVolumeClaim is a directory per namespace/claim shared by every node of the rig and kept after the
-pod, so checkpoints survive restarts (there is no provisioner: the claim object itself is not consulted);
+persistentVolumeClaim is a directory per namespace/claim shared by every node of the rig and kept after
+the pod, so checkpoints survive restarts (there is no provisioner: the claim object itself is not consulted),
+and an `nfs` volume is a directory per server/export, shared the same way (no NFS traffic: the rig's stand-in
+for shared storage, which needs no PersistentVolume binding before Volcano schedules the pod);
 configMap, secret, downwardAPI and projected volumes (serviceAccountToken minted with TokenRequest, bound to
 the pod, refreshed at 80 % of its lifetime like the kubelet) are files written before the container starts.
 """
@@ -144,6 +146,12 @@ async def prepare(
         elif "persistentVolumeClaim" in vol:
             base = claims_root / namespace / vol["persistentVolumeClaim"]["claimName"]
             base.mkdir(parents=True, exist_ok=True)
+            base.chmod(0o777)  # writable whatever user the pods run as (fsGroup's effect, simplified)
+        elif "nfs" in vol:
+            nfs = vol["nfs"]
+            base = claims_root / "nfs" / nfs["server"] / nfs["path"].strip("/")
+            base.mkdir(parents=True, exist_ok=True)
+            base.chmod(0o777)
         elif "configMap" in vol:
             files = await _object_files(fetch, "configmaps", vol["configMap"])
         elif "secret" in vol:

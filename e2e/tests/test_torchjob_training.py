@@ -1,0 +1,381 @@
+"""Real training under the operator: TorchJob workers are torchrun processes on process nodes.
+
+Every worker pod runs `torchrun -m workloads.train` (CPU, gloo, a tiny deterministic MLP) in its own network
+namespace on the rig's bridge; peers find each other through cluster DNS; checkpoints go to shared storage
+(an `nfs` volume, a rig directory shared by all process nodes). Volcano schedules and preempts, the operator
+restarts, shrinks and resumes, and the figures the project claims are printed: SIGTERM-to-exit under the
+real grace path, steps lost per preemption and the step training resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from controller.client import Client
+from controller.metrics import REGISTRY
+from controller.resource import PODS
+from controller.torchjob.progress_endpoint import Address
+from controller.torchjob.reconciler import TORCHJOBS
+from e2e.cluster import Cluster
+from e2e.cluster.process_nodes import ProcessNodePool
+from e2e.conftest import CliRun
+from e2e.torchjobs import condition, operator_reconciler, status_of, wait_for, wait_phase
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+JsonObject = dict[str, Any]
+PC_API = "/apis/scheduling.k8s.io/v1/priorityclasses"
+TOTAL_STEPS = 40
+RENDEZVOUS: JsonObject = {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"}
+
+
+def train_args(total_steps: int = TOTAL_STEPS, step_sleep: float = 0.1) -> list[str]:
+    """A tiny deterministic run: the same args give bitwise the same losses at the same world size."""
+    return [
+        "--total-steps", str(total_steps),
+        "--global-batch", "16",
+        "--dataset-size", "256",
+        "--model-width", "16",
+        "--model-depth", "2",
+        "--seed", "7",
+        "--step-sleep", str(step_sleep),
+    ]  # fmt: skip
+
+
+def training_job(
+    name: str,
+    pool: ProcessNodePool,
+    *,
+    count: int = 2,
+    nproc: int = 2,
+    cpu: str = "1500m",
+    args: list[str] | None = None,
+    priority: str | None = None,
+    interval: int = 10,
+    **spec: Any,
+) -> JsonObject:
+    """A TorchJob of `count` process-node workers x `nproc` trainer processes with shared checkpoints."""
+    scheduling: JsonObject = {"queue": "default", "preemptible": True}
+    if priority:
+        scheduling["priorityClassName"] = priority
+    body: JsonObject = {
+        "image": "pyroclast/workload:dev",
+        "command": ["-m", "workloads.train"],
+        "args": args or train_args(),
+        "nprocPerNode": nproc,
+        "nodes": {"count": count},
+        "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
+        "checkpoint": {
+            "volume": {"nfs": {"server": "ckpt.rig.invalid", "path": f"/{name}-{secrets.token_hex(3)}"}},
+            "path": "/checkpoints",
+            "intervalSteps": interval,
+        },
+        "template": {"spec": {"nodeSelector": pool.node_selector}},
+        "scheduling": scheduling,
+        "rendezvous": RENDEZVOUS,
+    }
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": "TorchJob",
+        "metadata": {"name": name},
+        "spec": {**body, **spec},
+    }
+
+
+def events(text: str, kind: str | None = None) -> list[JsonObject]:
+    """The workload's JSON progress lines in a log."""
+    out: list[JsonObject] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and (kind is None or event.get("event") == kind):
+            out.append(event)
+    return out
+
+
+def pod_logs(cluster: Cluster, namespace: str, pod: str) -> str:
+    """`kubectl logs` of the trainer container ("" when not available)."""
+    return cluster.kubectl("logs", "-n", namespace, pod, "-c", "trainer", check=False).stdout
+
+
+def job_events(cluster: Cluster, namespace: str, pods: list[str], kind: str) -> list[JsonObject]:
+    """`kind` events of all these pods in time order (only global rank 0 reports, on whichever pod it is)."""
+    found = [e for pod in pods for e in events(pod_logs(cluster, namespace, pod), kind)]
+    return sorted(found, key=lambda e: e.get("ts", 0))
+
+
+def workers(job: str, count: int) -> list[str]:
+    """Worker pod names of a job."""
+    return [f"{job}-worker-{i}" for i in range(count)]
+
+
+def reports(result: str) -> float:
+    """The operator's live progress report counter."""
+    return REGISTRY.get_sample_value("pyroclast_progress_reports_total", {"result": result}) or 0.0
+
+
+@pytest.fixture
+def priorities(cluster: Cluster) -> Iterator[tuple[str, str]]:
+    """A (low, high) pair of PriorityClasses unique to the test."""
+    suffix = secrets.token_hex(3)
+    low, high = f"tr-low-{suffix}", f"tr-high-{suffix}"
+    for name, value in ((low, 100), (high, 1000)):
+        body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}}
+        cluster.api.create(PC_API, {**body, "value": value})
+    yield low, high
+    for name in (low, high):
+        cluster.api.delete(f"{PC_API}/{name}")
+
+
+def progress_address(cluster: Cluster) -> tuple[Address, str]:
+    """Where the operator's progress endpoint listens for pods (the bridge's host address) and its URL."""
+    host = cluster.ensure_pod_network().host_address
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = int(s.getsockname()[1])
+    return Address(host, port), f"http://{host}:{port}"
+
+
+async def worker_pods(client: Client, namespace: str, job: str) -> list[JsonObject]:
+    """The job's worker pods."""
+    pods = (await client.list(PODS, namespace)).items
+    return [p for p in pods if p["metadata"]["name"].startswith(f"{job}-worker-")]
+
+
+async def test_fixed_job_trains_to_success_with_real_logs_progress_and_checkpoint(
+    cluster: Cluster, crd: str, namespace: str, process_nodes: ProcessNodePool, cli: CliRun
+) -> None:
+    process_nodes(2, cpu="2", memory="8Gi")
+    bind, url = progress_address(cluster)
+    accepted = reports("accepted")
+    followed: list[tuple[int, str, str]] = []
+    async with operator_reconciler(cluster, progress_bind=bind, progress_url=url) as reconciler:
+        client = reconciler.client
+        t0 = time.monotonic()
+        await client.create(TORCHJOBS, training_job("fixed", process_nodes), namespace)
+        await wait_phase(client, namespace, "fixed", "Running", 60)
+
+        async def follow() -> None:  # `pyroclast job logs -f` until the workers end
+            argv = ("job", "logs", "fixed", "-n", namespace, "-f")
+            followed.append(await anyio.to_thread.run_sync(cli, *argv))
+
+        async def live() -> JsonObject | None:
+            status = await status_of(client, namespace, "fixed")
+            progress = status.get("progress") or {}
+            return status if status.get("phase") == "Running" and progress.get("step", 0) >= 10 else None
+
+        done: JsonObject = {}
+        elapsed = 0.0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            running = await wait_for("live status.progress while Running", live, 120)
+            assert reports("accepted") > accepted, "no live progress POST was accepted"
+            assert running["progress"]["totalSteps"] == TOTAL_STEPS
+            done = await wait_phase(client, namespace, "fixed", "Succeeded", 180)
+            elapsed = time.monotonic() - t0
+        print(f"\n2 nodes x 2 processes, {TOTAL_STEPS} steps: apply -> Succeeded in {elapsed:.1f} s")
+        assert done["progress"]["step"] == TOTAL_STEPS
+        assert done["lastCheckpoint"]["step"] == TOTAL_STEPS
+        assert done["lastCheckpoint"]["path"].endswith(f"step-{TOTAL_STEPS:012d}")
+        assert done.get("failureRestarts", 0) == 0
+
+        progress = job_events(cluster, namespace, workers("fixed", 2), "progress")
+        assert [e["step"] for e in progress] == list(range(1, TOTAL_STEPS + 1)), progress[-3:]
+        assert {e["world_size"] for e in progress} == {4}
+        assert done["progress"]["loss"] == progress[-1]["loss"]
+
+        ((code, out, err),) = followed
+        assert code == 0, err
+        plain = "\n".join(ln.split("] ", 1)[-1] for ln in out.splitlines())
+        streamed = [e["step"] for e in events(plain, "progress")]
+        assert TOTAL_STEPS in streamed, out[-2000:]
+        assert "[worker-1]" in out
+
+
+async def test_preempted_job_drains_resumes_and_loses_no_step(
+    cluster: Cluster,
+    crd: str,
+    namespace: str,
+    process_nodes: ProcessNodePool,
+    priorities: tuple[str, str],
+) -> None:
+    low, high = priorities
+    victim_pool = process_nodes
+    process_nodes(2, cpu="2", memory="8Gi")  # room for one 2-node gang of 1500m workers
+    reference_pool = ProcessNodePool(cluster)
+    reference_pool(2, cpu="2", memory="8Gi")
+    args = train_args(total_steps=60, step_sleep=0.15)
+    # World size 2 (one process per node): an all-reduce of two addends is exact in any order, so the resumed
+    # trajectory must equal the uninterrupted one bit for bit. (At 4 ranks the reduction order of a bucket
+    # may differ after a restart, which changes rounding only.)
+    try:
+        async with operator_reconciler(cluster) as reconciler:
+            client = reconciler.client
+            await client.create(
+                TORCHJOBS, training_job("victim", victim_pool, nproc=1, args=args, priority=low), namespace
+            )
+            await client.create(
+                TORCHJOBS, training_job("reference", reference_pool, nproc=1, args=args), namespace
+            )
+            await wait_phase(client, namespace, "victim", "Running", 90)
+
+            def trained(n: int) -> bool:
+                steps = [e["step"] for e in job_events(cluster, namespace, workers("victim", 2), "progress")]
+                return bool(steps) and steps[-1] >= n
+
+            await wait_for("victim at step 15", lambda: anyio.to_thread.run_sync(trained, 15), 120)
+            before = {p["metadata"]["uid"] for p in await worker_pods(client, namespace, "victim")}
+            urgent = training_job("urgent", victim_pool, nproc=1, args=train_args(5, 0.0), priority=high)
+            t_preempt = time.monotonic()
+            await client.create(TORCHJOBS, urgent, namespace)
+
+            async def victims_gone() -> bool:
+                uids = {p["metadata"]["uid"] for p in await worker_pods(client, namespace, "victim")}
+                return not (uids & before)
+
+            await wait_for("victim pods drained and gone", victims_gone, 150)
+            drain_s = time.monotonic() - t_preempt
+            waiting = await wait_phase(client, namespace, "victim", "Preempted", 60)
+            assert waiting.get("failureRestarts", 0) == 0
+            assert waiting["preemptionRestarts"] == 1
+            drained_step = waiting["lastCheckpoint"]["step"]
+            assert drained_step >= 15
+
+            await wait_phase(client, namespace, "urgent", "Succeeded", 150)
+            done = await wait_phase(client, namespace, "victim", "Succeeded", 240)
+            reference = await wait_phase(client, namespace, "reference", "Succeeded", 60)
+
+            (resume,) = job_events(cluster, namespace, workers("victim", 2), "resume")
+            steps = [e["step"] for e in job_events(cluster, namespace, workers("victim", 2), "progress")]
+            lost = drained_step - resume["from_step"]
+            print(
+                f"\npreemption: victims gone {drain_s:.1f} s after the preemptor was created (SIGTERM, "
+                f"drain checkpoint, exit); drained at step {drained_step}, resumed from step "
+                f"{resume['from_step']}, steps lost {lost}"
+            )
+            assert lost == 0
+            assert steps[0] == resume["from_step"] + 1, "a step was repeated or skipped"
+            assert steps == list(range(steps[0], 61))
+            assert done.get("failureRestarts", 0) == 0
+            assert done["preemptionRestarts"] == 1
+            assert done["progress"]["loss"] == reference["progress"]["loss"], "final loss differs bitwise"
+    finally:
+        reference_pool.delete_all()
+
+
+def _worker_process_pids(cluster: Cluster, pod: JsonObject) -> list[int]:
+    """Host pids of the trainer processes (torchrun's children) in the pod's network namespace."""
+    netns = cluster.ensure_pod_network().netns_name(pod["metadata"]["uid"])
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout
+    pids: list[int] = []
+    for pid in (int(p) for p in out.split()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"workloads.train" in b" ".join(argv) and not any(b"torchrun" in a for a in argv):
+            pids.append(pid)
+    return pids
+
+
+async def test_sigkilled_worker_restarts_the_gang_from_the_newest_checkpoint(
+    cluster: Cluster, crd: str, namespace: str, process_nodes: ProcessNodePool
+) -> None:
+    process_nodes(2, cpu="2", memory="8Gi")
+    args = train_args(total_steps=50, step_sleep=0.1)
+    async with operator_reconciler(cluster) as reconciler:
+        client = reconciler.client
+        # maxRestarts 0: torchrun does not restart its workers in place; the operator restarts the whole gang.
+        job = training_job("killed", process_nodes, args=args, rendezvous={**RENDEZVOUS, "maxRestarts": 0})
+        await client.create(TORCHJOBS, job, namespace)
+        await wait_phase(client, namespace, "killed", "Running", 90)
+
+        def saved_steps() -> list[int]:
+            return sorted(
+                e["step"] for e in job_events(cluster, namespace, workers("killed", 2), "checkpoint")
+            )
+
+        async def checkpointed() -> JsonObject | None:
+            saved = await anyio.to_thread.run_sync(saved_steps)
+            return {"step": saved[-1]} if saved and saved[-1] >= 10 else None
+
+        await wait_for("a checkpoint at step 10", checkpointed, 120)
+        (pod,) = [
+            p for p in await worker_pods(client, namespace, "killed") if p["metadata"]["name"].endswith("-1")
+        ]
+        before_kill = max(await anyio.to_thread.run_sync(saved_steps))
+        pids = _worker_process_pids(cluster, pod)
+        assert pids, "no trainer process found in the pod's namespace"
+        os.kill(pids[0], signal.SIGKILL)
+
+        async def restarted() -> JsonObject | None:
+            status = await status_of(client, namespace, "killed")
+            return status if status.get("failureRestarts") == 1 else None
+
+        await wait_for("a whole-gang restart counted as a failure", restarted, 120)
+        done = await wait_phase(client, namespace, "killed", "Succeeded", 240)
+        assert done["failureRestarts"] == 1
+        assert done.get("preemptionRestarts", 0) == 0
+        (resume,) = job_events(cluster, namespace, workers("killed", 2), "resume")
+        steps = [e["step"] for e in job_events(cluster, namespace, workers("killed", 2), "progress")]
+        print(
+            f"\nSIGKILLed worker: checkpoint {before_kill} before the kill, "
+            f"resumed from {resume['from_step']}"
+        )
+        # The surviving pod drains on its SIGTERM, so the newest checkpoint may be later than the one before.
+        assert resume["from_step"] >= before_kill, "did not resume from the newest checkpoint"
+        assert steps == list(range(resume["from_step"] + 1, 51))
+
+
+async def test_permanent_exit_code_fails_the_job_at_once_with_the_workers_message(
+    cluster: Cluster, crd: str, namespace: str, process_nodes: ProcessNodePool
+) -> None:
+    process_nodes(2, cpu="2", memory="8Gi")
+    messages: list[str] = []
+    async with operator_reconciler(cluster) as reconciler:
+        client = reconciler.client
+        job = training_job(
+            "broken",
+            process_nodes,
+            args=[*train_args(), "--global-batch", "6"],  # 6 samples cannot be split over 4 ranks
+            failurePolicy={"permanentExitCodes": [1]},
+            rendezvous={**RENDEZVOUS, "maxRestarts": 0},  # torchrun exits at the first failure
+        )
+        await client.create(TORCHJOBS, job, namespace)
+
+        async def failed() -> JsonObject | None:
+            for pod in await worker_pods(client, namespace, "broken"):
+                for cs in pod.get("status", {}).get("containerStatuses") or []:
+                    message = (cs.get("state", {}).get("terminated") or {}).get("message")
+                    if message:
+                        messages.append(message)
+            status = await status_of(client, namespace, "broken")
+            return status if status.get("phase") == "Failed" else None
+
+        status = await wait_for("the job Failed", failed, 150)
+        assert status.get("failureRestarts", 0) == 0, "a permanent exit code must not restart the gang"
+        cond = condition(status, "Failed")
+        assert cond is not None
+        assert "exit code 1 (permanent)" in cond["message"]
+        # The worker's own report reached the pod status through /dev/termination-log.
+        reports_seen = [json.loads(m) for m in messages if m.lstrip().startswith("{")]
+        assert any(
+            "global batch 6 is not divisible by world size 4" in (r.get("error") or "") for r in reports_seen
+        ), messages
