@@ -37,15 +37,14 @@ from e2e.cluster.api import ApiError
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
+from e2e.helm import CHART, helm_binary, helm_template
 from e2e.torchjobs import condition, status_of, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
 from pyroclast.operator import manager_options, progress_options
-from tests.required import missing
 
 JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-CHART = DEPLOY / "helm" / "pyroclast"
 SYSTEM_NS = "pyroclast-system"
 SERVICE_ACCOUNT = "pyroclast-operator"
 LEASE = "pyroclast-operator"
@@ -54,7 +53,6 @@ SELF_SUBJECT_REVIEWS = Resource(
     "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False
 )
 RBAC_API = "/apis/rbac.authorization.k8s.io/v1"
-KUBE_VERSION = "1.36.3"
 
 
 # --- rendering and installing -------------------------------------------------------------------------------
@@ -185,32 +183,12 @@ def test_example_queues_and_priority_classes_are_accepted(cluster: Cluster, crd:
 # --- Helm ---------------------------------------------------------------------------------------------------
 
 
-def _helm() -> str:
-    """helm from TEST_ASSET_HELM or e2e/build-helm.sh's cache; built only when PYROCLAST_BUILD_HELM=1."""
-    script = ROOT / "e2e" / "build-helm.sh"
-    if os.environ.get("TEST_ASSET_HELM") or os.environ.get("PYROCLAST_BUILD_HELM") == "1":
-        return subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, check=True
-        ).stdout.split()[-1]
-    cache = Path(os.environ.get("PYROCLAST_RIG_CACHE") or Path.home() / ".cache" / "pyroclast-rig")
-    built = sorted((cache / "helm").glob("*/helm"))
-    if not built:
-        missing("helm: run `bash e2e/build-helm.sh` once, or set PYROCLAST_BUILD_HELM=1 or TEST_ASSET_HELM")
-    return str(built[-1])
-
-
-def _helm_template(release: str, namespace: str, *values: str) -> list[JsonObject]:
-    argv = [_helm(), "template", release, str(CHART), "--namespace", namespace, "--include-crds"]
-    argv += ["--kube-version", KUBE_VERSION, *(f"--set={v}" for v in values)]
-    return _documents(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-
-
 def test_helm_chart_installs_with_the_same_rbac_as_kustomize(
     cluster: Cluster, base_install: list[JsonObject]
 ) -> None:
     release, namespace = f"pyro-{secrets.token_hex(3)}", f"helm-{secrets.token_hex(3)}"
     values = ("concurrency=6", "kubeApi.qps=30", "logLevel=debug", "otlp.endpoint=http://collector:4318")
-    docs = _helm_template(release, namespace, *values)
+    docs = helm_template(release, namespace, *values)
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
     cluster.create_namespace(namespace, labels=labels)
     try:
@@ -238,7 +216,7 @@ def test_helm_chart_installs_with_the_same_rbac_as_kustomize(
 
 
 def test_helm_values_schema_refuses_bad_input() -> None:
-    argv = [_helm(), "template", "bad", str(CHART), "--set", "concurrency=0", "--set", "logFormat=xml"]
+    argv = [helm_binary(), "template", "bad", str(CHART), "--set", "concurrency=0", "--set", "logFormat=xml"]
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert "concurrency" in out.stderr
@@ -305,6 +283,7 @@ NEEDED = [
     ("create", "authentication.k8s.io", "tokenreviews", "", "", ""),
     ("get", "scheduling.volcano.sh", "queues", "", "", "research"),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, LEASE),
+    ("patch", "", "pods", "", SYSTEM_NS, "pyroclast-operator-7d9f-abcde"),  # the leader labels its own pod
 ]
 # What it must not do: read secrets or config, reach into pods or nodes, edit what users own, act elsewhere.
 DENIED = [
@@ -314,6 +293,7 @@ DENIED = [
     ("create", "", "pods", "exec", "team-a", "p"),
     ("get", "", "pods", "log", "team-a", "p"),
     ("update", "", "pods", "", "team-a", "p"),
+    ("patch", "", "pods", "", "team-a", "p"),
     ("list", "", "nodes", "", "", ""),
     ("create", "pyroclast.dev", "torchjobs", "", "team-a", ""),
     ("update", "pyroclast.dev", "torchjobs", "", "team-a", "job"),
@@ -471,7 +451,7 @@ async def test_helm_watch_namespace_confines_the_operator_to_that_namespace(
     cluster: Cluster, base_install: list[JsonObject], namespace: str
 ) -> None:
     release, home = f"pyro-{secrets.token_hex(3)}", f"helm-{secrets.token_hex(3)}"
-    docs = _helm_template(release, home, f"watchNamespace={namespace}", "rbac.aggregateToUserRoles=false")
+    docs = helm_template(release, home, f"watchNamespace={namespace}", "rbac.aggregateToUserRoles=false")
     args = build_parser().parse_args(
         _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     )
@@ -534,7 +514,7 @@ def test_kustomize_progress_components_render_and_the_server_accepts_them(
 
 async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(tmp_path: Path) -> None:
     release, namespace = "pyro", "ml-system"
-    docs = _helm_template(release, namespace, "progress.enabled=true")
+    docs = helm_template(release, namespace, "progress.enabled=true")
     host = f"{release}-pyroclast-progress.{namespace}.svc"
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert (secret["type"], secret["metadata"]["name"]) == (
@@ -559,7 +539,7 @@ async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(t
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-progress"))
     assert service["spec"]["ports"][0]["targetPort"] == "progress"
 
-    managed = _helm_template(
+    managed = helm_template(
         release, namespace, "progress.enabled=true", "progress.tls.certManager.enabled=true"
     )
     assert not [d for d in managed if d["kind"] == "Secret"]
@@ -568,7 +548,7 @@ async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(t
     assert host in certificate["spec"]["dnsNames"]
     issuers = {d["metadata"]["name"] for d in managed if d["kind"] == "Issuer"}
     assert certificate["spec"]["issuerRef"]["name"] in issuers
-    own = _helm_template(release, namespace, "progress.enabled=true", "progress.tls.secretName=mine")
+    own = helm_template(release, namespace, "progress.enabled=true", "progress.tls.secretName=mine")
     assert not [d for d in own if d["kind"] in ("Secret", "Certificate")]
     volumes = next(d for d in own if d["kind"] == "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "progress-tls", "secret": {"secretName": "mine"}} in volumes
