@@ -40,7 +40,7 @@ from e2e.cluster.ports import HOST, free_port
 from e2e.helm import CHART, helm_binary, helm_template
 from e2e.torchjobs import condition, status_of, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
-from pyroclast.operator import manager_options, progress_options
+from pyroclast.operator import LEADER_LABEL, manager_options, progress_options
 
 JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,14 +81,18 @@ def _one(docs: list[JsonObject], kind: str, name: str | None = None) -> JsonObje
     return found[0]
 
 
-def _admitted_pod(cluster: Cluster, namespace: str, name: str) -> JsonObject:
+def _admitted_pod(cluster: Cluster, namespace: str, name: str, node: str | None = None) -> JsonObject:
     """A pod from the stored Deployment's template, through the whole admission chain (Pod Security
-    ``restricted`` included) but not stored: the rig runs no ReplicaSet controller, no default scheduler."""
+    ``restricted`` included) but not stored: the rig runs no ReplicaSet controller, no default scheduler.
+    With ``node``, it is stored, bound to that (kwok) node, as the ReplicaSet and the scheduler would."""
     deploy = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}") or {}
     assert deploy["spec"]["replicas"] == 2
     template = deploy["spec"]["template"]
     pod = {"metadata": {**template["metadata"], "generateName": f"{name}-"}, "spec": template["spec"]}
     path = f"/api/v1/namespaces/{namespace}/pods"
+    if node is not None:
+        pod["spec"] = {**pod["spec"], "nodeName": node}
+        return cluster.api.request("POST", path, body=pod).json()
     return cluster.api.request("POST", path, body=pod, params={"dryRun": "All"}).json()
 
 
@@ -339,16 +343,20 @@ def test_service_account_has_exactly_the_access_the_operator_needs(cluster: Clus
         assert created.status_code == 403
 
 
-def _start_operator(kubeconfig: Path, ports: tuple[int, int], log_path: Path) -> subprocess.Popen[bytes]:
-    """`pyroclast run` as the Deployment runs it (leader election, JSON logs), as its own process."""
+def _start_operator(
+    kubeconfig: Path, ports: tuple[int, int], log_path: Path, pod: str
+) -> subprocess.Popen[bytes]:
+    """`pyroclast run` as the Deployment runs it (leader election, JSON logs), as its own process; its pod is
+    `pod`."""
     metrics, probes = ports
     argv = [
         sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(kubeconfig), "--leader-elect",
         "--metrics-bind-address", f"{HOST}:{metrics}", "--health-probe-bind-address", f"{HOST}:{probes}",
         "--log-format", "json", "--kube-api-qps", "20", "--kube-api-burst", "40",
     ]  # fmt: skip
-    # The Lease's namespace comes from POD_NAMESPACE, as the Deployment sets it from the downward API.
-    env = {**os.environ, "POD_NAMESPACE": SYSTEM_NS}
+    # The Lease's namespace comes from POD_NAMESPACE, and the pod to label as the leader's from POD_NAME, as
+    # the Deployment sets them from the downward API.
+    env = {**os.environ, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": pod}
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -379,7 +387,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_rbac(
     cluster: Cluster, sa_token: str, namespace: str, nodes: NodePool, tmp_path: Path
 ) -> None:
-    nodes(2, cpu="4")
+    [node, _] = nodes(2, cpu="4")
     kubeconfig = _in_cluster_kubeconfig(cluster, sa_token, tmp_path / "in-cluster.kubeconfig")
     as_operator = await Client.connect(kubeconfig)  # the operator's own client code, on those credentials
     try:
@@ -390,14 +398,25 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
     finally:
         await as_operator.aclose()
     metrics, probes, log_path = free_port(), free_port(), tmp_path / "operator.log"
-    proc = _start_operator(kubeconfig, (metrics, probes), log_path)
+    created = _admitted_pod(cluster, SYSTEM_NS, "pyroclast-operator", node)
+    own_pod = created["metadata"]["name"]
+    assert LEADER_LABEL not in created["metadata"]["labels"]
+    proc = _start_operator(kubeconfig, (metrics, probes), log_path, own_pod)
     admin = await Client.connect(cluster.kubeconfig)
+
+    async def leader_label() -> str | None:
+        pod = await admin.get(PODS, own_pod, SYSTEM_NS)
+        return (pod["metadata"].get("labels") or {}).get(LEADER_LABEL)
+
     try:
         deadline = time.monotonic() + 60
         while not _ready(probes):  # every informer listed and watched cluster-wide as the ServiceAccount
             assert proc.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, "operator not ready in 60 s: " + log_path.read_text()[-4000:]
             await anyio.sleep(0.5)
+
+        # The leader labelled its own pod, with the shipped Role's `patch` on pods of its namespace.
+        assert await wait_for("the leader label on the operator's pod", leader_label, within=30) == "true"
 
         happy = torchjob("happy", nodes, annotations={"pyroclast.dev/test-succeed-after": "3s"})
         await admin.create(TORCHJOBS, happy, namespace)
@@ -429,6 +448,8 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
         assert (await status_of(admin, namespace, "happy"))["phase"] == "Succeeded"
         scraped = _scrape(metrics)
         assert scraped['leader_election_master_status{name="pyroclast-operator"}'] == 1.0
+        assert scraped['leader_election_pod_label_total{action="set",result="success"}'] == 1.0
+        assert scraped['leader_election_pod_label_total{action="clear",result="success"}'] == 1.0
         throttled = [
             v for k, v in scraped.items() if k.startswith("rest_client_rate_limiter_duration_seconds_count")
         ]
@@ -437,6 +458,9 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
     finally:
         await admin.aclose()
         _stop(proc)
+        cluster.api.request(
+            "DELETE", f"/api/v1/namespaces/{SYSTEM_NS}/pods/{own_pod}", body={"gracePeriodSeconds": 0}
+        )
         print(f"operator log (tail):\n{log_path.read_text()[-6000:]}")  # shown when the test fails
     log = log_path.read_text()
     assert proc.returncode == 0, log[-4000:]
