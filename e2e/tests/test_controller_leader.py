@@ -19,6 +19,7 @@ from controller.resource import CONFIG_MAPS, LEASES, PODS, SERVICES, Resource
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
+from tests.managers import run_each
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +67,10 @@ async def test_one_leader_and_takeover_within_20s(cluster: Cluster, namespace: s
         return m
 
     managers = {"a": make("a"), "b": make("b")}
-    scopes: dict[str, anyio.CancelScope] = {}
     takeover = float("inf")
     standby = ""
     async with anyio.create_task_group() as tg:
-        for identity, m in managers.items():
-
-            async def run(identity: str = identity, m: Manager = m) -> None:
-                with anyio.CancelScope() as scope:
-                    scopes[identity] = scope
-                    await m.run()
-
-            tg.start_soon(run)
+        scopes = run_each(tg, managers)
         await eventually(lambda: any(m.is_leader for m in managers.values()), 60)
         await anyio.sleep(6)  # several renew periods
         leaders = [i for i, m in managers.items() if m.is_leader]
@@ -166,18 +159,10 @@ async def test_only_the_leaders_pod_is_labelled_and_the_next_leader_labels_its_o
         return sorted(n for n, labels in pod_labels.items() if labels.get(LEADER_LABEL) == "true")
 
     managers = {"a": make("a", "op-a"), "b": make("b", "op-b")}
-    scopes: dict[str, anyio.CancelScope] = {}
     standby = ""
     async with anyio.create_task_group() as tg:
         tg.start_soon(poll)
-        for identity, m in managers.items():
-
-            async def run(identity: str = identity, m: Manager = m) -> None:
-                with anyio.CancelScope() as scope:
-                    scopes[identity] = scope
-                    await m.run()
-
-            tg.start_soon(run)
+        scopes = run_each(tg, managers)
         await eventually(lambda: any(m.is_leader for m in managers.values()), 60)
         leader = next(i for i, m in managers.items() if m.is_leader)
         standby = "b" if leader == "a" else "a"

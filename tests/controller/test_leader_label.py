@@ -19,6 +19,7 @@ from controller.request import Request
 from controller.resource import CONFIG_MAPS
 from controller.testing import FakeApiServer
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
+from tests.managers import run_each
 from tests.virtual_time import run_virtual
 
 API = "api/v1"
@@ -97,16 +98,8 @@ def test_only_the_leader_runs_its_hook_and_the_next_leader_runs_its_own() -> Non
         called: list[str] = []
         for identity, m in managers.items():
             m.on_started_leading(lambda identity=identity: called.append(identity))
-        scopes: dict[str, anyio.CancelScope] = {}
         async with anyio.create_task_group() as tg:
-            for identity, m in managers.items():
-
-                async def run(identity: str = identity, m: Manager = m) -> None:
-                    with anyio.CancelScope() as scope:
-                        scopes[identity] = scope
-                        await m.run()
-
-                tg.start_soon(run)
+            scopes = run_each(tg, managers)
             await eventually(lambda: len(called) == 1)
             await anyio.sleep(2.0)  # many renew periods: the standby's hook is not called
             assert len(called) == 1
@@ -213,20 +206,12 @@ def test_only_the_leaders_pod_carries_the_label_and_the_next_leader_labels_its_o
             for i, m in managers.items()
         }
         assert all(label is not None for label in labels.values())
-        scopes: dict[str, anyio.CancelScope] = {}
 
         def labelled() -> list[str]:
             return [i for i in managers if labels_of(fake, f"op-{i}").get(LEADER_LABEL) == "true"]
 
         async with anyio.create_task_group() as tg:
-            for identity, m in managers.items():
-
-                async def run(identity: str = identity, m: Manager = m) -> None:
-                    with anyio.CancelScope() as scope:
-                        scopes[identity] = scope
-                        await m.run()
-
-                tg.start_soon(run)
+            scopes = run_each(tg, managers)
             await eventually(lambda: len(labelled()) == 1)
             await anyio.sleep(2.0)
             leader = next(i for i, m in managers.items() if m.is_leader)
