@@ -19,7 +19,7 @@ from controller.resource import CONFIG_MAPS, LEASES, PODS, SERVICES, Resource
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
-from tests.managers import run_each
+from tests.managers import contender, run_each
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,7 @@ async def test_one_leader_and_takeover_within_20s(cluster: Cluster, namespace: s
             await anyio.sleep(0.05)
             in_flight[identity] -= 1
 
-        m = Manager(
-            Client(client.transport),
-            namespace=namespace,
-            leader_election=True,
-            leader_election_id=lease_name,
-            leader_election_namespace=namespace,
-            identity=identity,
-            metrics_bind_address="0",
-        )
+        m = contender(Client(client.transport), lease_name, namespace, identity, namespace=namespace)
         m.add(Controller(reconcile, for_=CONFIG_MAPS, name=f"e2e-leader-{identity}-{lease_name}"))
         return m
 
@@ -129,15 +121,7 @@ async def test_only_the_leaders_pod_is_labelled_and_the_next_leader_labels_its_o
     endpoints: list[str] = []  # the pods behind the Service, as the EndpointSlice controller sees them
 
     def make(identity: str, pod: str) -> Manager:
-        m = Manager(
-            Client(client.transport),
-            namespace=namespace,
-            leader_election=True,
-            leader_election_id=lease_name,
-            leader_election_namespace=namespace,
-            identity=identity,
-            metrics_bind_address="0",
-        )
+        m = contender(Client(client.transport), lease_name, namespace, identity, namespace=namespace)
         assert label_leader_pod(m, {"POD_NAME": pod, "POD_NAMESPACE": namespace}) is not None
         return m
 

@@ -19,7 +19,7 @@ from controller.request import Request
 from controller.resource import CONFIG_MAPS
 from controller.testing import FakeApiServer
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
-from tests.managers import run_each
+from tests.managers import contender, run_each
 from tests.virtual_time import run_virtual
 
 API = "api/v1"
@@ -47,18 +47,8 @@ async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:  #
 
 
 def elected_manager(fake: FakeApiServer, identity: str) -> Manager:
-    return Manager(
-        Client(fake),
-        metrics_bind_address="0",
-        sync_period=None,
-        leader_election=True,
-        leader_election_id="op",
-        leader_election_namespace="ops",
-        identity=identity,
-        lease_duration=0.6,
-        renew_deadline=0.4,
-        retry_period=0.1,
-    )
+    timings = {"lease_duration": 0.6, "renew_deadline": 0.4, "retry_period": 0.1}
+    return contender(Client(fake), "op", "ops", identity, sync_period=None, **timings)
 
 
 # --- the hook -----------------------------------------------------------------------------------------------
