@@ -7,7 +7,9 @@ Lifecycle of :meth:`Manager.run`:
    2 min); ``/readyz`` turns 200 once synced.
 3. With ``leader_election``, campaign for the Lease (15 s / 10 s / 2 s); run the controllers
    only while leader. Informers and event handlers run on every replica, so a standby's queue
-   is warm when it takes over, but no reconcile runs outside leadership.
+   is warm when it takes over, but no reconcile runs outside leadership. On becoming leader
+   (also without leader election, where the manager always leads) the ``on_started_leading``
+   hooks are called, then the controllers start.
 4. On :meth:`stop` (or SIGTERM/SIGINT with ``handle_signals``): stop starting reconciles,
    wait up to ``graceful_shutdown_timeout`` (30 s) for in-flight ones, then cancel everything.
 5. On lost leadership: cancel at once (no graceful wait) and raise :class:`LeaderElectionLost`.
@@ -48,7 +50,8 @@ class CacheSyncTimeout(Exception):
     """Caches did not sync within ``cache_sync_timeout``."""
 
 
-def _default_namespace() -> str:
+def default_namespace() -> str:
+    """The service account's namespace in a pod, else ``POD_NAMESPACE``, else ``default``."""
     try:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
     except OSError:
@@ -114,7 +117,7 @@ class Manager:
             self.elector = LeaderElector(
                 client,
                 name=leader_election_id,
-                namespace=leader_election_namespace or _default_namespace(),
+                namespace=leader_election_namespace or default_namespace(),
                 identity=identity,
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
@@ -124,6 +127,7 @@ class Manager:
         self._informers: dict[tuple[Resource, str | None], Informer] = {}
         self._leader_runnables: list[Runnable] = []
         self._runnables: list[Runnable] = []
+        self._started_leading: list[Callable[[], None]] = []
         self.health_checks: dict[str, Callable[[], bool]] = {"ping": lambda: True}
         self.ready_checks: dict[str, Callable[[], bool]] = {"informers-synced": self._synced}
         self.elected = anyio.Event()
@@ -201,6 +205,14 @@ class Manager:
     def add_runnable(self, runnable: Runnable, *, need_leader_election: bool = True) -> None:
         """Run an extra coroutine function (while leader, unless ``need_leader_election=False``)."""
         (self._leader_runnables if need_leader_election else self._runnables).append(runnable)
+
+    def on_started_leading(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` when this manager starts leading, before its controllers start.
+
+        As client-go's ``OnStartedLeading``: a notification, so it must not block (start work on a
+        runnable and let the hook wake it). A hook that raises is logged and does not stop the others.
+        """
+        self._started_leading.append(hook)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -288,6 +300,11 @@ class Manager:
 
     async def _lead(self) -> None:
         self.elected.set()
+        for hook in self._started_leading:
+            try:
+                hook()
+            except Exception:
+                log.exception("on-started-leading hook %r failed", hook)
         log.info("starting %d controllers", len(self.controllers))
         async with anyio.create_task_group() as tg:
             for controller in self.controllers:

@@ -145,6 +145,15 @@ LEADER_ELECTION_SLOWPATH = Counter(
     registry=REGISTRY,
 )
 
+LEADER_POD_LABEL_RESULTS = ("success", "error", "not_found")
+LEADER_POD_LABEL = Counter(
+    "leader_election_pod_label_total",
+    "Patches of the leader label on this replica's own pod, by action (set when it starts leading, clear "
+    "at start) and result (success; error: refused or unreachable, retried; not_found: no such POD_NAME)",
+    ["action", "result"],
+    registry=REGISTRY,
+)
+
 
 EVENT_RESULTS = ("sent", "dropped", "failed")
 EVENTS_TOTAL = Counter(

@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -17,7 +17,8 @@ import anyio
 from api.duration import duration_seconds
 from controller.httpserver import Tls, parse_address
 from controller.leader import JITTER_FACTOR, LeaderElectionLost
-from controller.manager import CacheSyncTimeout, Manager
+from controller.leaderlabel import LeaderLabel, OwnPod
+from controller.manager import CacheSyncTimeout, Manager, default_namespace
 from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.reconciler import TorchJobReconciler
 from pyroclast import logs
@@ -25,6 +26,8 @@ from pyroclast import logs
 log = logging.getLogger("pyroclast.operator")
 
 LEADER_ELECTION_ID = "pyroclast-operator"
+# On the leader's pod only; the progress Service selects it, since only the leader serves progress.
+LEADER_LABEL = "pyroclast.dev/leader"
 DEFAULT_QPS = 50.0
 DEFAULT_BURST = 100
 
@@ -250,11 +253,30 @@ def progress_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"progress_bind": Address(*bind, tls) if bind else None, "progress_url": args.progress_url}
 
 
+def label_leader_pod(manager: Manager, env: Mapping[str, str]) -> LeaderLabel | None:
+    """With leader election, the leader labels its own pod ``LEADER_LABEL: "true"`` (``POD_NAME`` from the
+    downward API), so the progress Service routes only to the replica that serves progress."""
+    if manager.elector is None:
+        return None
+    pod = OwnPod.from_env(env, default_namespace)
+    if pod is None:
+        log.info(
+            "POD_NAME is not set (not running in a pod): the leader's pod is not labelled",
+            extra={"label": LEADER_LABEL},
+        )
+        return None
+    label = LeaderLabel(manager.client, pod, LEADER_LABEL)
+    manager.add_runnable(label.run, need_leader_election=False)
+    manager.on_started_leading(label.started_leading)
+    return label
+
+
 async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """Connect, register the TorchJob controller and run until stopped."""
     manager = await Manager.connect(args.kubeconfig, **options)
     reconciler = TorchJobReconciler(manager, **progress_options(args))
     manager.add(reconciler.controller(workers=args.workers))
+    label_leader_pod(manager, os.environ)
     log.info(
         "pyroclast operator starting",
         extra={

@@ -36,15 +36,14 @@ from e2e.cluster.api import ApiError
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
+from e2e.helm import CHART, helm_binary, helm_template
 from e2e.torchjobs import condition, status_of, stop_process, torchjob, wait_for, wait_phase
 from pyroclast.cli import build_parser
-from pyroclast.operator import manager_options, progress_options
-from tests.required import missing
+from pyroclast.operator import LEADER_LABEL, manager_options, progress_options
 
 JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-CHART = DEPLOY / "helm" / "pyroclast"
 SYSTEM_NS = "pyroclast-system"
 SERVICE_ACCOUNT = "pyroclast-operator"
 LEASE = "pyroclast-operator"
@@ -53,7 +52,6 @@ SELF_SUBJECT_REVIEWS = Resource(
     "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False
 )
 RBAC_API = "/apis/rbac.authorization.k8s.io/v1"
-KUBE_VERSION = "1.36.3"
 
 
 # --- rendering and installing -------------------------------------------------------------------------------
@@ -82,14 +80,18 @@ def _one(docs: list[JsonObject], kind: str, name: str | None = None) -> JsonObje
     return found[0]
 
 
-def _admitted_pod(cluster: Cluster, namespace: str, name: str) -> JsonObject:
+def _admitted_pod(cluster: Cluster, namespace: str, name: str, node: str | None = None) -> JsonObject:
     """A pod from the stored Deployment's template, through the whole admission chain (Pod Security
-    ``restricted`` included) but not stored."""
+    ``restricted`` included) but not stored; with ``node``, it is stored, bound to that (kwok) node, as the
+    ReplicaSet controller and the scheduler would bind it."""
     deploy = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}") or {}
     assert deploy["spec"]["replicas"] == 2
     template = deploy["spec"]["template"]
     pod = {"metadata": {**template["metadata"], "generateName": f"{name}-"}, "spec": template["spec"]}
     path = f"/api/v1/namespaces/{namespace}/pods"
+    if node is not None:
+        pod["spec"] = {**pod["spec"], "nodeName": node}
+        return cluster.api.request("POST", path, body=pod).json()
     return cluster.api.request("POST", path, body=pod, params={"dryRun": "All"}).json()
 
 
@@ -184,32 +186,12 @@ def test_example_queues_and_priority_classes_are_accepted(cluster: Cluster, crd:
 # --- Helm ---------------------------------------------------------------------------------------------------
 
 
-def _helm() -> str:
-    """helm from TEST_ASSET_HELM or e2e/build-helm.sh's cache; built only when PYROCLAST_BUILD_HELM=1."""
-    script = ROOT / "e2e" / "build-helm.sh"
-    if os.environ.get("TEST_ASSET_HELM") or os.environ.get("PYROCLAST_BUILD_HELM") == "1":
-        return subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, check=True
-        ).stdout.split()[-1]
-    cache = Path(os.environ.get("PYROCLAST_RIG_CACHE") or Path.home() / ".cache" / "pyroclast-rig")
-    built = sorted((cache / "helm").glob("*/helm"))
-    if not built:
-        missing("helm: run `bash e2e/build-helm.sh` once, or set PYROCLAST_BUILD_HELM=1 or TEST_ASSET_HELM")
-    return str(built[-1])
-
-
-def _helm_template(release: str, namespace: str, *values: str) -> list[JsonObject]:
-    argv = [_helm(), "template", release, str(CHART), "--namespace", namespace, "--include-crds"]
-    argv += ["--kube-version", KUBE_VERSION, *(f"--set={v}" for v in values)]
-    return _documents(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-
-
 def test_helm_chart_installs_with_the_same_rbac_as_kustomize(
     cluster: Cluster, base_install: list[JsonObject]
 ) -> None:
     release, namespace = f"pyro-{secrets.token_hex(3)}", f"helm-{secrets.token_hex(3)}"
     values = ("concurrency=6", "kubeApi.qps=30", "logLevel=debug", "otlp.endpoint=http://collector:4318")
-    docs = _helm_template(release, namespace, *values)
+    docs = helm_template(release, namespace, *values)
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
     cluster.create_namespace(namespace, labels=labels)
     try:
@@ -237,7 +219,7 @@ def test_helm_chart_installs_with_the_same_rbac_as_kustomize(
 
 
 def test_helm_values_schema_refuses_bad_input() -> None:
-    argv = [_helm(), "template", "bad", str(CHART), "--set", "concurrency=0", "--set", "logFormat=xml"]
+    argv = [helm_binary(), "template", "bad", str(CHART), "--set", "concurrency=0", "--set", "logFormat=xml"]
     out = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert "concurrency" in out.stderr
@@ -304,6 +286,7 @@ NEEDED = [
     ("create", "authentication.k8s.io", "tokenreviews", "", "", ""),
     ("get", "scheduling.volcano.sh", "queues", "", "", "research"),
     ("update", "coordination.k8s.io", "leases", "", SYSTEM_NS, LEASE),
+    ("patch", "", "pods", "", SYSTEM_NS, "pyroclast-operator-7d9f-abcde"),  # the leader labels its own pod
 ]
 # What it must not do: read secrets or config, reach into pods or nodes, edit what users own, act elsewhere.
 DENIED = [
@@ -313,6 +296,7 @@ DENIED = [
     ("create", "", "pods", "exec", "team-a", "p"),
     ("get", "", "pods", "log", "team-a", "p"),
     ("update", "", "pods", "", "team-a", "p"),
+    ("patch", "", "pods", "", "team-a", "p"),
     ("list", "", "nodes", "", "", ""),
     ("create", "pyroclast.dev", "torchjobs", "", "team-a", ""),
     ("update", "pyroclast.dev", "torchjobs", "", "team-a", "job"),
@@ -358,16 +342,20 @@ def test_service_account_has_exactly_the_access_the_operator_needs(cluster: Clus
         assert created.status_code == 403
 
 
-def _start_operator(kubeconfig: Path, ports: tuple[int, int], log_path: Path) -> subprocess.Popen[bytes]:
-    """`pyroclast run` as the Deployment runs it (leader election, JSON logs), as its own process."""
+def _start_operator(
+    kubeconfig: Path, ports: tuple[int, int], log_path: Path, pod: str
+) -> subprocess.Popen[bytes]:
+    """`pyroclast run` as the Deployment runs it (leader election, JSON logs), as its own process; its pod is
+    `pod`."""
     metrics, probes = ports
     argv = [
         sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(kubeconfig), "--leader-elect",
         "--metrics-bind-address", f"{HOST}:{metrics}", "--health-probe-bind-address", f"{HOST}:{probes}",
         "--log-format", "json", "--kube-api-qps", "20", "--kube-api-burst", "40",
     ]  # fmt: skip
-    # The Lease's namespace comes from POD_NAMESPACE, as the Deployment sets it from the downward API.
-    env = {**os.environ, "POD_NAMESPACE": SYSTEM_NS}
+    # The Lease's namespace comes from POD_NAMESPACE, and the pod to label as the leader's from POD_NAME, as
+    # the Deployment sets them from the downward API.
+    env = {**os.environ, "POD_NAMESPACE": SYSTEM_NS, "POD_NAME": pod}
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -389,7 +377,7 @@ def _ready(port: int) -> bool:
 async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_rbac(
     cluster: Cluster, sa_token: str, namespace: str, nodes: NodePool, tmp_path: Path
 ) -> None:
-    nodes(2, cpu="4")
+    [node, _] = nodes(2, cpu="4")
     kubeconfig = _in_cluster_kubeconfig(cluster, sa_token, tmp_path / "in-cluster.kubeconfig")
     as_operator = await Client.connect(kubeconfig)  # the operator's own client code, on those credentials
     try:
@@ -400,14 +388,25 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
     finally:
         await as_operator.aclose()
     metrics, probes, log_path = free_port(), free_port(), tmp_path / "operator.log"
-    proc = _start_operator(kubeconfig, (metrics, probes), log_path)
+    created = _admitted_pod(cluster, SYSTEM_NS, "pyroclast-operator", node)
+    own_pod = created["metadata"]["name"]
+    assert LEADER_LABEL not in created["metadata"]["labels"]
+    proc = _start_operator(kubeconfig, (metrics, probes), log_path, own_pod)
     admin = await Client.connect(cluster.kubeconfig)
+
+    async def leader_label() -> str | None:
+        pod = await admin.get(PODS, own_pod, SYSTEM_NS)
+        return (pod["metadata"].get("labels") or {}).get(LEADER_LABEL)
+
     try:
         deadline = time.monotonic() + 60
         while not _ready(probes):  # every informer listed and watched cluster-wide as the ServiceAccount
             assert proc.poll() is None, log_path.read_text()[-4000:]
             assert time.monotonic() < deadline, "operator not ready in 60 s: " + log_path.read_text()[-4000:]
             await anyio.sleep(0.5)
+
+        # The leader labelled its own pod, with the shipped Role's `patch` on pods of its namespace.
+        assert await wait_for("the leader label on the operator's pod", leader_label, within=30) == "true"
 
         happy = torchjob("happy", nodes, annotations={"pyroclast.dev/test-succeed-after": "3s"})
         await admin.create(TORCHJOBS, happy, namespace)
@@ -439,6 +438,8 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
         assert (await status_of(admin, namespace, "happy"))["phase"] == "Succeeded"
         scraped = _scrape(metrics)
         assert scraped['leader_election_master_status{name="pyroclast-operator"}'] == 1.0
+        assert scraped['leader_election_pod_label_total{action="set",result="success"}'] == 1.0
+        assert scraped['leader_election_pod_label_total{action="clear",result="success"}'] == 1.0
         throttled = [
             v for k, v in scraped.items() if k.startswith("rest_client_rate_limiter_duration_seconds_count")
         ]
@@ -447,6 +448,9 @@ async def test_operator_as_the_service_account_runs_jobs_with_only_the_shipped_r
     finally:
         await admin.aclose()
         stop_process(proc)
+        cluster.api.request(
+            "DELETE", f"/api/v1/namespaces/{SYSTEM_NS}/pods/{own_pod}", body={"gracePeriodSeconds": 0}
+        )
         print(f"operator log (tail):\n{log_path.read_text()[-6000:]}")  # shown when the test fails
     log = log_path.read_text()
     assert proc.returncode == 0, log[-4000:]
@@ -461,7 +465,7 @@ async def test_helm_watch_namespace_confines_the_operator_to_that_namespace(
     cluster: Cluster, base_install: list[JsonObject], namespace: str
 ) -> None:
     release, home = f"pyro-{secrets.token_hex(3)}", f"helm-{secrets.token_hex(3)}"
-    docs = _helm_template(release, home, f"watchNamespace={namespace}", "rbac.aggregateToUserRoles=false")
+    docs = helm_template(release, home, f"watchNamespace={namespace}", "rbac.aggregateToUserRoles=false")
     args = build_parser().parse_args(
         _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     )
@@ -524,7 +528,7 @@ def test_kustomize_progress_components_render_and_the_server_accepts_them(
 
 async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(tmp_path: Path) -> None:
     release, namespace = "pyro", "ml-system"
-    docs = _helm_template(release, namespace, "progress.enabled=true")
+    docs = helm_template(release, namespace, "progress.enabled=true")
     host = f"{release}-pyroclast-progress.{namespace}.svc"
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert (secret["type"], secret["metadata"]["name"]) == (
@@ -549,7 +553,7 @@ async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(t
     service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-progress"))
     assert service["spec"]["ports"][0]["targetPort"] == "progress"
 
-    managed = _helm_template(
+    managed = helm_template(
         release, namespace, "progress.enabled=true", "progress.tls.certManager.enabled=true"
     )
     assert not [d for d in managed if d["kind"] == "Secret"]
@@ -558,7 +562,7 @@ async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(t
     assert host in certificate["spec"]["dnsNames"]
     issuers = {d["metadata"]["name"] for d in managed if d["kind"] == "Issuer"}
     assert certificate["spec"]["issuerRef"]["name"] in issuers
-    own = _helm_template(release, namespace, "progress.enabled=true", "progress.tls.secretName=mine")
+    own = helm_template(release, namespace, "progress.enabled=true", "progress.tls.secretName=mine")
     assert not [d for d in own if d["kind"] in ("Secret", "Certificate")]
     volumes = next(d for d in own if d["kind"] == "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "progress-tls", "secret": {"secretName": "mine"}} in volumes

@@ -16,8 +16,9 @@ from api.crd import CRD_FILENAME, render
 from controller.metrics import REGISTRY
 from controller.throttle import RATE_LIMITER_DURATION
 from controller.torchjob.metrics import JOBS
+from e2e.helm import helm_template
 from pyroclast.cli import build_parser
-from pyroclast.operator import manager_options, progress_options
+from pyroclast.operator import LEADER_LABEL, manager_options, progress_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -227,7 +228,10 @@ def test_progress_components_serve_tls_from_the_mounted_secret_behind_their_serv
     (port,) = service["spec"]["ports"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports[port["targetPort"]] == bind.port
-    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # Only the leader serves progress and only the leader's pod carries the label: the Service selects it too.
+    selector = dict(service["spec"]["selector"])
+    assert selector.pop(LEADER_LABEL) == "true"
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert url == f"https://{host}:{port['port']}"
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "progress-tls"]
@@ -250,3 +254,41 @@ def test_chart_progress_values_default_off_on_the_ports_of_the_components() -> N
     (service,) = _docs(DEPLOY / "components" / "progress" / "service.yaml")
     assert values["progress"]["enabled"] is False
     assert values["progress"]["port"] == service["spec"]["ports"][0]["port"]
+
+
+def _downward_env(container: JsonObject) -> dict[str, str]:
+    return {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+
+
+def test_the_leader_may_label_only_pods_of_its_own_namespace() -> None:
+    """The leader merge-patches its own pod (POD_NAME, POD_NAMESPACE from the downward API): `patch` on pods
+    in the namespaced leader-election Role, never cluster-wide."""
+    (deployment,) = _docs(DEPLOY / "base" / "deployment.yaml")
+    env = _downward_env(_container(deployment))
+    assert (env["POD_NAME"], env["POD_NAMESPACE"]) == ("metadata.name", "metadata.namespace")
+    docs = _docs(DEPLOY / "base" / "rbac.yaml")
+    role = _rbac_triples(_one(docs, "Role", "pyroclast-leader-election")["rules"])
+    assert {t for t in role if t[1] == "pods"} == {("", "pods", "patch")}
+    cluster = _rbac_triples(_one(docs, "ClusterRole", "pyroclast-operator")["rules"])
+    assert ("", "pods", "patch") not in cluster
+
+
+def test_chart_progress_service_selects_the_leaders_pod_only() -> None:
+    release, namespace = "pyro", "ml-system"
+    docs = helm_template(release, namespace, "progress.enabled=true")
+    service = _one(docs, "Service", f"{release}-pyroclast-progress")
+    deployment = _one(docs, "Deployment", f"{release}-pyroclast")
+    selector = dict(service["spec"]["selector"])
+    assert selector.pop(LEADER_LABEL) == "true"
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    container = _container(deployment)
+    assert "--leader-elect" in container["args"]
+    env = _downward_env(container)
+    assert (env["POD_NAME"], env["POD_NAMESPACE"]) == ("metadata.name", "metadata.namespace")
+    role = _rbac_triples(_one(docs, "Role", f"{release}-pyroclast-leader-election")["rules"])
+    assert {t for t in role if t[1] == "pods"} == {("", "pods", "patch")}
+    # Without leader election nothing is labelled (one replica serves): the Service selects the pods alone.
+    alone = helm_template(release, namespace, "progress.enabled=true", "leaderElection.enabled=false")
+    selector = _one(alone, "Service", f"{release}-pyroclast-progress")["spec"]["selector"]
+    assert LEADER_LABEL not in selector
+    assert "--leader-elect" not in _container(_one(alone, "Deployment", f"{release}-pyroclast"))["args"]
