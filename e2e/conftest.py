@@ -129,12 +129,8 @@ def process_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[
     """Per-test process nodes (real processes in their own namespaces): `process_nodes(2, cpu="4")`; pods pin
     to them with `process_nodes.node_selector`. Where the machine cannot create namespaces (not root) the test
     fails under PYROCLAST_REQUIRE_CLUSTER=1 and is skipped loudly elsewhere."""
-    reason = cluster.pod_network_unavailable if cluster.pod_network is None else None
     if cluster.pod_network is None:
-        reason = reason or "the rig has no pod network"
-        if os.environ.get("PYROCLAST_REQUIRE_CLUSTER") == "1":
-            pytest.fail(f"process nodes required (PYROCLAST_REQUIRE_CLUSTER=1) but unavailable: {reason}")
-        pytest.skip(f"PROCESS NODES UNAVAILABLE: {reason}")
+        missing(f"process nodes: {cluster.pod_network_unavailable or 'the rig has no pod network'}")
     pool = ProcessNodePool(cluster)
     try:
         yield pool
