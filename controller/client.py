@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,14 @@ def _selector(value: str | Mapping[str, str] | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return ",".join(f"{k}={v}" for k, v in value.items())
+
+
+@functools.lru_cache(maxsize=8)
+def _host_port(server: str) -> tuple[str, int]:
+    """A base URL's host and port (the scheme's default when it names none): parsed once per server, not on
+    every traced request."""
+    url = httpx.URL(server)
+    return url.host, url.port or (443 if url.scheme == "https" else 80)
 
 
 class Client:
@@ -143,13 +152,14 @@ class Client:
         request on its own (a Lease renewal, a watch, an Event) never starts a trace."""
         if not trace.get_current_span().get_span_context().is_valid:
             return contextlib.nullcontext(trace.INVALID_SPAN)
-        server = httpx.URL(self.transport.server)
+        server = self.transport.server
+        host, port = _host_port(server)
         query = f"?{urlencode(params)}" if params else ""
         attributes: dict[str, str | int] = {
             "http.request.method": method,
-            "server.address": server.host,
-            "server.port": server.port or (443 if server.scheme == "https" else 80),
-            "url.full": f"{self.transport.server}{path}{query}",
+            "server.address": host,
+            "server.port": port,
+            "url.full": f"{server}{path}{query}",
             "pyroclast.k8s.verb": verb,
             "pyroclast.k8s.resource": str(resource),
         }

@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -109,10 +110,11 @@ def _purge(cluster: Cluster, namespace: str) -> None:
         cluster.api.request("DELETE", path, body=force)
 
 
-@pytest.fixture
-def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[NodePool]:
-    """Per-test kwok nodes: `nodes(2, cpu="4")`; pods pin to them with `nodes.node_selector`."""
-    pool = NodePool(cluster)
+Pool = TypeVar("Pool", NodePool, ProcessNodePool)
+
+
+def _per_test(cluster: Cluster, request: pytest.FixtureRequest, pool: Pool, what: str) -> Iterator[Pool]:
+    """Yield `pool`; afterwards restart components the test took down, then delete the pool's nodes."""
     try:
         yield pool
     finally:
@@ -121,7 +123,13 @@ def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[NodePool
             try:
                 pool.delete_all()
             except Exception:
-                log.exception("deleting node pool %s", pool.id)
+                log.exception("deleting %s %s", what, pool.id)
+
+
+@pytest.fixture
+def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[NodePool]:
+    """Per-test kwok nodes: `nodes(2, cpu="4")`; pods pin to them with `nodes.node_selector`."""
+    yield from _per_test(cluster, request, NodePool(cluster), "node pool")
 
 
 @pytest.fixture
@@ -131,16 +139,7 @@ def process_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[
     fails under PYROCLAST_REQUIRE_CLUSTER=1 and is skipped loudly elsewhere."""
     if cluster.pod_network is None:
         missing(f"process nodes: {cluster.pod_network_unavailable or 'the rig has no pod network'}")
-    pool = ProcessNodePool(cluster)
-    try:
-        yield pool
-    finally:
-        _heal(request.node.nodeid)
-        if cluster.pid("kube-apiserver") is not None:
-            try:
-                pool.delete_all()
-            except Exception:
-                log.exception("deleting process node pool %s", pool.id)
+    yield from _per_test(cluster, request, ProcessNodePool(cluster), "process node pool")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from controller import tracing
 from controller.client import Client
 from controller.errors import NotFound, TransportError
+from controller.objects import JsonObject
 from pyroclast.errors import EXIT_INTERRUPTED, EXIT_USAGE, CredentialsError, UsageError, explain
 
 _tracer = trace.get_tracer("pyroclast.cli")
@@ -28,7 +29,6 @@ CLI_SERVICE = "pyroclast-cli"
 """The OpenTelemetry service name of the command's spans, unless OTEL_SERVICE_NAME says otherwise."""
 
 Body = Callable[[Client], Awaitable[int]]
-JsonObject = dict[str, Any]
 
 
 def err(message: str) -> None:

@@ -31,6 +31,7 @@ from api.queue import QueueState
 from controller import objects, tracing
 from controller.client import Client
 from controller.errors import AlreadyExists, Forbidden, NotFound, error_from_status
+from controller.objects import JsonObject
 from controller.resource import EVENTS, PODS, Resource
 from controller.torchjob.observe import observe_podgroup
 from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
@@ -43,7 +44,6 @@ from scheduling import podgroup_name
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("pyroclast.jobs")
 
-JsonObject = dict[str, Any]
 T = TypeVar("T")
 
 PRIORITY_CLASSES: Final = Resource(

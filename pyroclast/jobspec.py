@@ -15,9 +15,9 @@ from api import TorchJob
 from api.fields import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from api.quantity import parse_quantity
 from api.torchjob import NAME_PATTERN
+from controller.objects import JsonObject
 from pyroclast.errors import UsageError
 
-JsonObject = dict[str, Any]
 GPU: Final = "nvidia.com/gpu"
 
 # Where a flag lands in the spec, so a validation error names the flag the person typed (the deepest match).

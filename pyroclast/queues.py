@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import anyio
 
@@ -21,12 +21,11 @@ from api.constants import GROUP, PLURAL, VERSION, VOLCANO_API_VERSION
 from api.queue import Queue, QueueState
 from controller.client import Client
 from controller.errors import AlreadyExists, NotFound
+from controller.objects import JsonObject
 from controller.resource import Resource
 from controller.torchjob.queue_gate import QUEUES
 from pyroclast.errors import EXIT_TIMEOUT, RefusedError
 from scheduling.queues import JobCounts, count_jobs, job_phase, job_queue, queue_manifest, spec_patch
-
-JsonObject = dict[str, Any]
 
 COMMANDS: Final = Resource("bus.volcano.sh", "v1alpha1", "Command", "commands")
 TORCHJOBS: Final = Resource(GROUP, VERSION, "TorchJob", PLURAL)

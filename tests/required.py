@@ -20,12 +20,7 @@ import pytest
 
 REQUIRE_ENV = "PYROCLAST_REQUIRE_CLUSTER"
 
-ALLOWED: tuple[tuple[str, str], ...] = (
-    # test_compact_etcd_expires_old_resource_versions checks the apiserver *without* its watch cache; with the
-    # cache on (PYROCLAST_RIG_WATCH_CACHE=1, as in production) recent RVs are served from memory and etcd's
-    # compaction cannot expire them. A configuration of the rig, not a missing part.
-    ("WATCH CACHE ON:", "a test of the rig without its watch cache, run with it on"),
-)
+ALLOWED: tuple[tuple[str, str], ...] = ()
 """Reason prefixes a skip may have under ``PYROCLAST_REQUIRE_CLUSTER=1``, each with why it is no gap."""
 
 

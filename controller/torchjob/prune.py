@@ -28,6 +28,7 @@ from typing import Any, Final, cast
 from api import contract
 from api.constants import TRAINER_CONTAINER
 from controller.objects import JsonObject
+from controller.torchjob.report import may_be_report
 
 POD_CONDITIONS: Final = frozenset({"Ready", "DisruptionTarget"})
 """Pod conditions :func:`.observe.observe_worker` reads (only when True)."""
@@ -131,11 +132,7 @@ def _terminated(value: object, trainer: bool) -> JsonObject | None:
             out["finishedAt"] = _s(terminated["finishedAt"])
         message = terminated.get("message")
         # only a report (JSON, bounded) is read; a log tail of FallbackToLogsOnError is up to 4 KiB per pod
-        if (
-            isinstance(message, str)
-            and message.startswith("{")
-            and len(message) <= contract.MAX_TERMINATION_MESSAGE
-        ):
+        if may_be_report(message):
             out["message"] = message
     return out
 

@@ -9,13 +9,12 @@ puts what this module says in the Queued condition: which queue, and what to do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
 from api.queue import QueueState
+from controller.objects import JsonObject
 from controller.resource import Resource
-
-JsonObject = dict[str, Any]
 
 QUEUES: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "Queue", "queues", namespaced=False)
 REASON_QUEUE_NOT_FOUND: Final = "QueueNotFound"

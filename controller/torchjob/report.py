@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, cast
+from typing import Final, TypeGuard, cast
 
 from api import TorchJob, TorchJobStatus, contract
 from api.constants import TRAINER_CONTAINER
@@ -39,6 +39,16 @@ class Report:
     committed_time: datetime | None
 
 
+def may_be_report(message: object) -> TypeGuard[str]:
+    """Whether a termination message can be a workload report: JSON object text within the kubelet's 4 KiB,
+    not a log tail (``FallbackToLogsOnError``)."""
+    return (
+        isinstance(message, str)
+        and message.startswith("{")
+        and len(message) <= contract.MAX_TERMINATION_MESSAGE
+    )
+
+
 def read_report(pod: JsonObject) -> Report | None:
     """The trainer container's termination message of a worker pod, if it holds a workload report."""
     if REPLICA_INDEX_LABEL not in objects.labels(pod):
@@ -52,11 +62,7 @@ def read_report(pod: JsonObject) -> Report | None:
     last: JsonObject = trainer.get("lastState") or {}
     terminated: JsonObject = state.get("terminated") or last.get("terminated") or {}
     message: object = terminated.get("message")
-    if (
-        not isinstance(message, str)
-        or not message.startswith("{")
-        or len(message) > contract.MAX_TERMINATION_MESSAGE
-    ):
+    if not may_be_report(message):
         return None  # no report, or kubelet's log tail (FallbackToLogsOnError)
     try:
         body: object = json.loads(message)

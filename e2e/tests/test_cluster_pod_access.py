@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import re
 import socket
 import ssl
@@ -18,6 +17,7 @@ import pytest
 from e2e.cluster import Cluster
 from e2e.cluster.forward import parse_address, start
 from e2e.cluster.ports import HOST
+from tests.required import missing
 
 SERVICE_ACCOUNT = "default"
 
@@ -68,10 +68,7 @@ async def test_forwarder_closes_the_client_when_the_target_is_down() -> None:
 
 def _require_pod_network(cluster: Cluster) -> str:
     if cluster.pod_host is None:
-        reason = f"the rig has no pod network: {cluster.pod_network_unavailable}"
-        if os.environ.get("PYROCLAST_REQUIRE_CLUSTER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(f"the rig has no pod network: {cluster.pod_network_unavailable}")
     return cluster.pod_host
 
 

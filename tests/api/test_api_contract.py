@@ -35,12 +35,11 @@ def test_the_operator_never_imports_the_training_package(package: str) -> None:
 
 
 def test_the_workloads_take_only_the_contract_from_the_operator_side() -> None:
-    project = ("api", "controller", "scheduling", "pyroclast")
     taken = {
         name
         for names in imported_modules("workloads").values()
         for name in names
-        if name.split(".")[0] in project
+        if name.split(".")[0] in OPERATOR_PACKAGES
     }
     assert taken == {"api.contract"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,6 +18,7 @@ from controller.request import Request
 from controller.resource import CONFIG_MAPS
 from controller.testing import FakeApiServer
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
+from tests.controller.test_manager_runtime import eventually
 from tests.managers import contender, run_each
 from tests.virtual_time import run_virtual
 
@@ -38,12 +38,6 @@ def labels_of(fake: FakeApiServer, name: str) -> dict[str, str]:
 def count(action: str, result: str) -> float:
     labels = {"action": action, "result": result}
     return metrics.REGISTRY.get_sample_value("leader_election_pod_label_total", labels) or 0.0
-
-
-async def eventually(pred: Callable[[], bool], within: float = 60.0) -> None:  # a hang guard only
-    with anyio.fail_after(within):
-        while not pred():  # noqa: ASYNC110 - polling a plain predicate
-            await anyio.sleep(0.005)
 
 
 def elected_manager(fake: FakeApiServer, identity: str) -> Manager:
