@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -19,6 +20,7 @@ from controller.httpserver import Tls, parse_address
 from controller.leader import JITTER_FACTOR, LeaderElectionLost
 from controller.manager import CacheSyncTimeout, Manager
 from controller.torchjob.progress_endpoint import Address
+from controller.torchjob.rates import load_rates
 from controller.torchjob.reconciler import TorchJobReconciler
 from pyroclast import logs
 
@@ -97,6 +99,14 @@ def add_parser(subparsers: Any) -> None:
         type=_checked(_positive_int, "a positive integer"),
         default=4,
         help="TorchJobs reconciled concurrently (default 4)",
+    )
+    parser.add_argument(
+        "--rates",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="prices per GPU-, CPU- and memory-GiB-hour (YAML: currency, perHour, queues) that jobs' usage "
+        "is costed at in status.usage.cost (default: no cost)",
     )
     api = parser.add_argument_group("API client")
     api.add_argument(
@@ -253,7 +263,8 @@ def progress_options(args: argparse.Namespace) -> dict[str, Any]:
 async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """Connect, register the TorchJob controller and run until stopped."""
     manager = await Manager.connect(args.kubeconfig, **options)
-    reconciler = TorchJobReconciler(manager, **progress_options(args))
+    rates = load_rates(args.rates) if args.rates is not None else None
+    reconciler = TorchJobReconciler(manager, rates=rates, **progress_options(args))
     manager.add(reconciler.controller(workers=args.workers))
     log.info(
         "pyroclast operator starting",
@@ -275,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = manager_options(args)
         progress_options(args)
+        if args.rates is not None:
+            load_rates(args.rates)
     except ValueError as err:
         print(f"pyroclast run: error: {err}", file=sys.stderr)
         return 2
