@@ -3,9 +3,11 @@ its disruptions, checked against the pods themselves and the configured rates.""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -17,6 +19,7 @@ from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
+from e2e.conftest import CliRun
 from e2e.tests.test_torchjob_preemption import priorities  # noqa: F401 - a fixture
 from e2e.tests.test_torchjob_progress import SERVICE_ACCOUNT, VOLUME, job_with_account, mint
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
@@ -36,12 +39,25 @@ def _lifetime(pod: JsonObject) -> float:
 
 
 async def test_undisrupted_job_usage_is_its_pods_lifetimes_costed_at_the_rates_and_all_goodput(
-    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, cli: CliRun
 ) -> None:
     nodes(2, cpu="4")
+    report = {
+        "reason": "completed",
+        "step": 200,
+        "total_steps": 200,
+        "loss": 0.5,
+        "world_size": 2,
+        "error": "",
+    }
+    outcome = {
+        "pyroclast.dev/test-report-after": "6s",
+        "pyroclast.dev/test-termination-message": json.dumps(report),
+        "pyroclast.dev/test-exit-code": "0",
+    }
     async with operator_reconciler(cluster, rates=RATES) as reconciler:
         client = reconciler.client
-        body = torchjob("paid", nodes, cpu="2", annotations={"pyroclast.dev/test-succeed-after": "6s"})
+        body = torchjob("paid", nodes, cpu="2", annotations=outcome)
         await client.create(TORCHJOBS, body, namespace)
         done = await wait_phase(client, namespace, "paid", "Succeeded", 60)
         pods = [await client.get(PODS, f"paid-worker-{i}", namespace) for i in range(2)]
@@ -62,6 +78,18 @@ async def test_undisrupted_job_usage_is_its_pods_lifetimes_costed_at_the_rates_a
     assert goodput["productiveSeconds"] >= 0.95 * goodput["runningSeconds"]
     assert goodput["percent"] >= 95
     assert goodput["recomputedSteps"] == 0
+    assert goodput["stepSeconds"] == pytest.approx(goodput["runningSeconds"] / 200)
+
+    # what the job measured is what `job estimate` knows: at its node count, and nothing it did not measure
+    argv = ("job", "estimate", "paid", "-n", namespace, "--nodes", "2,4")
+    code, out, err = await anyio.to_thread.run_sync(lambda: cli(*argv))
+    print(out)
+    assert code == 0, err
+    assert "1 measured job(s)" in out
+    assert "Steps: 200" in out
+    assert "measured at 2 node(s) (1 job(s))" in out
+    assert "EUR" in out
+    assert "no data at 4 node(s): measured only at 2" in out
 
 
 async def test_preempted_job_shows_preempted_time_and_the_steps_it_redoes(
