@@ -1,7 +1,9 @@
 """MLflow experiment tracking from global rank 0, resuming the same run after every restart.
 
 The run id lives in ``<checkpoint dir>/mlflow_run_id``, so a restarted (or resized) job reopens the run it
-started. Tracking failures are logged and never stop training. Needs ``pyroclast[tracking]``.
+started. At the end, the run's step goodput (the share of step time that went into kept steps, from its own
+step history) is logged next to its metrics. Tracking failures are logged and never stop training. Needs
+``pyroclast[tracking]``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workloads.commit import atomic_write
+from workloads.goodput import step_goodput
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,12 @@ class MlflowTracker(Tracker):
             log.warning("MLflow log_metrics: %s", err)
 
     def finish(self, status: str, final_checkpoint: Path | None) -> None:
+        """Close the run; a finished run also gets its step goodput (:mod:`workloads.goodput`)."""
         try:
+            if status == "FINISHED":
+                history = self._client.get_metric_history(self.run_id, "step_s")
+                measured = step_goodput((m.step, m.value, m.timestamp) for m in history)
+                self.log_metrics(max((m.step for m in history), default=0), measured.metrics())
             if final_checkpoint is not None:
                 self._client.set_tag(self.run_id, "pyroclast.final_checkpoint", str(final_checkpoint))
             self._client.set_terminated(self.run_id, status=status)

@@ -113,3 +113,36 @@ def test_rank0_logs_one_run_that_survives_a_restart(tmp_path: Path, tracking_ser
     progress = {e["step"]: e["loss"] for e in events if e["event"] == "progress"}
     assert by_step == pytest.approx(progress)
     assert {m.value for m in client.get_metric_history(run.info.run_id, "world_size")} == {2.0}
+
+
+def test_rank0_logs_the_runs_step_goodput_at_the_end(tmp_path: Path, tracking_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    # checkpoints at 3 and 6; the fault at step 5 loses step 4, done again after the resume from 3
+    env = job_env(
+        tmp_path,
+        PYROCLAST_TOTAL_STEPS=6,
+        PYROCLAST_CHECKPOINT_INTERVAL=3,
+        PYROCLAST_FAULT="train@5",
+        MLFLOW_TRACKING_URI=tracking_server,
+        PYROCLAST_MLFLOW_EXPERIMENT="pyroclast-goodput",
+    )
+    agent = start_agent(tmp_path, "solo", port=None, nproc=2, max_restarts=1, env=env)
+    try:
+        assert agent.wait(timeout=200) == 0, agent.log()
+    finally:
+        agent.stop()
+    events = read_events(tmp_path / "progress.jsonl")
+    assert [e["from_step"] for e in events if e["event"] == "resume"] == [3]
+    client = MlflowClient(tracking_uri=tracking_server)
+    experiment = client.get_experiment_by_name("pyroclast-goodput")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    metrics = run.data.metrics
+    assert metrics["goodput_recomputed_steps"] == 1.0
+    step_seconds = [e["step_s"] for e in events if e["event"] == "progress"]
+    assert len(step_seconds) == 7  # steps 1..4, then 4..6 again
+    assert metrics["goodput_kept_step_seconds"] + metrics["goodput_recomputed_step_seconds"] == pytest.approx(
+        sum(step_seconds), rel=1e-3
+    )
+    assert 0 < metrics["goodput_step_fraction"] < 1
