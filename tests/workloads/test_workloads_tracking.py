@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,22 +79,27 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-def test_rank0_logs_one_run_that_survives_a_restart(tmp_path: Path, tracking_server: str) -> None:
-    from mlflow.tracking import MlflowClient
-
-    env = job_env(
+def _run_restarted(tmp_path: Path, tracking_server: str, experiment: str, **env: Any) -> list[dict[str, Any]]:
+    """A 6-step, 2-process job tracked to `experiment` that fails once (per `env`), restarts; its events."""
+    job = job_env(
         tmp_path,
         PYROCLAST_TOTAL_STEPS=6,
-        PYROCLAST_FAULT="train@3",
         MLFLOW_TRACKING_URI=tracking_server,
-        PYROCLAST_MLFLOW_EXPERIMENT="pyroclast-test",
+        PYROCLAST_MLFLOW_EXPERIMENT=experiment,
+        **env,
     )
-    agent = start_agent(tmp_path, "solo", port=None, nproc=2, max_restarts=1, env=env)
+    agent = start_agent(tmp_path, "solo", port=None, nproc=2, max_restarts=1, env=job)
     try:
         assert agent.wait(timeout=200) == 0, agent.log()
     finally:
         agent.stop()
-    events = read_events(tmp_path / "progress.jsonl")
+    return read_events(tmp_path / "progress.jsonl")
+
+
+def test_rank0_logs_one_run_that_survives_a_restart(tmp_path: Path, tracking_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    events = _run_restarted(tmp_path, tracking_server, "pyroclast-test", PYROCLAST_FAULT="train@3")
     assert [e["from_step"] for e in events if e["event"] == "resume"] == [2]
 
     client = MlflowClient(tracking_uri=tracking_server)
@@ -119,20 +125,13 @@ def test_rank0_logs_the_runs_step_goodput_at_the_end(tmp_path: Path, tracking_se
     from mlflow.tracking import MlflowClient
 
     # checkpoints at 3 and 6; the fault at step 5 loses step 4, done again after the resume from 3
-    env = job_env(
+    events = _run_restarted(
         tmp_path,
-        PYROCLAST_TOTAL_STEPS=6,
+        tracking_server,
+        "pyroclast-goodput",
         PYROCLAST_CHECKPOINT_INTERVAL=3,
         PYROCLAST_FAULT="train@5",
-        MLFLOW_TRACKING_URI=tracking_server,
-        PYROCLAST_MLFLOW_EXPERIMENT="pyroclast-goodput",
     )
-    agent = start_agent(tmp_path, "solo", port=None, nproc=2, max_restarts=1, env=env)
-    try:
-        assert agent.wait(timeout=200) == 0, agent.log()
-    finally:
-        agent.stop()
-    events = read_events(tmp_path / "progress.jsonl")
     assert [e["from_step"] for e in events if e["event"] == "resume"] == [3]
     client = MlflowClient(tracking_uri=tracking_server)
     experiment = client.get_experiment_by_name("pyroclast-goodput")
