@@ -262,6 +262,7 @@ class TorchJobReconciler:
 
         old = job.status or TorchJobStatus()
         account(job, old, step.status, owned_pods, now, self.rates)
+        self._log_recomputed(request, old, step.status)
         queue_name = job.spec.scheduling.queue
         if step.commit_first:
             deferred = await self._write_status(request, raw, old, step, queue=queue_name)
@@ -285,6 +286,19 @@ class TorchJobReconciler:
         if deferred is not None:
             step.requeue(deferred)
         return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+
+    @staticmethod
+    def _log_recomputed(request: Request, old: TorchJobStatus, new: TorchJobStatus) -> None:
+        """A restart's lost steps, once: the pass that decides it (its status is written at once)."""
+        before = old.goodput.recomputed_steps if old.goodput is not None else 0
+        if new.goodput is not None and new.goodput.recomputed_steps > before:
+            redo = new.goodput.recomputed_steps - before
+            log.info(
+                "torchjob %s: restart loses %d step(s) after the newest checkpoint; they will be recomputed",
+                request,
+                redo,
+                extra={"recomputed_steps": redo, "goodput_percent": new.goodput.percent},
+            )
 
     def _settle(
         self, request: Request, old: TorchJobStatus, step: Plan, refusal: Refusal | None, now: datetime
