@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api import Condition, Goodput, Phase, TorchJobStatus
+from api import Condition, ConditionStatus, Goodput, Phase, TorchJobStatus
 from api.status import CheckpointStatus, Progress
 from controller.torchjob.goodput import goodput, lost_seconds
 from controller.torchjob.plan import REASON_FAILED_RETRY, REASON_PREEMPTED
@@ -32,7 +32,9 @@ def status(
     conditions = None
     if restart_reason is not None:
         conditions = [
-            Condition(type="Restarting", status="True", last_transition_time=T0, reason=restart_reason)
+            Condition(
+                type="Restarting", status=ConditionStatus.TRUE, last_transition_time=T0, reason=restart_reason
+            )
         ]
     return TorchJobStatus(
         phase=phase,
