@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,46 +13,14 @@ from api import contract
 from controller.torchjob.progress import check_checkpoint, parse_body
 from controller.torchjob.progress_endpoint import PATH
 from tests.torchjob.test_torchjob_plan import make_job
+from tests.workloads.progress_stub import Stub, progress_stub
 from workloads.progress import LivePoster, accounting_of_answer
-
-
-class Stub:
-    """What the endpoint received; answers `status` with a JSON message."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.status = 202
-        self.extra: dict[str, Any] = {}
-        """More fields of the answer (an operator's accounting)."""
 
 
 @pytest.fixture
 def stub() -> Iterator[tuple[Stub, str]]:
-    seen = Stub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            seen.requests.append((self.path, dict(self.headers.items()), body))
-            answer = {"status": seen.status, "message": "pod is not a TorchJob worker", **seen.extra}
-            payload = json.dumps(answer).encode()
-            self.send_response(seen.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield seen, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with progress_stub() as served:
+        yield served
 
 
 def env_for(url: str, token: Path) -> dict[str, str]:
