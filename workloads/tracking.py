@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 RUN_ID_FILE = "mlflow_run_id"
 CURRENCY_TAG = "pyroclast.job_cost_currency"
 
+JobAccounting = tuple[contract.ProgressAccounting | None, str]
+"""The job's cost and goodput as the operator accounts them, or None and why they are unknown."""
+UNKNOWN: JobAccounting = (None, "the training loop gave none")
+
 
 def accounting_metrics(accounting: contract.ProgressAccounting) -> dict[str, float]:
     """The operator's accounting as run metrics: ``job_cost``, ``job_goodput_percent`` and
@@ -45,12 +49,7 @@ class Tracker:
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """Record metrics for ``step``."""
 
-    def finish(
-        self,
-        status: str,
-        final_checkpoint: Path | None,
-        accounting: tuple[contract.ProgressAccounting | None, str] = (None, "not given"),
-    ) -> None:
+    def finish(self, status: str, final_checkpoint: Path | None, accounting: JobAccounting = UNKNOWN) -> None:
         """Close the run (``FINISHED``, ``KILLED`` or ``FAILED``); `accounting` is the job's, or None and why
         (:meth:`workloads.progress.LivePoster.job_accounting`)."""
 
@@ -106,12 +105,7 @@ class MlflowTracker(Tracker):
         except Exception as err:
             log.warning("MLflow log_metrics: %s", err)
 
-    def finish(
-        self,
-        status: str,
-        final_checkpoint: Path | None,
-        accounting: tuple[contract.ProgressAccounting | None, str] = (None, "not given"),
-    ) -> None:
+    def finish(self, status: str, final_checkpoint: Path | None, accounting: JobAccounting = UNKNOWN) -> None:
         """Close the run; a finished run also gets its step goodput (:mod:`workloads.goodput`) and the job's
         cost and goodput as the operator accounts them, when known."""
         try:
