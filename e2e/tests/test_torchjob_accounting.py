@@ -143,7 +143,19 @@ async def test_preempted_job_shows_preempted_time_and_the_steps_it_redoes(
         await wait_phase(client, namespace, "low", "Preempted", 60)
         await wait_phase(client, namespace, "high", "Succeeded", 90)
         back = await wait_phase(client, namespace, "low", "Running", 90)
+        # the resumed worker's next report is answered with the job's accounting, from the operator's cache
+        resumed = await client.get(PODS, "low-worker-0", namespace)
+        async with httpx.AsyncClient(timeout=10) as http:
+            headers = {"Authorization": f"Bearer {mint(cluster, namespace, resumed)}"}
+            again = await http.post(url, json={"step": 130}, headers=headers)
+        assert again.status_code == 202, again.text
+        accounting = again.json()["accounting"]
     assert back["preemptionRestarts"] == 1
+    print(f"accounting in the progress answer: {accounting}")
+    assert accounting["currency"] == "EUR"
+    assert accounting["cost"] >= back["usage"]["cost"] > 0
+    assert accounting["lostSeconds"]["preempted"] >= back["goodput"]["lost"]["preemptedSeconds"] >= 5
+    assert accounting["goodputPercent"] < 100
     goodput = back["goodput"]
     lost = goodput["lost"]
     print(f"\nresumed after a preemption: goodput {goodput}; usage {back['usage']}")
