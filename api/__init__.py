@@ -1,5 +1,6 @@
 """Pyroclast's API: the TorchJob resource, the Volcano objects it writes, and the CRD generated from them."""
 
+from api.accounting import Goodput, LostTime, ResourceSeconds, Usage
 from api.checkpoint import Checkpoint
 from api.constants import (
     API_VERSION,
@@ -59,6 +60,8 @@ __all__ = [
     "DisruptionKind",
     "EnvVar",
     "FailurePolicy",
+    "Goodput",
+    "LostTime",
     "Nodes",
     "ObjectMeta",
     "OwnerReference",
@@ -76,10 +79,12 @@ __all__ = [
     "Rendezvous",
     "Resize",
     "ResourceRequirements",
+    "ResourceSeconds",
     "RunPolicy",
     "Scheduling",
     "TorchJob",
     "TorchJobSpec",
     "TorchJobStatus",
+    "Usage",
     "is_reserved_env",
 ]

@@ -47,7 +47,9 @@ admission, so a TorchJob sets the training knobs as arguments instead: ``--total
 ``PYROCLAST_PROGRESS_FILE``         JSON-lines progress file appended by global rank 0 (also on stdout).
 ``PYROCLAST_PROGRESS_URL``          set when the operator serves live progress: global rank 0 POSTs a
                                     :class:`ProgressReport` to ``<url>`` + :data:`PROGRESS_PATH` every 10
-                                    steps, never failing training on an error.
+                                    steps, never failing training on an error. The ``202`` answer
+                                    (:class:`ProgressAnswer`) carries the job's cost and goodput, which
+                                    rank 0 logs to MLflow at the end of a finished run.
 ``PYROCLAST_PROGRESS_TOKEN_FILE``   the pod-bound token to send as ``Authorization: Bearer`` (re-read on every
                                     post: the kubelet rotates it).
 ``PYROCLAST_TERMINATION_LOG``       final JSON message path. Default ``/dev/termination-log``.
@@ -182,3 +184,27 @@ class ProgressReport(TypedDict):
 
 PROGRESS_FIELDS: Final = frozenset(ProgressReport.__annotations__)
 """The fields a report may hold; any other is refused (400)."""
+
+LOST_CAUSES: Final = ("queued", "restarting", "preempted", "recomputed")
+"""The keys of :attr:`ProgressAccounting.lostSeconds`: the causes of ``status.goodput.lost``."""
+
+
+class ProgressAccounting(TypedDict):
+    """The job's accounting as the operator last wrote it to the TorchJob's status (``status.usage`` and
+    ``status.goodput``), so the workload, which has no API rights, can log it. Unknown values are left out:
+    ``cost`` and ``currency`` without rates, ``goodputPercent`` before any held time."""
+
+    cost: NotRequired[float]
+    currency: NotRequired[str]
+    goodputPercent: NotRequired[float]
+    lostSeconds: NotRequired[dict[str, float]]
+    """Seconds lost, by cause (:data:`LOST_CAUSES`)."""
+
+
+class ProgressAnswer(TypedDict):
+    """The endpoint's JSON answer to every request. A ``202`` carries the job's ``accounting`` once its
+    status has usage or goodput; an older operator answers without it, which a worker must take as none."""
+
+    status: int
+    message: str
+    accounting: NotRequired[ProgressAccounting]

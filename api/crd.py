@@ -55,6 +55,12 @@ PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
         "jsonPath": ".status.lastCheckpoint.step",
         "description": "Step of the newest committed checkpoint.",
     },
+    {
+        "name": "Goodput",
+        "type": "number",
+        "jsonPath": ".status.goodput.percent",
+        "description": "Percent of the time since the gang first ran that made kept progress.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "World",

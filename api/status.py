@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, StrictInt
 
+from api.accounting import Goodput, Usage
 from api.base import KubeModel
 from api.fields import map_list
 from api.meta import Condition
@@ -159,6 +160,12 @@ class TorchJobStatus(KubeModel):
     completion_time: datetime | None = Field(default=None, description="When the job succeeded or failed.")
     pod_group_name: Annotated[str, Field(max_length=253)] | None = Field(
         default=None, description="Name of the Volcano PodGroup of the current attempt."
+    )
+    usage: Usage | None = Field(
+        default=None, description="Resources the worker pods held, every attempt together, and their cost."
+    )
+    goodput: Goodput | None = Field(
+        default=None, description="Time since the gang first ran: productive, or lost by cause."
     )
 
     def condition(self, type_: str) -> Condition | None:

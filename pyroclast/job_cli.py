@@ -16,6 +16,7 @@ from controller.client import Client
 from pyroclast import jobs as sdk
 from pyroclast.cli_support import connection_flags, context_namespace, dump, err, run_command
 from pyroclast.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK
+from pyroclast.estimate import estimate, estimate_text, samples, steps_to_run
 from pyroclast.jobspec import JobSpecError, build_job, jobs_from_yaml, parse_nproc
 from pyroclast.jobview import WaitFor, change_key, describe_text, jobs_table, state_line, worker_prefix
 
@@ -43,6 +44,16 @@ def _clean(job: TorchJob) -> dict[str, Any]:
 # ---- verbs ----------------------------------------------------------------------------------------------
 
 
+def _read_jobs(filename: str) -> list[TorchJob]:
+    """The TorchJobs of a YAML file (- for stdin); raises JobSpecError."""
+    source = "<stdin>" if filename == "-" else filename
+    try:
+        text = sys.stdin.read() if filename == "-" else Path(filename).read_text()
+    except OSError as exc:
+        raise JobSpecError(f"-f {filename}: {exc.strerror}; give a readable YAML file (or -)") from None
+    return jobs_from_yaml(text, source=source)
+
+
 def _jobs_to_submit(args: argparse.Namespace) -> list[TorchJob]:
     """The jobs `submit` sends, from -f or from flags (never both); raises JobSpecError."""
     flags = [f"--{k.replace('_', '-')}" for k in _JOB_FLAGS if getattr(args, k) not in (None, False, [])]
@@ -52,14 +63,7 @@ def _jobs_to_submit(args: argparse.Namespace) -> list[TorchJob]:
             raise JobSpecError(
                 f"give either -f FILE or a NAME with flags, not both (-f with {' '.join(extra)})"
             )
-        source = "<stdin>" if args.filename == "-" else args.filename
-        try:
-            text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
-        except OSError as exc:
-            raise JobSpecError(
-                f"-f {args.filename}: {exc.strerror}; give a readable YAML file (or -)"
-            ) from None
-        return jobs_from_yaml(text, source=source)
+        return _read_jobs(args.filename)
     if not args.name:
         raise JobSpecError("give a job NAME and --image ... -- COMMAND, or -f FILE")
     return [
@@ -220,6 +224,47 @@ async def _wait(client: Client, args: argparse.Namespace) -> int:
     return code
 
 
+def _parse_estimate(args: argparse.Namespace) -> None:
+    """Read the job to estimate from -f before connecting (stdin can be read only once)."""
+    if bool(args.name) == bool(args.filename):
+        raise JobSpecError(
+            "give either a job NAME (its own attempts count too) or -f FILE, not both or neither"
+        )
+    args.target = None
+    if args.filename:
+        source = "<stdin>" if args.filename == "-" else args.filename
+        try:
+            text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+        except OSError as exc:
+            raise JobSpecError(
+                f"-f {args.filename}: {exc.strerror}; give a readable YAML file (or -)"
+            ) from None
+        args.target = jobs_from_yaml(text, source=source)[0]
+
+
+async def _estimate(client: Client, args: argparse.Namespace) -> int:
+    target: TorchJob | None = args.target
+    if target is None:
+        target = await sdk.get_job(client, str(args.name), _ns(args))
+    else:
+        target.metadata.namespace = target.metadata.namespace or _ns(args)
+    jobs = await sdk.list_jobs(client, None if args.all_namespaces else target.metadata.namespace)
+    measured = samples(target, jobs)
+    steps = steps_to_run(measured, args.steps)
+    print(estimate_text(str(target.metadata.name), steps, measured, estimate(measured, args.nodes, steps)))
+    return EXIT_OK
+
+
+def _node_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give node counts >= 1 separated by commas, e.g. 1,2,4")
+    return counts
+
+
 async def _suspend(client: Client, args: argparse.Namespace) -> int:
     await sdk.suspend_job(client, args.name, _ns(args))
     print(f"torchjob/{args.name} suspended (pods and PodGroup are removed; `pyroclast job resume` continues)")
@@ -247,7 +292,9 @@ def _ns(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     command: Command = args.job_func
-    validate = (lambda: _parse_submit(args)) if args.job_verb == "submit" else None
+    validators = {"submit": _parse_submit, "estimate": _parse_estimate}
+    parse = validators.get(args.job_verb)
+    validate = (lambda: parse(args)) if parse is not None else None
     return run_command(args, lambda client: command(client, args), noun="TorchJob", validate=validate)
 
 
@@ -334,6 +381,19 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="one line updated in place (default: when stdout is a terminal)",
     )
+
+    p = verb(
+        "estimate",
+        _estimate,
+        "expected duration and cost at node counts, from measured step times of this job's earlier attempts "
+        "and of finished jobs with its image",
+        named=False,
+    )
+    p.add_argument("name", nargs="?", help="an existing TorchJob (or -f)")
+    p.add_argument("-f", "--filename", help="YAML of the TorchJob to estimate (- for stdin)")
+    p.add_argument("--nodes", type=_node_counts, required=True, help="node counts, e.g. 1,2,4")
+    p.add_argument("--steps", type=int, help="steps to run (default: what the measured jobs ran)")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="measured jobs from every namespace")
 
     verb("suspend", _suspend, "suspend: delete pods and PodGroup, keep the job (frees queue quota)")
     verb("resume", _resume, "resume a suspended job")

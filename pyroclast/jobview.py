@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -35,6 +35,40 @@ def age(since: datetime | None, now: datetime) -> str:
     if hours < 24:
         return f"{hours}h{minutes % 60}m" if hours < 6 and minutes % 60 else f"{hours}h"
     return f"{hours // 24}d"
+
+
+def span(seconds: float) -> str:
+    """A duration as :func:`age` writes one: `45s`, `12m`, `3h4m`, `2d`."""
+    return age(datetime.min, datetime.min + timedelta(seconds=seconds))
+
+
+def usage_of(job: TorchJob) -> str | None:
+    """The usage line of `job describe`: resource-hours and cost, as of the last status write."""
+    usage = job.status.usage if job.status else None
+    if usage is None:
+        return None
+    text = (
+        f"{usage.gpu_seconds / 3600:.2f} GPU-h, {usage.cpu_seconds / 3600:.2f} CPU-h, "
+        f"{usage.memory_gi_b_seconds / 3600:.2f} GiB-h memory"
+    )
+    text += (
+        f"; cost {usage.cost:.2f} {usage.currency}" if usage.cost is not None else "; cost - (no rates set)"
+    )
+    return f"{text} (as of {usage.updated_time})"
+
+
+def goodput_of(job: TorchJob) -> str | None:
+    """The goodput line of `job describe`: the productive share of the held time, the lost time by cause."""
+    goodput = job.status.goodput if job.status else None
+    if goodput is None or goodput.percent is None:
+        return None
+    lost = goodput.lost
+    return (
+        f"{goodput.percent:.1f}% of {span(goodput.held_seconds)} held: {span(goodput.productive_seconds)} "
+        f"productive; lost {span(lost.queued_seconds)} queued, {span(lost.restarting_seconds)} restarting, "
+        f"{span(lost.preempted_seconds)} preempted, {span(lost.recomputed_seconds)} recomputing "
+        f"{goodput.recomputed_steps} step(s)"
+    )
 
 
 def phase_of(job: TorchJob) -> str:
@@ -228,6 +262,7 @@ def describe_text(details: JobDetails, now: datetime) -> str:
             f"(max {spec.failure_policy.max_preemption_restarts})",
         ),
     ]
+    pairs += [(k, v) for k, v in (("Goodput", goodput_of(job)), ("Usage", usage_of(job))) if v is not None]
     if status and status.last_disruption_reason:
         pairs.append(("Last disruption", f"{status.last_disruption_reason} at {status.last_disruption_time}"))
     if status and status.last_checkpoint:

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -20,6 +21,7 @@ from controller.leader import JITTER_FACTOR, LeaderElectionLost
 from controller.leaderlabel import LeaderLabel, OwnPod
 from controller.manager import CacheSyncTimeout, Manager, default_namespace
 from controller.torchjob.progress_endpoint import Address
+from controller.torchjob.rates import load_rates
 from controller.torchjob.reconciler import TorchJobReconciler
 from pyroclast import logs
 
@@ -100,6 +102,14 @@ def add_parser(subparsers: Any) -> None:
         type=_checked(_positive_int, "a positive integer"),
         default=4,
         help="TorchJobs reconciled concurrently (default 4)",
+    )
+    parser.add_argument(
+        "--rates",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="prices per GPU-, CPU- and memory-GiB-hour (YAML: currency, perHour, queues) that jobs' usage "
+        "is costed at in status.usage.cost (default: no cost)",
     )
     api = parser.add_argument_group("API client")
     api.add_argument(
@@ -274,7 +284,8 @@ def label_leader_pod(manager: Manager, env: Mapping[str, str]) -> LeaderLabel | 
 async def serve(args: argparse.Namespace, options: dict[str, Any]) -> None:
     """Connect, register the TorchJob controller and run until stopped."""
     manager = await Manager.connect(args.kubeconfig, **options)
-    reconciler = TorchJobReconciler(manager, **progress_options(args))
+    rates = load_rates(args.rates) if args.rates is not None else None
+    reconciler = TorchJobReconciler(manager, rates=rates, **progress_options(args))
     manager.add(reconciler.controller(workers=args.workers))
     label_leader_pod(manager, os.environ)
     log.info(
@@ -297,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = manager_options(args)
         progress_options(args)
+        if args.rates is not None:
+            load_rates(args.rates)
     except ValueError as err:
         print(f"pyroclast run: error: {err}", file=sys.stderr)
         return 2

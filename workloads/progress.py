@@ -63,7 +63,8 @@ class LivePoster:
     """POSTs progress to the operator's live endpoint (``PYROCLAST_PROGRESS_URL``) every `every` steps.
 
     Global rank 0 only. The token file is re-read on every post (the kubelet rotates the projected token). A
-    failed post is logged once until the next success and never interrupts training.
+    failed post is logged once until the next success and never interrupts training. The newest accounting an
+    answer carried is kept in :attr:`accounting` (for MLflow at the end of the run).
     """
 
     def __init__(
@@ -84,6 +85,8 @@ class LivePoster:
         self._every = max(every, 1)
         self._timeout = timeout
         self._failing = False
+        self.accounting: contract.ProgressAccounting | None = None
+        """The job's cost and goodput from the operator's newest answer that carried them."""
 
     @classmethod
     def from_env(
@@ -137,7 +140,7 @@ class LivePoster:
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
             )
             with urllib.request.urlopen(request, timeout=self._timeout) as answer:
-                answer.read()
+                accounting = accounting_of_answer(answer.read())
         except urllib.error.HTTPError as err:
             self._failed(f"HTTP {err.code}: {_message(err)}")
             return False
@@ -147,12 +150,61 @@ class LivePoster:
         if self._failing:
             log.info("live progress reaches %s again", self.endpoint)
         self._failing = False
+        if accounting is not None:
+            self.accounting = accounting
         return True
+
+    def job_accounting(self) -> tuple[contract.ProgressAccounting | None, str]:
+        """The kept accounting, or None and why there is none (for the one log line that says so)."""
+        if self.accounting is not None:
+            return self.accounting, ""
+        if self.endpoint is None:
+            return None, f"live progress is off (no {contract.PROGRESS_URL}, or not global rank 0)"
+        return None, "no answer of the operator's progress endpoint carried the job's accounting"
 
     def _failed(self, why: str) -> None:
         if not self._failing:
             log.warning("live progress to %s failed (training goes on; logged once): %s", self.endpoint, why)
         self._failing = True
+
+
+def accounting_of_answer(data: bytes) -> contract.ProgressAccounting | None:
+    """The accounting in an accepted report's answer (:class:`~api.contract.ProgressAnswer`); None when the
+    answer has none (an older operator, or a job without usage yet) or is not understood. Values of the wrong
+    type are left out, never raised on."""
+    try:
+        raw: object = json.loads(data or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    found = cast("dict[str, object]", raw).get("accounting")
+    if not isinstance(found, dict):
+        return None
+    fields = cast("dict[str, object]", found)
+    accounting: contract.ProgressAccounting = {}
+    cost, percent = _amount(fields.get("cost")), _amount(fields.get("goodputPercent"))
+    currency = fields.get("currency")
+    if cost is not None:
+        accounting["cost"] = cost
+        if isinstance(currency, str) and currency:
+            accounting["currency"] = currency
+    if percent is not None:
+        accounting["goodputPercent"] = percent
+    lost = fields.get("lostSeconds")
+    if isinstance(lost, dict):
+        by_cause = cast("dict[str, object]", lost)
+        seconds = {cause: _amount(by_cause.get(cause)) for cause in contract.LOST_CAUSES}
+        accounting["lostSeconds"] = {cause: s for cause, s in seconds.items() if s is not None}
+    return accounting or None
+
+
+def _amount(value: object) -> float | None:
+    """A finite, non-negative number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _message(err: urllib.error.HTTPError) -> str:

@@ -284,7 +284,7 @@ def main() -> int:
             trainer.tracker.finish("FAILED", trainer.final_checkpoint())
         raise
     trainer.progress.emit("end", step=trainer.step, committed_step=trainer.committed_step)
-    trainer.tracker.finish("FINISHED", trainer.final_checkpoint())
+    trainer.tracker.finish("FINISHED", trainer.final_checkpoint(), trainer.live.job_accounting())
     _terminate(cfg, env, "completed", trainer)
     dist.destroy_process_group()
     return contract.EXIT_COMPLETED

@@ -11,7 +11,7 @@ from typing import Final, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from api import Disruption, DisruptionKind, Phase, Resize, TorchJobStatus
+from api import Disruption, DisruptionKind, Goodput, Phase, Resize, TorchJobStatus, Usage
 from controller.metrics import REGISTRY
 from controller.torchjob.disruption import CAUSE_CAPACITY, CAUSE_SCALED
 
@@ -49,6 +49,50 @@ RESIZES: Final = Counter(
     ["direction", "cause"],
     registry=REGISTRY,
 )
+USAGE_LABELS: Final = ("namespace", "queue")
+GPU_SECONDS: Final = Counter(
+    "pyroclast_torchjob_gpu_seconds_total",
+    "GPU-seconds held by TorchJob worker pods (their requests), by namespace and queue",
+    USAGE_LABELS,
+    registry=REGISTRY,
+)
+CPU_SECONDS: Final = Counter(
+    "pyroclast_torchjob_cpu_seconds_total",
+    "CPU-seconds held by TorchJob worker pods (their requests), by namespace and queue",
+    USAGE_LABELS,
+    registry=REGISTRY,
+)
+MEMORY_GIB_SECONDS: Final = Counter(
+    "pyroclast_torchjob_memory_gib_seconds_total",
+    "Memory GiB-seconds held by TorchJob worker pods (their requests), by namespace and queue",
+    USAGE_LABELS,
+    registry=REGISTRY,
+)
+COST: Final = Counter(
+    "pyroclast_torchjob_cost_total",
+    "Cost of TorchJob worker pods at the operator's rates, by namespace, queue and currency",
+    (*USAGE_LABELS, "currency"),
+    registry=REGISTRY,
+)
+RUNNING_SECONDS: Final = Counter(
+    "pyroclast_torchjob_running_seconds_total",
+    "Seconds TorchJobs ran (productive = running - lost{cause=recomputed}), by namespace and queue",
+    USAGE_LABELS,
+    registry=REGISTRY,
+)
+LOST_SECONDS: Final = Counter(
+    "pyroclast_torchjob_lost_seconds_total",
+    "Seconds of TorchJobs' held time lost, by namespace, queue and cause (queued, restarting, preempted, "
+    "recomputed)",
+    (*USAGE_LABELS, "cause"),
+    registry=REGISTRY,
+)
+LOST_CAUSES: Final = {
+    "queued": "queued_seconds",
+    "restarting": "restarting_seconds",
+    "preempted": "preempted_seconds",
+    "recomputed": "recomputed_seconds",
+}
 GANG_SIZE: Final = Histogram(
     "pyroclast_torchjob_gang_size",
     "Gang minimum (PodGroup minMember) of created gangs",
@@ -115,6 +159,29 @@ class JobMetrics:
         for entry in _added(old.resizes, new.resizes):
             direction = "down" if entry.to_nodes < entry.from_nodes else "up"
             RESIZES.labels(direction=direction, cause=entry.cause).inc()
+
+    @staticmethod
+    def accounted(namespace: str, queue: str, old: TorchJobStatus, new: TorchJobStatus) -> None:
+        """Count what a written status's usage and goodput add to the ones written before. Running time is
+        counted rather than productive time: a restart moves recomputed steps from productive to lost, and a
+        counter never goes down."""
+        labels = (namespace, queue)
+        if new.usage is not None:
+            before = old.usage or Usage()
+            for counter, field in (
+                (GPU_SECONDS, "gpu_seconds"),
+                (CPU_SECONDS, "cpu_seconds"),
+                (MEMORY_GIB_SECONDS, "memory_gi_b_seconds"),
+            ):
+                counter.labels(*labels).inc(max(getattr(new.usage, field) - getattr(before, field), 0.0))
+            if new.usage.cost is not None and new.usage.currency is not None:
+                COST.labels(*labels, new.usage.currency).inc(max(new.usage.cost - (before.cost or 0.0), 0.0))
+        if new.goodput is not None:
+            was = old.goodput or Goodput()
+            RUNNING_SECONDS.labels(*labels).inc(max(new.goodput.running_seconds - was.running_seconds, 0.0))
+            for cause, field in LOST_CAUSES.items():
+                grown = getattr(new.goodput.lost, field) - getattr(was.lost, field)
+                LOST_SECONDS.labels(*labels, cause).inc(max(grown, 0.0))
 
     @staticmethod
     def gang_created(min_member: int) -> None:

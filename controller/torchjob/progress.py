@@ -152,6 +152,37 @@ def apply_live(job: TorchJob, status: TorchJobStatus, report: LiveReport | None)
     return True
 
 
+def accounting_of(status: TorchJobStatus) -> contract.ProgressAccounting | None:
+    """What a ``202`` tells the worker of its job's cost and goodput, from the status the endpoint already
+    holds (the informer cache's); None before the status has usage or goodput."""
+    if status.usage is None and status.goodput is None:
+        return None
+    answer: contract.ProgressAccounting = {}
+    usage = status.usage
+    if usage is not None and usage.cost is not None:
+        answer["cost"] = usage.cost
+        if usage.currency:
+            answer["currency"] = usage.currency
+    goodput = status.goodput
+    if goodput is not None:
+        if goodput.percent is not None:
+            answer["goodputPercent"] = goodput.percent
+        lost = goodput.lost
+        answer["lostSeconds"] = dict(
+            zip(
+                contract.LOST_CAUSES,
+                (
+                    lost.queued_seconds,
+                    lost.restarting_seconds,
+                    lost.preempted_seconds,
+                    lost.recomputed_seconds,
+                ),
+                strict=True,
+            )
+        )
+    return answer
+
+
 def _object(raw: object, name: str, example: str) -> JsonObject:
     if not isinstance(raw, dict):
         raise Rejected(400, f"{name} must be a JSON object like {example}")

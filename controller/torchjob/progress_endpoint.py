@@ -46,6 +46,7 @@ from controller.torchjob.progress import (
     Identity,
     LiveReport,
     Rejected,
+    accounting_of,
     check_checkpoint,
     identity_from_review,
     parse_body,
@@ -163,7 +164,7 @@ class ProgressEndpoint:
         self._latest.pop(key, None)
 
     def app(self) -> Starlette:
-        """The ASGI app: ``POST`` :data:`PATH`; every answer is JSON ``{"status", "message"}``."""
+        """The ASGI app: ``POST`` :data:`PATH`; every answer is JSON :class:`contract.ProgressAnswer`."""
         return Starlette(
             routes=[Route(PATH, self._post, methods=["POST"])],
             exception_handlers={404: _refusal, 405: _refusal},
@@ -185,12 +186,15 @@ class ProgressEndpoint:
             self.listening.set()
             task_status.started(port)
 
-    async def report(self, authorization: str | None, body: bytes) -> tuple[int, str]:
-        """Verify, check and keep one report; returns the HTTP status and a message for the workload."""
+    async def report(self, authorization: str | None, body: bytes) -> contract.ProgressAnswer:
+        """Verify, check and keep one report; the answer for the workload: the HTTP status, a message and,
+        when accepted, the job's accounting as its cached status holds it (no API call of its own)."""
         with self._tracer.start_as_current_span("progress report", kind=trace.SpanKind.SERVER) as span:
+            accounting: contract.ProgressAccounting | None = None
             try:
-                key = await self._accept(authorization, body, span)
-                status, message = 202, f"accepted for TorchJob {key}"
+                job = await self._accept(authorization, body, span)
+                status, message = 202, f"accepted for TorchJob {job.metadata.namespace}/{job.metadata.name}"
+                accounting = accounting_of(job.status or TorchJobStatus())
             except Rejected as err:
                 status, message = err.status, err.message
             result = _RESULTS.get(status, "invalid")
@@ -200,9 +204,13 @@ class ProgressEndpoint:
             if status != 202:
                 span.set_status(trace.StatusCode.ERROR, message)
                 log.info("progress report refused (%d): %s", status, message)
-            return status, message
+            span.set_attribute("pyroclast.progress.accounting", accounting is not None)
+            answer: contract.ProgressAnswer = {"status": status, "message": message}
+            if accounting is not None:
+                answer["accounting"] = accounting
+            return answer
 
-    async def _accept(self, authorization: str | None, data: bytes, span: trace.Span) -> str:
+    async def _accept(self, authorization: str | None, data: bytes, span: trace.Span) -> TorchJob:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Rejected(401, "missing 'Authorization: Bearer <token>' (the projected progress token)")
@@ -222,7 +230,7 @@ class ProgressEndpoint:
         span.set_attribute("pyroclast.torchjob", request.key)
         log.debug("progress of %s: step %d from %s", request, body.step, identity.pod_name)
         self.enqueue(request)
-        return request.key
+        return job
 
     async def _identity(self, token: str) -> Identity:
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -248,10 +256,10 @@ class ProgressEndpoint:
         return identity
 
     async def _post(self, request: HttpRequest) -> JSONResponse:
-        status, message = await self._receive(request)
-        return JSONResponse({"status": status, "message": message}, status_code=status)
+        answer = await self._receive(request)
+        return JSONResponse(answer, status_code=answer["status"])
 
-    async def _receive(self, request: HttpRequest) -> tuple[int, str]:
+    async def _receive(self, request: HttpRequest) -> contract.ProgressAnswer:
         declared = request.headers.get("content-length")
         if declared is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
             return _refused(411, "a Content-Length header is required")
@@ -272,11 +280,11 @@ class ProgressEndpoint:
         return await self.report(request.headers.get("authorization"), bytes(body))
 
 
-def _refused(status: int, message: str) -> tuple[int, str]:
+def _refused(status: int, message: str) -> contract.ProgressAnswer:
     """A request refused before its report is read (no span: nothing about a worker is known yet)."""
     REPORTS.labels(result=_RESULTS[status]).inc()
     log.info("progress request refused (%d): %s", status, message)
-    return status, message
+    return {"status": status, "message": message}
 
 
 async def _refusal(_request: HttpRequest, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ status, a worker's spec, the owner references of one job's pods) stored once.
 
 Readers: :mod:`.observe` (labels, deletion, phase, reason, Ready/DisruptionTarget conditions, terminated
 exit codes, the trainer's PET_NNODES), :mod:`.report` (the trainer's terminated ``message``/``finishedAt``),
+:mod:`.usage` (``startTime``, the trainer's ``finishedAt``),
 :mod:`.rendezvous` and the reconciler (name, uid, deletion), :mod:`.progress_endpoint` (uid, labels, owner
 references), :func:`~scheduling.podgroup_spec_patch` and :func:`.observe.observe_podgroup` (PodGroup spec and
 status), the runtime (namespace, name, resourceVersion, owner references). Pods keep all their labels (label
@@ -153,6 +154,7 @@ def _pod_status(status: JsonObject) -> JsonObject:
         if c.get("type") in POD_CONDITIONS and c.get("status") == "True"
     )
     phase, reason = _s(status.get("phase")), _s(status.get("reason"))
+    started = _s(status.get("startTime"))  # whole seconds: a gang started at once still shares one subtree
     statuses = [s for s in map(_container_status, map(_dict, _list(status.get("containerStatuses")))) if s]
 
     def build() -> JsonObject:
@@ -161,6 +163,8 @@ def _pod_status(status: JsonObject) -> JsonObject:
             out["phase"] = phase
         if reason is not None:
             out["reason"] = reason
+        if started is not None:
+            out["startTime"] = started
         if conditions:
             out["conditions"] = [dict(c) for c in conditions]
         if statuses:
@@ -169,7 +173,7 @@ def _pod_status(status: JsonObject) -> JsonObject:
 
     if statuses:  # exit codes, finish times and reports: rarely equal, not shared
         return build()
-    return _shared.get(("status", phase, reason, conditions), build)
+    return _shared.get(("status", phase, reason, started, conditions), build)
 
 
 def prune_pod(pod: JsonObject) -> JsonObject:

@@ -31,6 +31,8 @@ from controller.manager import Manager
 from controller.recorder import EventRecorder, ObjectRef
 from controller.request import Request, Result, TerminalError
 from controller.resource import EVENTS, PODS, SERVICES, Resource
+from controller.torchjob.accounting import FIELDS as ACCOUNTING_FIELDS
+from controller.torchjob.accounting import account
 from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departures, vanished
 from controller.torchjob.expectations import Expectations
 from controller.torchjob.labels import worker_name
@@ -55,6 +57,7 @@ from controller.torchjob.progress_endpoint import Address, ProgressEndpoint
 from controller.torchjob.prune import prune_pod, prune_podgroup
 from controller.torchjob.queue_gate import QueueProblem
 from controller.torchjob.queue_reader import QueueReader
+from controller.torchjob.rates import Rates
 from controller.torchjob.refusal import Refusal, created, refused
 from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
@@ -149,10 +152,12 @@ class TorchJobReconciler:
         progress_bind: Address | None = None,
         progress_url: str | None = None,
         recorder: EventRecorder | None = None,
+        rates: Rates | None = None,
     ):
         """`progress_bind`: serve live progress reports there (:mod:`.progress_endpoint`); `progress_url`:
         where workers reach it (given to new worker pods with a token; None: they do not report live);
-        `recorder`: where Events go (None: a recorder of its own, run on `manager`)."""
+        `recorder`: where Events go (None: a recorder of its own, run on `manager`); `rates`: the prices the
+        jobs' usage is costed at (None: no cost in status)."""
         self.client: Client = manager.client
         if recorder is None:
             recorder = EventRecorder(self.client, component=COMPONENT)
@@ -170,6 +175,7 @@ class TorchJobReconciler:
         for cache in (self.pods, self.podgroups, self.services):
             cache.add_index(OWNER_INDEX, owner_uid_index)
         self.clock = clock
+        self.rates = rates
         self.expectations = expectations or Expectations()
         self.metrics = JobMetrics()
         self.parsed = ParsedJobs()
@@ -255,17 +261,22 @@ class TorchJobReconciler:
         )
 
         old = job.status or TorchJobStatus()
+        account(job, old, step.status, owned_pods, now, self.rates)
+        self._log_recomputed(request, old, step.status)
+        queue_name = job.spec.scheduling.queue
         if step.commit_first:
-            deferred = await self._write_status(request, raw, old, step)
+            deferred = await self._write_status(request, raw, old, step, queue=queue_name)
             written = step.status.model_copy(deep=True)
             refusal = await self._apply(request, job, step)
             if self._settle(request, old, step, refusal, now):
                 step.commit_first = False
-                deferred = await self._write_status(request, raw, written, step, urgent=True)
+                deferred = await self._write_status(
+                    request, raw, written, step, urgent=True, queue=queue_name
+                )
         else:
             refusal = await self._apply(request, job, step)
             urgent = self._settle(request, old, step, refusal, now)
-            deferred = await self._write_status(request, raw, old, step, urgent=urgent)
+            deferred = await self._write_status(request, raw, old, step, urgent=urgent, queue=queue_name)
         queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
         self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
@@ -275,6 +286,19 @@ class TorchJobReconciler:
         if deferred is not None:
             step.requeue(deferred)
         return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+
+    @staticmethod
+    def _log_recomputed(request: Request, old: TorchJobStatus, new: TorchJobStatus) -> None:
+        """A restart's lost steps, once: the pass that decides it (its status is written at once)."""
+        before = old.goodput.recomputed_steps if old.goodput is not None else 0
+        if new.goodput is not None and new.goodput.recomputed_steps > before:
+            redo = new.goodput.recomputed_steps - before
+            log.info(
+                "torchjob %s: restart loses %d step(s) after the newest checkpoint; they will be recomputed",
+                request,
+                redo,
+                extra={"recomputed_steps": redo, "goodput_percent": new.goodput.percent},
+            )
 
     def _settle(
         self, request: Request, old: TorchJobStatus, step: Plan, refusal: Refusal | None, now: datetime
@@ -399,7 +423,14 @@ class TorchJobReconciler:
             return []
 
     async def _write_status(
-        self, request: Request, raw: JsonObject, old: TorchJobStatus, step: Plan, *, urgent: bool = False
+        self,
+        request: Request,
+        raw: JsonObject,
+        old: TorchJobStatus,
+        step: Plan,
+        *,
+        urgent: bool = False,
+        queue: str = "",
     ) -> float | None:
         """Patch the status if it changed; returns seconds to come back when a minor change is held back.
 
@@ -407,11 +438,13 @@ class TorchJobReconciler:
         message) waits up to ``STATUS_BATCH`` seconds to ride along with the next write, as pods of a gang
         change one by one; so does a new job's first Pending/Queued phase (see ``_TRANSIENT``). Terminal
         phases, Restarting and restart counters are never held; nor is an `urgent` change (a refused create
-        shown or cleared: the refused pass is retried with backoff, which may be long).
+        shown or cleared: the refused pass is retried with backoff, which may be long). Usage and goodput
+        never count as a change (:mod:`.accounting`): they ride along with a write made for something else.
         """
         before = old.to_k8s()
         after = step.status.to_k8s()
-        if before == after:
+        changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+        if not changed - ACCOUNTING_FIELDS:
             self._batch_until.pop(request.key, None)
             return None
         major = urgent or step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
@@ -423,9 +456,7 @@ class TorchJobReconciler:
             if left > 0:
                 return left
         self._batch_until.pop(request.key, None)
-        patch: JsonObject = {
-            k: after.get(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k)
-        }
+        patch: JsonObject = {k: after.get(k) for k in changed}
         version = objects.resource_version(raw)
         body: JsonObject = {"status": patch}
         if step.commit_first:
@@ -433,6 +464,7 @@ class TorchJobReconciler:
             body["metadata"] = {"resourceVersion": version}
         await self.client.patch_status(TORCHJOBS, request.name, body, request.namespace)
         self.expectations.status_written(request.key, version)
+        JobMetrics.accounted(request.namespace, queue, old, step.status)
         return None
 
     async def _apply(self, request: Request, job: TorchJob, step: Plan) -> Refusal | None:

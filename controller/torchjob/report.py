@@ -73,7 +73,7 @@ def read_report(pod: JsonObject) -> Report | None:
     fields: JsonObject = {str(k): v for k, v in cast(dict[object, object], body).items()}
     return Report(
         pod=objects.name(pod),
-        finished=_time(_field(terminated, "finishedAt")),
+        finished=parse_time(_field(terminated, "finishedAt")),
         step=as_count(fields.get("step")),
         total_steps=as_count(fields.get("total_steps")),
         loss=as_finite(fields.get("loss")),
@@ -139,7 +139,7 @@ def _unix(value: object) -> datetime | None:
     return datetime.fromtimestamp(int(seconds), UTC)
 
 
-def _time(value: object) -> datetime | None:
+def parse_time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:

@@ -190,6 +190,7 @@ def test_status_subresource_and_printer_columns(cluster: Cluster, crd: str, name
             "lastCheckpoint": {"step": 1200, "time": "2026-11-23T10:00:00Z"},
             "worldSize": 4,
             "progress": {"step": 1234, "totalSteps": 5000, "loss": 0.75},
+            "goodput": {"heldSeconds": 1000, "productiveSeconds": 875, "percent": 87.5},
             "conditions": [
                 {
                     "type": "Running",
@@ -209,7 +210,7 @@ def test_status_subresource_and_printer_columns(cluster: Cluster, crd: str, name
     assert job.status.progress.loss == 0.75
     table = cluster.kubectl("get", "-n", namespace, "tj", "shown", "-o", "wide").stdout.splitlines()
     header, row = table[0].split(), table[1].split()
-    assert header[:9] == [
+    assert header[:10] == [
         "NAME",
         "PHASE",
         "READY",
@@ -218,9 +219,10 @@ def test_status_subresource_and_printer_columns(cluster: Cluster, crd: str, name
         "RESTARTS",
         "PREEMPTIONS",
         "CHECKPOINT",
+        "GOODPUT",
         "AGE",
     ]
-    assert row[:8] == ["shown", "Running", "2", "2", "default", "1", "3", "1200"]
+    assert row[:9] == ["shown", "Running", "2", "2", "default", "1", "3", "1200", "87.5"]
     assert "WORLD" in header
     assert "STEP" in header
     category = cluster.kubectl("get", "-n", namespace, "pyroclast", "-o", "name").stdout

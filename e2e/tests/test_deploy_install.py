@@ -30,6 +30,7 @@ from controller.errors import Forbidden
 from controller.health import probes_app
 from controller.httpserver import HttpServer
 from controller.resource import LEASES, PODS, SECRETS, Resource
+from controller.torchjob.rates import load_rates
 from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.api import ApiError
@@ -566,3 +567,25 @@ async def test_helm_progress_serves_a_generated_certificate_workers_can_verify(t
     assert not [d for d in own if d["kind"] in ("Secret", "Certificate")]
     volumes = next(d for d in own if d["kind"] == "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "progress-tls", "secret": {"secretName": "mine"}} in volumes
+
+
+def test_helm_rates_reach_the_operator_from_a_configmap(tmp_path: Path) -> None:
+    values = ("rates.currency=EUR", "rates.perHour.gpu=2.5", "rates.queues.spot.gpu=1")
+    docs = helm_template("pyro", "ml-system", *values)
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pyro-pyroclast-rates"
+    )
+    path = tmp_path / "rates.yaml"
+    path.write_text(config["data"]["rates.yaml"])
+    rates = load_rates(path)  # what the operator reads at start
+    assert (rates.currency, rates.prices("spot"), rates.prices("default")) == ("EUR", (1, 0, 0), (2.5, 0, 0))
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert "--rates=/etc/pyroclast/rates/rates.yaml" in container["args"]
+    assert {"name": "rates", "mountPath": "/etc/pyroclast/rates", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "rates", "configMap": {"name": "pyro-pyroclast-rates"}} in pod["spec"]["volumes"]
+    assert "pyroclast.dev/rates-checksum" in pod["metadata"]["annotations"]  # a change rolls the pods
+    plain = helm_template("pyro", "ml-system")
+    assert not any(d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-rates") for d in plain)

@@ -1,6 +1,7 @@
 """The Grafana dashboard works on a default install: every panel expression and variable query selects
-metrics and labels that `pyroclast run`, with its default flags (no --leader-elect), exports on the local
-cluster once a job ran (checked against the real /metrics page with e2e/promql; no Prometheus needed)."""
+metrics and labels that `pyroclast run`, with its default flags (no --leader-elect) and a rates file (the
+cost panel shows what jobs cost at the rates an admin set), exports on the local cluster once a job ran
+(checked against the real /metrics page with e2e/promql; no Prometheus needed)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def _queries() -> list[tuple[str, str]]:
 
 
 def _start_operator(cluster: Cluster, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """`pyroclast run` with its default flags: only the kubeconfig, and a free port for /metrics instead of
-    8080 (the machine is shared)."""
+    """`pyroclast run` with its default flags: only the kubeconfig, a rates file, and a free port for
+    /metrics instead of 8080 (the machine is shared)."""
+    rates = log_path.parent / "rates.yaml"
+    rates.write_text("currency: USD\nperHour: {gpu: 2.5, cpu: 0.04, memoryGiB: 0.005}\n")
     argv = [
         sys.executable, "-m", "pyroclast.cli", "run", "--kubeconfig", str(cluster.kubeconfig),
-        "--metrics-bind-address", f"{HOST}:{port}",
+        "--metrics-bind-address", f"{HOST}:{port}", "--rates", str(rates),
     ]  # fmt: skip
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

@@ -204,3 +204,31 @@ def test_describe_shows_a_refused_create_instead_of_the_schedulers_words() -> No
     assert "exceeded quota" in text.split("Create refused:", 1)[1].splitlines()[0]
     assert "Scheduler:" not in text  # not the misleading "0/0 tasks in gang unschedulable"
     assert "CreateFailed   True     FailedCreatePod" in text
+
+
+def test_describe_shows_goodput_and_usage_with_cost() -> None:
+    accounted = {
+        **RUNNING,
+        "usage": {
+            "gpuSeconds": 7200, "cpuSeconds": 36000, "memoryGiBSeconds": 3600, "podSeconds": 3600,
+            "cost": 5.5, "currency": "EUR", "updatedTime": "2026-01-01T12:00:00Z",
+        },
+        "goodput": {
+            "heldSeconds": 3600, "productiveSeconds": 3000, "runningSeconds": 3100, "recomputedSteps": 7,
+            "percent": 83.3,
+            "lost": {
+                "queuedSeconds": 300, "restartingSeconds": 0,
+                "preemptedSeconds": 200, "recomputedSeconds": 100,
+            },
+        },
+    }  # fmt: skip
+    text = describe_text(JobDetails(job=job(status=accounted)), NOW)
+    assert (
+        "Goodput:        83.3% of 1h held: 50m productive; lost 5m queued, 0s restarting, 3m preempted"
+        in text
+    )
+    assert "100s recomputing 7 step(s)" in text
+    assert "Usage:          2.00 GPU-h, 10.00 CPU-h, 1.00 GiB-h memory; cost 5.50 EUR" in text
+    plain = describe_text(JobDetails(job=job(status=RUNNING)), NOW)
+    assert "Goodput:" not in plain
+    assert "Usage:" not in plain

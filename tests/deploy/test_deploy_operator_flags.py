@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,14 @@ def test_http_libraries_log_each_request_only_at_debug(
     shown = stream.getvalue()
     assert "reconciled" in shown
     assert ("HTTP Request" in shown) is (level == logging.DEBUG)
+
+
+def test_a_bad_rates_file_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rates = tmp_path / "rates.yaml"
+    rates.write_text("perHour: {gpu: -1}\n")
+    assert run(build_parser().parse_args(["run", "--rates", str(rates)])) == 2
+    err = capsys.readouterr().err
+    assert "--rates" in err
+    assert "perHour.gpu" in err

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from api import Phase, TorchJobStatus, contract
+from api.accounting import Goodput, LostTime, Usage
 from api.status import CheckpointStatus, Progress
 from controller.httpserver import Tls
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
@@ -22,6 +23,7 @@ from controller.torchjob.progress import (
     Identity,
     LiveReport,
     Rejected,
+    accounting_of,
     apply_live,
     check_checkpoint,
     identity_from_review,
@@ -308,3 +310,46 @@ def test_progress_tls_flags_name_the_secret_files_and_need_an_https_url(
             progress_options(parse(["run", *argv]))
         assert run(parse(["run", *argv])) == 2
         assert message in capsys.readouterr().err
+
+
+# --- the accounting a 202 carries -----------------------------------------------------------------------
+
+
+def test_the_answer_carries_cost_currency_goodput_and_lost_seconds_by_cause() -> None:
+    status = TorchJobStatus(
+        usage=Usage(gpu_seconds=7200.0, cost=12.5, currency="EUR", updated_time=T0),
+        goodput=Goodput(
+            held_seconds=1000.0,
+            productive_seconds=700.0,
+            lost=LostTime(
+                queued_seconds=100.0,
+                restarting_seconds=50.0,
+                preempted_seconds=120.0,
+                recomputed_seconds=30.0,
+            ),
+            percent=70.0,
+            updated_time=T0,
+        ),
+    )
+    assert accounting_of(status) == {
+        "cost": 12.5,
+        "currency": "EUR",
+        "goodputPercent": 70.0,
+        "lostSeconds": {"queued": 100.0, "restarting": 50.0, "preempted": 120.0, "recomputed": 30.0},
+    }
+    assert set(contract.ProgressAccounting.__annotations__) == {
+        "cost",
+        "currency",
+        "goodputPercent",
+        "lostSeconds",
+    }
+
+
+def test_the_answer_leaves_out_what_the_operator_does_not_know() -> None:
+    assert accounting_of(TorchJobStatus()) is None, "no usage or goodput yet: no accounting at all"
+    no_rates = TorchJobStatus(usage=Usage(cpu_seconds=60.0), goodput=Goodput())
+    assert accounting_of(no_rates) == {
+        "lostSeconds": {"queued": 0.0, "restarting": 0.0, "preempted": 0.0, "recomputed": 0.0}
+    }, "no cost without rates, no percent before any held time"
+    usage_only = TorchJobStatus(usage=Usage(cost=0.0))
+    assert accounting_of(usage_only) == {"cost": 0.0}, "a cost of 0 is known; a currency-less cost has none"

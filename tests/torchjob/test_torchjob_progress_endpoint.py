@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api import contract
+from api.accounting import Goodput, LostTime, Usage
 from controller.cache import Cache
 from controller.client import Client
 from controller.controller import Controller
@@ -48,6 +49,7 @@ from tests.torchjob.test_torchjob_reconciler import (
     sync,
     writes,
 )
+from workloads.progress import accounting_of_answer
 
 FAST = Limits(max_head=8192, idle_timeout=0.5, graceful_timeout=5.0)
 
@@ -122,6 +124,35 @@ async def test_an_accepted_report_is_kept_and_enqueues_its_job_and_tokens_are_re
         server.forget("team-a/llama")
         assert server.latest("team-a/llama") is None
     assert reports("accepted") == accepted + 2
+
+
+async def test_an_accepted_report_is_answered_with_the_jobs_accounting_from_the_cache() -> None:
+    async with endpoint() as (server, stub, _, url), httpx.AsyncClient() as http:
+        before = await http.post(url, json={"step": 10}, headers={"Authorization": "Bearer good"})
+        assert before.status_code == 202
+        assert before.json() == {"status": 202, "message": "accepted for TorchJob team-a/llama"}
+        assert accounting_of_answer(before.content) is None, "no usage or goodput in the status yet"
+        job, _, _ = running_job()
+        assert job.status is not None
+        usage = Usage(pod_seconds=600.0, cost=3.25, currency="USD", updated_time=T0)
+        lost = LostTime(queued_seconds=40.0, preempted_seconds=60.0)
+        goodput = Goodput(held_seconds=600.0, productive_seconds=500.0, lost=lost, percent=500 / 6)
+        status = job.status.model_copy(update={"usage": usage, "goodput": goodput})
+        server.jobs.upsert(job.model_copy(update={"status": status}).to_k8s())  # as the informer would
+        after = await http.post(url, json={"step": 20}, headers={"Authorization": "Bearer good"})
+        assert after.status_code == 202
+        expected: contract.ProgressAccounting = {
+            "cost": 3.25,
+            "currency": "USD",
+            "goodputPercent": pytest.approx(500 / 6),  # pyright: ignore[reportAssignmentType]
+            "lostSeconds": {"queued": 40.0, "restarting": 0.0, "preempted": 60.0, "recomputed": 0.0},
+        }
+        assert after.json()["accounting"] == expected
+        assert accounting_of_answer(after.content) == expected, "the workload reads what the operator sends"
+        assert stub.reviews == ["good"], "the answer costs no API call: the status is the cached one"
+        refused = await http.post(url, json={"step": 30}, headers={"Authorization": "Bearer bad"})
+        assert refused.status_code == 401
+        assert "accounting" not in refused.json(), "a refused report learns nothing of any job"
 
 
 async def test_refusals_say_why_with_the_right_status() -> None:
@@ -329,7 +360,7 @@ async def test_reports_cost_no_writes_of_their_own_and_ride_the_next_status_batc
     progress = await running(fake, reconciler)
     before = len(fake.requests)
     for n in (10, 20, 30):
-        assert (await progress.report("Bearer t", json.dumps({"step": n}).encode()))[0] == 202
+        assert (await progress.report("Bearer t", json.dumps({"step": n}).encode()))["status"] == 202
         sync(fake, reconciler)
         result = await reconciler.reconcile(REQ)
         assert 0 < result.requeue_after <= 2.0
@@ -350,7 +381,7 @@ async def test_a_newer_checkpoint_is_written_at_once_with_one_event() -> None:
     progress = await running(fake, reconciler)
     before = len(fake.requests)
     body = {"step": 25, "checkpoint": {"step": 20, "path": "/ckpt/step-000000000020"}}
-    assert (await progress.report("Bearer t", json.dumps(body).encode()))[0] == 202
+    assert (await progress.report("Bearer t", json.dumps(body).encode()))["status"] == 202
     await step(fake, reconciler)
     await step(fake, reconciler)
     assert job_status(fake)["lastCheckpoint"]["path"] == "/ckpt/step-000000000020"
@@ -364,8 +395,8 @@ async def test_each_report_is_one_span_with_its_result() -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     server, _ = make_server(provider)
-    assert (await server.report("Bearer good", b'{"step": 3}'))[0] == 202
-    assert (await server.report(None, b'{"step": 3}'))[0] == 401
+    assert (await server.report("Bearer good", b'{"step": 3}'))["status"] == 202
+    assert (await server.report(None, b'{"step": 3}'))["status"] == 401
     ok, refused = exporter.get_finished_spans()
     assert ok.name == refused.name == "progress report"
     assert ok.attributes is not None

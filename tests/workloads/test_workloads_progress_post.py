@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,43 +13,14 @@ from api import contract
 from controller.torchjob.progress import check_checkpoint, parse_body
 from controller.torchjob.progress_endpoint import PATH
 from tests.torchjob.test_torchjob_plan import make_job
-from workloads.progress import LivePoster
-
-
-class Stub:
-    """What the endpoint received; answers `status` with a JSON message."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.status = 202
+from tests.workloads.progress_stub import Stub, progress_stub
+from workloads.progress import LivePoster, accounting_of_answer
 
 
 @pytest.fixture
 def stub() -> Iterator[tuple[Stub, str]]:
-    seen = Stub()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            seen.requests.append((self.path, dict(self.headers.items()), body))
-            payload = json.dumps({"status": seen.status, "message": "pod is not a TorchJob worker"}).encode()
-            self.send_response(seen.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield seen, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with progress_stub() as served:
+        yield served
 
 
 def env_for(url: str, token: Path) -> dict[str, str]:
@@ -127,3 +95,68 @@ def test_failures_never_raise_and_are_logged_once_per_streak(
         unreachable = LivePoster("http://127.0.0.1:9", token, timeout=0.5)
         assert not unreachable.post(5, None, None, None)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 3
+
+
+ACCOUNTING: contract.ProgressAccounting = {
+    "cost": 4.5,
+    "currency": "EUR",
+    "goodputPercent": 90.0,
+    "lostSeconds": {"queued": 10.0, "restarting": 0.0, "preempted": 5.0, "recomputed": 2.5},
+}
+
+
+def test_the_poster_keeps_the_newest_accounting_an_answer_carried(
+    stub: tuple[Stub, str], tmp_path: Path
+) -> None:
+    seen, url = stub
+    token = tmp_path / "token"
+    token.write_text("t")
+    poster = LivePoster(url, token)
+    assert poster.post(10, 30, 1.0, None)
+    assert poster.accounting is None, "an answer without accounting (an older operator) is still accepted"
+    assert poster.job_accounting() == (
+        None,
+        "no answer of the operator's progress endpoint carried the job's accounting",
+    )
+    seen.extra = {"accounting": ACCOUNTING}
+    assert poster.post(20, 30, 1.0, None)
+    assert poster.job_accounting() == (ACCOUNTING, "")
+    newer: contract.ProgressAccounting = {**ACCOUNTING, "cost": 5.0, "goodputPercent": 91.0}
+    seen.extra = {"accounting": newer}
+    assert poster.post(30, 30, 1.0, None)
+    assert poster.accounting == newer
+    seen.extra = {}
+    assert poster.post(30, 30, 1.0, None)
+    assert poster.accounting == newer, "an answer without accounting does not forget the last one"
+    seen.status, seen.extra = 403, {"accounting": {"cost": 99.0}}
+    assert not poster.post(30, 30, 1.0, None)
+    assert poster.accounting == newer, "a refusal's body is never taken as accounting"
+
+
+def test_off_poster_says_why_it_has_no_accounting(tmp_path: Path) -> None:
+    accounting, why = LivePoster.from_env({}, rank=0).job_accounting()
+    assert accounting is None
+    assert why == f"live progress is off (no {contract.PROGRESS_URL}, or not global rank 0)"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"", None),
+        (b"not json", None),
+        (b"[1]", None),
+        (b'{"status": 202, "message": "accepted for TorchJob team-a/llama"}', None),
+        (b'{"status": 202, "message": "m", "accounting": "cheap"}', None),
+        (b'{"status": 202, "message": "m", "accounting": {}}', None),
+        (
+            b'{"accounting": {"cost": -1, "currency": "EUR", "goodputPercent": true, '
+            b'"lostSeconds": {"queued": "x", "preempted": 3, "future": 1}, "newField": 1}}',
+            {"lostSeconds": {"preempted": 3.0}},
+        ),
+        (b'{"accounting": {"currency": "EUR", "goodputPercent": 55.5}}', {"goodputPercent": 55.5}),
+        (b'{"accounting": {"cost": 2, "currency": ""}}', {"cost": 2.0}),
+    ],
+)
+def test_answers_are_read_leniently(answer: bytes, expected: contract.ProgressAccounting | None) -> None:
+    """Old, new or broken operators never break a worker: what is not understood is left out."""
+    assert accounting_of_answer(answer) == expected

@@ -1,0 +1,36 @@
+"""What a status write carries beyond the plan: the job's usage with its cost, and its goodput (pure).
+
+Both change with every second a gang holds its nodes, so neither ever causes a write: the reconciler leaves
+them out when it decides whether the status changed (:data:`FIELDS`) and sends them along when it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from api import TorchJob, TorchJobStatus
+from controller.torchjob.goodput import goodput
+from controller.torchjob.plan import attempt_of
+from controller.torchjob.rates import Rates
+from controller.torchjob.usage import usage
+
+FIELDS: Final = frozenset({"usage", "goodput"})
+"""Status fields (as written) that ride along with a write and never cause one."""
+
+
+def account(
+    job: TorchJob,
+    old: TorchJobStatus,
+    new: TorchJobStatus,
+    pods: Sequence[dict[str, Any]],
+    now: datetime,
+    rates: Rates | None = None,
+) -> None:
+    """Set `new`'s usage and goodput at `now` from `old` (the status last written) and the job's pods."""
+    if old.phase is not None and old.phase.finished and old.usage is not None:
+        new.usage = old.usage  # the final write counted the pods to their ends
+    else:
+        new.usage = usage(job, old.usage, attempt_of(new), pods, now, rates)
+    new.goodput = goodput(old, new, now)

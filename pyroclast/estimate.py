@@ -1,0 +1,157 @@
+# pyright: strict
+"""`pyroclast job estimate`: expected duration and cost of a job at several node counts, from measured step
+times (pure, no I/O).
+
+The measurements are ``status.goodput.stepSeconds`` (running time over the steps run, redone ones included) of
+the job's own earlier attempts and of finished jobs with the same image, each at its ``spec.nodes.count``; the
+cost per node-second is each one's ``status.usage.cost`` over its pod-seconds. A node count that was measured
+is estimated from its own measurements; one that was not is estimated only when at least two node counts
+were: from the power law ``t(n) = t1 * n**-b`` fitted to them (the measured scaling exponent ``b``: 1 is
+linear, 0 no speed-up). Nothing is assumed beyond that: without data the answer says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from statistics import fmean
+
+from api import Phase, TorchJob
+from pyroclast.jobview import span
+from scheduling.queues import format_table
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured job: its node count, mean seconds per step, steps to run and cost per node-second."""
+
+    job: str
+    nodes: int
+    step_seconds: float
+    total_steps: int | None
+    cost_per_node_second: float | None
+    currency: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """The expectation at `nodes`; `seconds` None when there is no basis (`basis` says why)."""
+
+    nodes: int
+    seconds: float | None
+    cost: float | None
+    currency: str | None
+    basis: str
+
+
+def _key(job: TorchJob) -> tuple[str | None, str | None]:
+    return job.metadata.namespace, job.metadata.name
+
+
+def samples(target: TorchJob, jobs: Iterable[TorchJob]) -> list[Sample]:
+    """Measurements that bear on `target`: its own (any phase), and those of Succeeded jobs with its image."""
+    out: list[Sample] = []
+    for job in jobs:
+        status = job.status
+        if status is None or status.goodput is None or status.goodput.step_seconds is None:
+            continue
+        own = _key(job) == _key(target)
+        if not own and (job.spec.image != target.spec.image or status.phase != Phase.SUCCEEDED):
+            continue
+        usage = status.usage
+        per_node = None
+        if usage is not None and usage.cost is not None and usage.pod_seconds > 0:
+            per_node = usage.cost / usage.pod_seconds
+        out.append(
+            Sample(
+                job=f"{job.metadata.namespace}/{job.metadata.name}",
+                nodes=job.spec.nodes.count,
+                step_seconds=status.goodput.step_seconds,
+                total_steps=status.progress.total_steps if status.progress else None,
+                cost_per_node_second=per_node,
+                currency=usage.currency if usage is not None else None,
+            )
+        )
+    return out
+
+
+def scaling_exponent(measured: Sequence[Sample]) -> float | None:
+    """The least-squares `b` of ``log t = a - b log n`` over `measured`; None below two node counts."""
+    if len({s.nodes for s in measured}) < 2:
+        return None
+    xs = [math.log(s.nodes) for s in measured]
+    ys = [math.log(s.step_seconds) for s in measured]
+    mx, my = fmean(xs), fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return -slope
+
+
+def steps_to_run(measured: Sequence[Sample], steps: int | None) -> int | None:
+    """`steps`, else the total steps most of the measured jobs ran, else None."""
+    if steps is not None:
+        return steps
+    known = [s.total_steps for s in measured if s.total_steps]
+    return max(sorted(set(known)), key=known.count) if known else None
+
+
+def estimate(measured: Sequence[Sample], nodes: Sequence[int], steps: int | None) -> list[Estimate]:
+    """Duration and cost at each of `nodes` for `steps` steps (None: :func:`steps_to_run`)."""
+    steps = steps_to_run(measured, steps)
+    costs = [s.cost_per_node_second for s in measured if s.cost_per_node_second is not None]
+    per_node = fmean(costs) if costs else None
+    currency = next((s.currency for s in measured if s.currency), None)
+    exponent = scaling_exponent(measured)
+    out: list[Estimate] = []
+    for n in nodes:
+        if not measured:
+            out.append(
+                Estimate(n, None, None, None, "no data: no earlier attempt or finished job with this image")
+            )
+            continue
+        if steps is None:
+            out.append(Estimate(n, None, None, None, "no step count measured: give --steps"))
+            continue
+        at_n = [s.step_seconds for s in measured if s.nodes == n]
+        if at_n:
+            step_seconds = fmean(at_n)
+            basis = f"measured at {n} node(s) ({len(at_n)} job(s))"
+        elif exponent is not None:
+            anchors = [s.step_seconds * s.nodes**exponent for s in measured]
+            step_seconds = fmean(anchors) * n**-exponent
+            counts = len({s.nodes for s in measured})
+            basis = f"fitted: step time ~ nodes^-{exponent:.2f} from {counts} node counts"
+        else:
+            only = ", ".join(str(k) for k in sorted({s.nodes for s in measured}))
+            out.append(Estimate(n, None, None, None, f"no data at {n} node(s): measured only at {only}"))
+            continue
+        seconds = steps * step_seconds
+        cost = seconds * n * per_node if per_node is not None else None
+        out.append(Estimate(n, seconds, cost, currency, basis))
+    return out
+
+
+def estimate_text(
+    target: str, steps: int | None, measured: Sequence[Sample], rows: Sequence[Estimate]
+) -> str:
+    """The `job estimate` report."""
+    head = f"Estimate for {target}: {len(measured)} measured job(s)"
+    exponent = scaling_exponent(measured)
+    if exponent is not None:
+        head += f"; measured scaling exponent {exponent:.2f} (1 = linear)"
+    table = format_table(
+        ("nodes", "duration", "cost", "basis"),
+        (
+            (
+                str(r.nodes),
+                span(r.seconds) if r.seconds is not None else "-",
+                f"{r.cost:.2f} {r.currency}" if r.cost is not None else "-",
+                r.basis,
+            )
+            for r in rows
+        ),
+    )
+    steps_line = (
+        f"Steps: {steps}" if steps is not None else "Steps: unknown (no measured total; give --steps)"
+    )
+    return "\n".join([head, steps_line, table])

@@ -1,0 +1,100 @@
+"""`pyroclast job estimate`: duration and cost from measured step times, never from an assumed scaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api import TorchJob
+from pyroclast.estimate import Sample, estimate, estimate_text, samples, scaling_exponent, steps_to_run
+
+
+def job(name: str, *, nodes: int, image: str = "img:1", phase: str = "Succeeded", **status: Any) -> TorchJob:
+    return TorchJob.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"image": image, "command": ["-m", "train"], "nodes": {"count": nodes}},
+            "status": {"phase": phase, **status},
+        }
+    )
+
+
+def measured(name: str, nodes: int, step_seconds: float, **kw: Any) -> TorchJob:
+    status = {
+        "goodput": {"stepSeconds": step_seconds},
+        "progress": {"step": 1000, "totalSteps": 1000},
+        "usage": {"podSeconds": 1000 * step_seconds * nodes, "cost": 1000 * step_seconds * nodes / 3600 * 2},
+    }
+    status["usage"]["currency"] = "USD"
+    return job(name, nodes=nodes, **status, **kw)
+
+
+def test_no_data_is_said_plainly() -> None:
+    target = job("new", nodes=2, phase="Pending")
+    rows = estimate(samples(target, [target]), [1, 2], None)
+    assert [r.seconds for r in rows] == [None, None]
+    assert rows[0].basis.startswith("no data")
+    text = estimate_text("new", None, [], rows)
+    assert "0 measured job(s)" in text
+    assert "no data: no earlier attempt or finished job with this image" in text
+
+
+def test_only_finished_jobs_of_the_same_image_and_the_jobs_own_attempts_count() -> None:
+    target = job("mine", nodes=2, phase="Running", goodput={"stepSeconds": 0.5})
+    others = [
+        measured("done", 4, 0.3),
+        measured("other-image", 4, 9.0, image="img:2"),
+        measured("still-running", 4, 9.0, phase="Running"),
+        job("unmeasured", nodes=8),
+    ]
+    found = samples(target, [target, *others])
+    assert sorted(s.job for s in found) == ["ns/done", "ns/mine"]
+
+
+def test_a_measured_node_count_uses_its_measurements_and_others_need_two_counts() -> None:
+    one = [Sample("ns/a", 2, 0.5, 1000, 2 / 3600, "USD")]
+    rows = estimate(one, [2, 4], None)
+    assert rows[0].seconds == pytest.approx(500)
+    assert rows[0].cost == pytest.approx(500 * 2 * 2 / 3600)
+    assert rows[0].currency == "USD"
+    assert rows[1].seconds is None
+    assert rows[1].basis == "no data at 4 node(s): measured only at 2"
+    # two node counts: step time halves from 2 to 4 nodes -> linear scaling measured, extrapolated to 8
+    two = [*one, Sample("ns/b", 4, 0.25, 1000, None, None)]
+    assert scaling_exponent(two) == pytest.approx(1.0)
+    eight = estimate(two, [8], 2000)[0]
+    assert eight.seconds == pytest.approx(2000 * 0.125)
+    assert eight.basis.startswith("fitted: step time ~ nodes^-1.00")
+
+
+def test_steps_default_to_what_the_measured_jobs_ran() -> None:
+    runs = [Sample("a", 1, 1.0, 500, None, None), Sample("b", 1, 1.0, 500, None, None)]
+    assert steps_to_run(runs, None) == 500
+    assert steps_to_run(runs, 10) == 10
+    unknown = estimate([Sample("a", 1, 1.0, None, None, None)], [1], None)[0]
+    assert unknown.seconds is None
+    assert "give --steps" in unknown.basis
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 64), st.floats(0.001, 100)), min_size=1, max_size=8, unique_by=lambda t: t[0]
+    ),
+    st.integers(1, 128),
+)
+def test_a_measured_count_is_estimated_from_exactly_its_measurement(
+    points: list[tuple[int, float]], n: int
+) -> None:
+    runs = [Sample(f"j{i}", nodes, t, 100, None, None) for i, (nodes, t) in enumerate(points)]
+    row = estimate(runs, [n], None)[0]
+    exact = dict(points).get(n)
+    if exact is not None:
+        assert row.seconds == pytest.approx(100 * exact)
+    elif len(points) < 2:
+        assert row.seconds is None
+    else:
+        assert row.seconds is not None
+        assert row.seconds > 0
