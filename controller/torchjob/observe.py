@@ -12,6 +12,7 @@ from api.constants import TRAINER_CONTAINER
 from controller import objects
 from controller.objects import JsonObject
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
+from controller.torchjob.report import failure_message
 
 # Pod phases as the kubelet reports them.
 POD_PENDING: Final = "Pending"
@@ -43,6 +44,9 @@ class Worker:
     """Why the pod was pushed off its node (e.g. ``PreemptionByScheduler``), or None."""
     nnodes: str | None = None
     """The ``min:max`` node range torchrun was started with (PET_NNODES), if the pod says."""
+    message: str | None = None
+    """Why the trainer says it stopped: the report's ``error``, or the last line of a plain termination
+    message (the kubelet's log tail under ``FallbackToLogsOnError``)."""
 
     @property
     def finished(self) -> bool:
@@ -84,6 +88,7 @@ def observe_worker(pod: JsonObject) -> Worker | None:
         exit_code=_trainer_exit_code(status),
         disruption=_disruption(status, conditions),
         nnodes=_trainer_env(pod, contract.PET_NNODES),
+        message=_trainer_message(status),
     )
 
 
@@ -106,6 +111,16 @@ def _disruption(status: JsonObject, conditions: list[JsonObject]) -> str | None:
     if reason in _DISRUPTION_REASONS:
         return str(reason)
     return None
+
+
+def _trainer_message(status: JsonObject) -> str | None:
+    statuses: list[JsonObject] = status.get("containerStatuses") or []
+    trainer = next((cs for cs in statuses if cs.get("name") == TRAINER_CONTAINER), None)
+    if trainer is None:
+        return None
+    state: JsonObject = trainer.get("state") or {}
+    last: JsonObject = trainer.get("lastState") or {}
+    return failure_message(state.get("terminated") or last.get("terminated") or {})
 
 
 def _trainer_exit_code(status: JsonObject) -> int | None:

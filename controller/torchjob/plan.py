@@ -341,11 +341,12 @@ def _judge(
         first = failed[0]
         code = first.exit_code
         what = f"{first.name} failed" + (f" with exit code {code}" if code is not None else "")
+        said = f": {first.message}" if first.message else ""
         if code is not None and code != 0 and is_permanent(policy, code):
-            _transition(job, out, Phase.FAILED, REASON_PERMANENT, f"{what} (permanent)", now, "Warning")
+            _transition(job, out, Phase.FAILED, REASON_PERMANENT, f"{what} (permanent){said}", now, "Warning")
             return True
         if status.failure_restarts >= policy.max_failure_restarts:
-            message = f"{what}; failure restart budget ({policy.max_failure_restarts}) exhausted"
+            message = f"{what}; failure restart budget ({policy.max_failure_restarts}) exhausted{said}"
             _transition(job, out, Phase.FAILED, REASON_FAILURE_BUDGET, message, now, "Warning")
             return True
         status.failure_restarts += 1

@@ -29,7 +29,7 @@ from typing import Any, Final, cast
 from api import contract
 from api.constants import TRAINER_CONTAINER
 from controller.objects import JsonObject
-from controller.torchjob.report import may_be_report
+from controller.torchjob.report import failure_message, may_be_report
 
 POD_CONDITIONS: Final = frozenset({"Ready", "DisruptionTarget"})
 """Pod conditions :func:`.observe.observe_worker` reads (only when True)."""
@@ -132,9 +132,12 @@ def _terminated(value: object, trainer: bool) -> JsonObject | None:
         if "finishedAt" in terminated:
             out["finishedAt"] = _s(terminated["finishedAt"])
         message = terminated.get("message")
-        # only a report (JSON, bounded) is read; a log tail of FallbackToLogsOnError is up to 4 KiB per pod
+        # a report (JSON, bounded) is read whole; of anything else (a log tail of FallbackToLogsOnError, up to
+        # 4 KiB per pod) only the line a failed worker's condition quotes
         if may_be_report(message):
             out["message"] = message
+        elif (said := failure_message(terminated)) is not None:
+            out["message"] = said
     return out
 
 

@@ -49,6 +49,28 @@ def may_be_report(message: object) -> TypeGuard[str]:
     )
 
 
+FAILURE_MESSAGE_LIMIT: Final = 512
+"""The most of a failed worker's message that is kept and quoted in a condition."""
+
+
+def failure_message(terminated: JsonObject) -> str | None:
+    """Why a trainer that exited non-zero says it stopped: its report's ``error``, or the last line of a plain
+    termination message (the kubelet's log tail under ``FallbackToLogsOnError``); None after a clean exit."""
+    text: object = terminated.get("message")
+    if terminated.get("exitCode") in (0, None) or not isinstance(text, str):
+        return None
+    if may_be_report(text):
+        try:
+            body: object = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            error: object = cast(dict[str, object], body).get("error")
+            return (error.strip()[:FAILURE_MESSAGE_LIMIT] or None) if isinstance(error, str) else None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:FAILURE_MESSAGE_LIMIT] if lines else None
+
+
 def read_report(pod: JsonObject) -> Report | None:
     """The trainer container's termination message of a worker pod, if it holds a workload report."""
     if REPLICA_INDEX_LABEL not in objects.labels(pod):

@@ -72,6 +72,7 @@ def pod(
     exit_code: int | None = None,
     disruption: str | None = None,
     deleting: bool = False,
+    message: str | None = None,
 ) -> dict[str, Any]:
     obj = desired_worker(job, index, attempt)
     obj["metadata"]["uid"] = f"uid-{index}-{attempt}"
@@ -82,7 +83,10 @@ def pod(
         conditions.append({"type": "DisruptionTarget", "status": "True", "reason": disruption})
     status: dict[str, Any] = {"phase": phase, "conditions": conditions}
     if exit_code is not None:
-        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"exitCode": exit_code}}}]
+        terminated: dict[str, Any] = {"exitCode": exit_code}
+        if message is not None:
+            terminated["message"] = message
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
     obj["status"] = status
     return obj
 
@@ -439,6 +443,31 @@ def test_permanent_exit_code_fails_at_once_and_keeps_failed_pods_for_logs() -> N
     assert "exit code 3" in cond.message
     assert deletes(step, "Pod") == ["llama-worker-1"]
     assert deletes(step, "PodGroup") == [podgroup_name(job)]
+
+
+@pytest.mark.parametrize(
+    ("message", "quoted"),
+    [
+        (
+            '{"reason": "error", "step": 3, "error": "ValueError: bad learning rate -1"}',
+            "bad learning rate -1",
+        ),
+        ("Traceback (most recent call last):\n  ...\nKeyError: 'labels'\n", "KeyError: 'labels'"),
+        ('{"reason": "error", "step": 3, "error": ""}', None),
+        (None, None),
+    ],
+)
+def test_failed_condition_quotes_the_workers_message(message: str | None, quoted: str | None) -> None:
+    """A report's ``error``, or the last line of a plain message (the kubelet's log tail)."""
+    job, pg, svc = running_job(failurePolicy={"permanentExitCodes": [2], "maxFailureRestarts": 0})
+    for code in (2, 1):  # permanent, then a retryable code with no budget left
+        failed = pod(job, 0, phase="Failed", exit_code=code, message=message)
+        cond = plan(job, pg, [failed, pod(job, 1)], svc, T0).status.condition("Failed")
+        assert cond is not None
+        if quoted is None:
+            assert cond.message.endswith(("(permanent)", "exhausted"))
+        else:
+            assert cond.message.endswith(f": {quoted}")
 
 
 def test_code_outside_retryable_list_is_permanent() -> None:
