@@ -65,6 +65,9 @@ class Manager:
     required when on (when off, it only names ``leader_election_master_status``, 1 while running);
     ``leader_election_namespace`` = the service-account namespace;
     ``lease_duration`` 15 s, ``renew_deadline`` 10 s, ``retry_period`` 2 s;
+    ``leader_election_release_on_cancel`` off (on: a graceful stop frees the Lease once the controllers have
+    stopped, so a standby takes over at once instead of after ``lease_duration``; only safe when the process
+    exits right after :meth:`run` returns);
     ``metrics_bind_address`` ``"127.0.0.1:8080"`` (``"0"`` disables);
     ``health_probe_bind_address`` ``"0"`` (off); ``cache_sync_timeout`` 120 s;
     ``graceful_shutdown_timeout`` 30 s; ``sync_period`` 10 h (jittered x[0.9, 1.1));
@@ -85,6 +88,7 @@ class Manager:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        leader_election_release_on_cancel: bool = False,
         metrics_bind_address: str = "127.0.0.1:8080",
         health_probe_bind_address: str = "0",
         cache_sync_timeout: float = 120.0,
@@ -122,6 +126,7 @@ class Manager:
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
                 retry_period=retry_period,
+                release_on_cancel=leader_election_release_on_cancel,
             )
         self.controllers: list[Controller] = []
         self._informers: dict[tuple[Resource, str | None], Informer] = {}

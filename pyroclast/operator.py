@@ -147,6 +147,13 @@ def add_parser(subparsers: Any) -> None:
     le.add_argument(
         "--leader-elect-retry-period", metavar="DURATION", type=duration, default=2.0, help="default 2s"
     )
+    le.add_argument(
+        "--leader-elect-release-on-cancel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="free the Lease on a graceful stop, once the controllers stopped, so a standby takes over "
+        "at once (default on: the process exits right after)",
+    )
     serving = parser.add_argument_group("endpoints")
     address = _checked(_address, "HOST:PORT or 0")
     serving.add_argument(
@@ -232,6 +239,7 @@ def manager_options(args: argparse.Namespace) -> dict[str, Any]:
         "lease_duration": lease,
         "renew_deadline": renew,
         "retry_period": retry,
+        "leader_election_release_on_cancel": args.leader_elect_release_on_cancel,
         "metrics_bind_address": args.metrics_bind_address,
         "health_probe_bind_address": args.health_probe_bind_address,
         "handle_signals": True,

@@ -29,6 +29,7 @@ def test_flags_reach_the_manager_options() -> None:
         "--leader-elect-lease-duration=30s",
         "--leader-elect-renew-deadline=20s",
         "--leader-elect-retry-period=4s",
+        "--no-leader-elect-release-on-cancel",
         "--metrics-bind-address=0.0.0.0:9090",
         "--health-probe-bind-address=:9091",
     )
@@ -42,6 +43,7 @@ def test_flags_reach_the_manager_options() -> None:
         "lease_duration": 30.0,
         "renew_deadline": 20.0,
         "retry_period": 4.0,
+        "leader_election_release_on_cancel": False,
         "metrics_bind_address": "0.0.0.0:9090",
         "health_probe_bind_address": ":9091",
         "handle_signals": True,
@@ -57,6 +59,7 @@ def test_defaults_are_client_go_timings_and_a_50_qps_bucket() -> None:
         2.0,
     )
     assert (options["qps"], options["burst"]) == (50.0, 100)
+    assert options["leader_election_release_on_cancel"] is True  # the process exits when the manager stops
     assert options["leader_election"] is False  # no Lease without --leader-elect ...
     assert options["leader_election_id"] == "pyroclast-operator"  # ... the id only names the leader gauge
     assert (args.log_level, args.log_format, args.otlp_endpoint) == (logging.INFO, "text", None)
