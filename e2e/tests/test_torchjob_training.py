@@ -379,3 +379,105 @@ async def test_permanent_exit_code_fails_the_job_at_once_with_the_workers_messag
         assert any(
             "global batch 6 is not divisible by world size 4" in (r.get("error") or "") for r in reports_seen
         ), messages
+
+
+def _steps_once(progress: list[JsonObject]) -> list[int]:
+    """The steps of time-ordered progress events, asserting none was trained twice."""
+    steps = [e["step"] for e in progress]
+    assert len(steps) == len(set(steps)), f"a step was trained twice: {steps}"
+    assert steps == sorted(steps)
+    return steps
+
+
+async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
+    cluster: Cluster,
+    crd: str,
+    namespace: str,
+    process_nodes: ProcessNodePool,
+    priorities: tuple[str, str],
+) -> None:
+    low, high = priorities
+    process_nodes(4, cpu="2", memory="8Gi")  # one 1500m worker per node, room beside it for the store
+    args = train_args(total_steps=120, step_sleep=0.15)
+    async with operator_reconciler(cluster) as reconciler:
+        client = reconciler.client
+        elastic = training_job(
+            "elastic",
+            process_nodes,
+            count=4,
+            nproc=1,
+            args=args,
+            priority=low,
+            nodes={"count": 4, "min": 2, "max": 4},
+        )
+        await client.create(TORCHJOBS, elastic, namespace)
+
+        async def world(size: int) -> JsonObject | None:
+            status = await status_of(client, namespace, "elastic")
+            ok = status.get("phase") == "Running" and status.get("worldSize") == size
+            return status if ok and status.get("readyNodes") == size else None
+
+        await wait_for("elastic job Running at world size 4", lambda: world(4), 120)
+        before = {
+            p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in await worker_pods(client, namespace, "elastic")
+        }
+
+        def trained_at(size: int, n: int) -> bool:
+            for name in before:
+                steps = [
+                    e
+                    for e in events(pod_logs(cluster, namespace, name), "progress")
+                    if e["world_size"] == size
+                ]
+                if steps and steps[-1]["step"] >= n:
+                    return True
+            return False
+
+        await wait_for("4 workers training", lambda: anyio.to_thread.run_sync(trained_at, 4, 10), 120)
+        urgent = training_job("urgent", process_nodes, nproc=1, args=train_args(20, 0.2), priority=high)
+        await client.create(TORCHJOBS, urgent, namespace)
+        shrunk = await wait_for("elastic job running on 2 nodes", lambda: world(2), 150)
+        assert shrunk.get("preemptionRestarts", 0) == 0, "no gang restart"
+        assert shrunk.get("failureRestarts", 0) == 0
+        assert (shrunk["resizes"][-1]["fromNodes"], shrunk["resizes"][-1]["toNodes"]) == (4, 2)
+        assert [d["action"] for d in shrunk["disruptions"]] == ["Shrunk", "Shrunk"]
+
+        async def victims_gone() -> list[str] | None:
+            # The operator re-creates the taken workers at once (Pending until capacity returns): a
+            # survivor is a pod whose UID did not change.
+            pods = await worker_pods(client, namespace, "elastic")
+            kept = [
+                p["metadata"]["name"]
+                for p in pods
+                if before.get(p["metadata"]["name"]) == p["metadata"]["uid"]
+            ]
+            return kept if len(kept) == 2 else None
+
+        survivors = await wait_for("the preempted workers gone", victims_gone, 150)
+        for name in survivors:
+            pod = await client.get(PODS, name, namespace)
+            assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+        await wait_for(
+            "survivors training at world size 2", lambda: anyio.to_thread.run_sync(trained_at, 2, 1), 120
+        )
+        await wait_phase(client, namespace, "urgent", "Succeeded", 150)
+        await wait_for("grown back to 4", lambda: world(4), 150)
+        done = await wait_phase(client, namespace, "elastic", "Succeeded", 300)
+        assert done.get("preemptionRestarts", 0) == 0
+        assert done.get("failureRestarts", 0) == 0
+        progress = job_events(cluster, namespace, workers("elastic", 4), "progress")
+        steps = _steps_once(progress)
+        sizes = [e["world_size"] for e in progress]
+        resumes = [
+            (e["from_step"], e["new_world_size"])
+            for e in job_events(cluster, namespace, workers("elastic", 4), "resume")
+        ]
+        print(
+            f"\nelastic: world sizes trained at: {sorted(set(sizes))}; resumes (from step, world) {resumes}"
+        )
+        assert {4, 2} <= set(sizes)
+        assert steps[-1] == 120
+        for from_step, _ in resumes:
+            assert from_step + 1 in steps, f"resumed from {from_step} but did not go on from there"
