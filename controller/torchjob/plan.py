@@ -333,6 +333,16 @@ def _judge(
         _restart(job, out, REASON_PREEMPTED, lost[0].reason, what, now)
         return True
 
+    if job.spec.nodes.elastic and _elastic_done(current):
+        done = sum(1 for w in current.values() if w.phase == POD_SUCCEEDED)
+        message = f"all {count} workers succeeded"
+        if done < count:
+            message = (
+                f"training completed: {done} of {count} workers succeeded (elastic, the others not in it)"
+            )
+        _transition(job, out, Phase.SUCCEEDED, REASON_SUCCEEDED, message, now, "Normal")
+        return True
+
     # A disrupted worker (recorded above) is never a failure, even if its pod ended Failed.
     failed = sorted(
         (w for w in current.values() if w.phase == POD_FAILED and w.disruption is None), key=lambda w: w.index
@@ -360,6 +370,16 @@ def _judge(
         )
         return True
     return False
+
+
+def _elastic_done(current: dict[int, Worker]) -> bool:
+    """An elastic job's training is over once a worker exited 0 (torchrun's agents do so only when the
+    workers of the final rendezvous round all completed) and no worker in that round is still finishing.
+    A replacement that was not in the round (still Pending, or started late against the closed rendezvous
+    and failed) is no part of the outcome."""
+    if not any(w.phase == POD_SUCCEEDED for w in current.values()):
+        return False
+    return not any(w.phase == POD_RUNNING and w.ready and not w.deleting for w in current.values())
 
 
 def _shrink(

@@ -250,3 +250,34 @@ def test_replacements_joining_one_by_one_read_as_one_growth() -> None:
     job = _again(job, plan(job, pg, three, svc, NOW + timedelta(seconds=20)))
     four = plan(job, pg, [pod(job, i) for i in range(4)], svc, NOW + timedelta(seconds=22))
     assert [(r.from_nodes, r.to_nodes) for r in four.status.resizes or []] == [(4, 2), (2, 4)]
+
+
+def test_elastic_job_succeeds_when_the_survivors_finish_before_a_replacement_joins() -> None:
+    job, pg, svc = running_job(**ELASTIC)
+    survivors = [pod(job, i, phase="Succeeded", ready=False, exit_code=0) for i in (0, 2)]
+    # A replacement of a lost node, scheduled on a node a survivor freed: it meets the closed rendezvous.
+    late = [pod(job, 1, phase="Failed", ready=False, exit_code=1), pod(job, 3, phase="Pending", ready=False)]
+    step = plan(job, pg, [*survivors, *late], svc, NOW)
+    assert step.status.phase == Phase.SUCCEEDED
+    assert step.status.failure_restarts == 0
+    assert "llama-worker-3" in deletes(step, "Pod")  # the waiting replacement goes with the job
+    assert workers_created(step) == []
+
+
+def test_elastic_job_waits_for_survivors_still_finishing() -> None:
+    job, pg, svc = running_job(**ELASTIC)
+    pods = [pod(job, 0, phase="Succeeded", ready=False, exit_code=0), pod(job, 1), pod(job, 2), pod(job, 3)]
+    step = plan(job, pg, pods, svc, NOW)
+    assert step.status.phase == Phase.RUNNING
+    assert deletes(step, "Pod") == []
+
+
+def test_fixed_job_with_a_failed_worker_restarts_even_after_another_succeeded() -> None:
+    job, pg, svc = running_job()
+    pods = [
+        pod(job, 0, phase="Succeeded", ready=False, exit_code=0),
+        pod(job, 1, phase="Failed", exit_code=1),
+    ]
+    step = plan(job, pg, pods, svc, NOW)
+    assert step.status.phase == Phase.RESTARTING
+    assert step.status.failure_restarts == 1
