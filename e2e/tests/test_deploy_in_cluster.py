@@ -131,12 +131,17 @@ async def test_deployed_operator_runs_a_real_job_in_cluster_and_hands_over_withi
 
     t0 = time.monotonic()
     cluster.kubectl("delete", "pod", "-n", SYSTEM_NS, leader["metadata"]["name"], "--wait=false")
-    wait_for(
-        "the other replica holds the Lease",
-        lambda: _holder(cluster).startswith(follower["metadata"]["name"] + "_"),
+    gone = leader["metadata"]["name"] + "_"
+    # The freed Lease goes to whichever standby asks first: the other replica or the ReplicaSet's new pod.
+    holder: str = wait_for(
+        "another replica holds the Lease",
+        lambda: h if (h := _holder(cluster)) and not h.startswith(gone) else None,
         HANDOVER_BOUND_S + 10,
         interval=0.2,
     )
     handover = time.monotonic() - t0
-    print(f"leader handover after deleting the leader pod: {handover:.1f} s")
+    taker = (
+        "the other replica" if holder.startswith(follower["metadata"]["name"] + "_") else "the replacement"
+    )
+    print(f"leader handover after deleting the leader pod: {handover:.1f} s (to {taker})")
     assert handover < HANDOVER_BOUND_S

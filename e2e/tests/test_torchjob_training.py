@@ -374,6 +374,7 @@ async def test_permanent_exit_code_fails_the_job_at_once_with_the_workers_messag
         cond = condition(status, "Failed")
         assert cond is not None
         assert "exit code 1 (permanent)" in cond["message"]
+        assert "global batch 6 is not divisible by world size 4" in cond["message"], "the worker's own words"
         # The worker's own report reached the pod status through /dev/termination-log.
         reports_seen = [json.loads(m) for m in messages if m.lstrip().startswith("{")]
         assert any(
