@@ -137,6 +137,14 @@ def build_root(spec: dict[str, Any]) -> Path:
         target = _target(root, m["target"])
         _ensure(target, is_dir=source.is_dir())
         _bind(str(source), str(target), readonly=bool(m.get("readonly")), recursive=True)
+    # A volume over an ancestor of the stand-ins for the image (an emptyDir at /tmp with the checkout under
+    # /tmp, say) would hide them: bind them back on top, read-only, as an image's files would be there.
+    targets = [Path(m["target"]) for m in spec.get("mounts") or []]
+    for path in spec.get("exposePaths") or []:
+        if Path(path).is_dir() and any(Path(path).is_relative_to(t) for t in targets):
+            target = _target(root, path)
+            _ensure(target, is_dir=True)
+            _bind(path, str(target), readonly=True, recursive=True)
     return root
 
 
