@@ -11,6 +11,7 @@ from e2e.cluster.process_nodes import ProcessNodePool
 
 JsonObject = dict[str, Any]
 TOTAL_STEPS = 40
+RENDEZVOUS: JsonObject = {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"}
 
 
 def train_args(total_steps: int = TOTAL_STEPS, step_sleep: float = 0.1) -> list[str]:
@@ -56,7 +57,7 @@ def training_job(
         },
         "template": {"spec": {"nodeSelector": pool.node_selector}},
         "scheduling": scheduling,
-        "rendezvous": {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"},
+        "rendezvous": RENDEZVOUS,
     }
     return {
         "apiVersion": "pyroclast.dev/v1alpha1",

@@ -31,66 +31,12 @@ from e2e.cluster import Cluster
 from e2e.cluster.process_nodes import ProcessNodePool
 from e2e.conftest import CliRun
 from e2e.torchjobs import condition, operator_reconciler, status_of, wait_for, wait_phase
+from e2e.training import RENDEZVOUS, TOTAL_STEPS, train_args, training_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 JsonObject = dict[str, Any]
 PC_API = "/apis/scheduling.k8s.io/v1/priorityclasses"
-TOTAL_STEPS = 40
-RENDEZVOUS: JsonObject = {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"}
-
-
-def train_args(total_steps: int = TOTAL_STEPS, step_sleep: float = 0.1) -> list[str]:
-    """A tiny deterministic run: the same args give bitwise the same losses at the same world size."""
-    return [
-        "--total-steps", str(total_steps),
-        "--global-batch", "16",
-        "--dataset-size", "256",
-        "--model-width", "16",
-        "--model-depth", "2",
-        "--seed", "7",
-        "--step-sleep", str(step_sleep),
-    ]  # fmt: skip
-
-
-def training_job(
-    name: str,
-    pool: ProcessNodePool,
-    *,
-    count: int = 2,
-    nproc: int = 2,
-    cpu: str = "1500m",
-    args: list[str] | None = None,
-    priority: str | None = None,
-    interval: int = 10,
-    **spec: Any,
-) -> JsonObject:
-    """A TorchJob of `count` process-node workers x `nproc` trainer processes with shared checkpoints."""
-    scheduling: JsonObject = {"queue": "default", "preemptible": True}
-    if priority:
-        scheduling["priorityClassName"] = priority
-    body: JsonObject = {
-        "image": "pyroclast/workload:dev",
-        "command": ["-m", "workloads.train"],
-        "args": args or train_args(),
-        "nprocPerNode": nproc,
-        "nodes": {"count": count},
-        "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
-        "checkpoint": {
-            "volume": {"nfs": {"server": "ckpt.rig.invalid", "path": f"/{name}-{secrets.token_hex(3)}"}},
-            "path": "/checkpoints",
-            "intervalSteps": interval,
-        },
-        "template": {"spec": {"nodeSelector": pool.node_selector}},
-        "scheduling": scheduling,
-        "rendezvous": RENDEZVOUS,
-    }
-    return {
-        "apiVersion": "pyroclast.dev/v1alpha1",
-        "kind": "TorchJob",
-        "metadata": {"name": name},
-        "spec": {**body, **spec},
-    }
 
 
 def events(text: str, kind: str | None = None) -> list[JsonObject]:
