@@ -165,8 +165,8 @@ class TorchJobReconciler:
         self.recorder = recorder
         # Caches hold what the operator reads (.prune); TorchJobs as compact JSON, read once per reconcile.
         # These list in pages first: the watch cache answers resourceVersion "0" in one body whatever the
-        # limit, and 10,000 whole TorchJobs decoded at once cost more than P4's 250 MB allows; 80,000 whole
-        # pods (pruned at ingest) never sit in memory at once either.
+        # limit, and 10,000 whole TorchJobs decoded at once would take the operator past its 250 MB budget at
+        # that scale; 80,000 whole pods (pruned at ingest) never sit in memory at once either.
         self.jobs = manager.informer(TORCHJOBS, compact=True, paged_first_list=True).cache
         self.pods = manager.informer(PODS, transform=prune_pod, paged_first_list=True).cache
         self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup, paged_first_list=True).cache

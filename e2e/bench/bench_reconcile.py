@@ -4,7 +4,7 @@ Run: ``python -m e2e.bench.bench_reconcile [--jobs 200] [--workers 8] [--passes 
 TorchJobs on the fake API server (controller.testing), reconciles each until its PodGroup, Service and N
 worker pods exist, marks the pods Running (with kubelet-like status) and the PodGroup Running, reconciles
 until every job shows Running, then times passes of one reconcile per job: the work an operator restarted
-under issue 10's P5 does per job once its caches are synced. Asserts the steady passes write nothing and read
+after a kill -9 does per job once its caches are synced. Asserts the steady passes write nothing and read
 nothing from the API server (a no-op must be cache-only). ``--profile`` prints cProfile's top functions.
 Then, as after a restart, a fresh manager and reconciler start on the same fake server: seconds until the
 caches synced and until every job was reconciled with the queue empty (initial lists, informer events,
