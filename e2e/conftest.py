@@ -199,3 +199,19 @@ def qname(cluster: Cluster) -> Iterator[str]:
     name = f"q-{secrets.token_hex(4)}"
     yield name
     cluster.kubectl("delete", "queue", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+PRIORITY_CLASSES = "/apis/scheduling.k8s.io/v1/priorityclasses"
+
+
+@pytest.fixture
+def priorities(cluster: Cluster) -> Iterator[tuple[str, str]]:
+    """A (low, high) pair of PriorityClasses unique to the test."""
+    suffix = secrets.token_hex(3)
+    low, high = f"pc-low-{suffix}", f"pc-high-{suffix}"
+    for name, value in ((low, 100), (high, 1000)):
+        body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}}
+        cluster.api.create(PRIORITY_CLASSES, {**body, "value": value})
+    yield low, high
+    for name in (low, high):
+        cluster.api.delete(f"{PRIORITY_CLASSES}/{name}")

@@ -20,7 +20,6 @@ from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.conftest import CliRun
-from e2e.tests.test_torchjob_preemption import priorities  # noqa: F401 - a fixture
 from e2e.tests.test_torchjob_progress import SERVICE_ACCOUNT, VOLUME, job_with_account, mint
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
 
@@ -97,7 +96,7 @@ async def test_preempted_job_shows_preempted_time_and_the_steps_it_redoes(
     crd: str,
     namespace: str,
     nodes: NodePool,
-    priorities: tuple[str, str],  # noqa: F811 - the fixture
+    priorities: tuple[str, str],
 ) -> None:
     low, high = priorities
     nodes(2, cpu="2")  # capacity for one 2-worker gang of 2-CPU workers

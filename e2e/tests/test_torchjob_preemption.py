@@ -22,21 +22,7 @@ from e2e.torchjobs import condition, operator, status_of, torchjob, wait_for, wa
 from pyroclast.queues import QUEUES
 
 JsonObject = dict[str, Any]
-PC_API = "/apis/scheduling.k8s.io/v1/priorityclasses"
 QUEUE_API = "/apis/scheduling.volcano.sh/v1beta1/queues"
-
-
-@pytest.fixture
-def priorities(cluster: Cluster) -> Iterator[tuple[str, str]]:
-    """A (low, high) pair of PriorityClasses unique to the test."""
-    suffix = secrets.token_hex(3)
-    low, high = f"tj-low-{suffix}", f"tj-high-{suffix}"
-    for name, value in ((low, 100), (high, 1000)):
-        body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}}
-        cluster.api.create(PC_API, {**body, "value": value})
-    yield low, high
-    for name in (low, high):
-        cluster.api.delete(f"{PC_API}/{name}")
 
 
 def _scheduling(priority: str, queue: str = "default") -> JsonObject:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -36,7 +34,6 @@ from e2e.training import RENDEZVOUS, TOTAL_STEPS, train_args, training_job
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 JsonObject = dict[str, Any]
-PC_API = "/apis/scheduling.k8s.io/v1/priorityclasses"
 
 
 def events(text: str, kind: str | None = None) -> list[JsonObject]:
@@ -74,19 +71,6 @@ def workers(job: str, count: int) -> list[str]:
 def reports(result: str) -> float:
     """The operator's live progress report counter."""
     return REGISTRY.get_sample_value("pyroclast_progress_reports_total", {"result": result}) or 0.0
-
-
-@pytest.fixture
-def priorities(cluster: Cluster) -> Iterator[tuple[str, str]]:
-    """A (low, high) pair of PriorityClasses unique to the test."""
-    suffix = secrets.token_hex(3)
-    low, high = f"tr-low-{suffix}", f"tr-high-{suffix}"
-    for name, value in ((low, 100), (high, 1000)):
-        body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}}
-        cluster.api.create(PC_API, {**body, "value": value})
-    yield low, high
-    for name in (low, high):
-        cluster.api.delete(f"{PC_API}/{name}")
 
 
 def progress_address(cluster: Cluster) -> tuple[Address, str]:
