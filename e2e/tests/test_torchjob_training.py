@@ -412,3 +412,62 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
         assert steps[-1] == 120
         for from_step, _ in resumes:
             assert from_step + 1 in steps, f"resumed from {from_step} but did not go on from there"
+
+
+async def test_node_loss_under_an_elastic_job_is_recorded_and_the_job_shrinks_and_goes_on(
+    cluster: Cluster, crd: str, namespace: str, process_nodes: ProcessNodePool
+) -> None:
+    names = process_nodes(3, cpu="2", memory="8Gi")
+    # Long enough that the survivors still train when pod GC reports the loss: after the Node's deletion it
+    # quarantines the orphaned pods for 40 s and looks every 20 s (about 50 s in all here).
+    args = train_args(total_steps=600, step_sleep=0.15)
+    async with operator_reconciler(cluster) as reconciler:
+        client = reconciler.client
+        job = training_job(
+            "lossy", process_nodes, count=3, nproc=1, args=args, nodes={"count": 3, "min": 2, "max": 3}
+        )
+        await client.create(TORCHJOBS, job, namespace)
+
+        async def ready(size: int) -> JsonObject | None:
+            status = await status_of(client, namespace, "lossy")
+            return status if status.get("phase") == "Running" and status.get("readyNodes") == size else None
+
+        await wait_for("3 nodes ready", lambda: ready(3), 120)
+        pods = (await client.list(PODS, namespace)).items
+        busy = {p["spec"]["nodeName"] for p in pods if "-worker-" not in p["metadata"]["name"]}
+        victim = next(
+            p for p in await worker_pods(client, namespace, "lossy") if p["spec"]["nodeName"] not in busy
+        )
+        node = victim["spec"]["nodeName"]
+        assert node in names
+        await anyio.sleep(3)  # some steps at world size 3
+        stopped = time.monotonic()
+        cluster.process_nodes.stop(node)  # the machine is gone: kubelet and every process of its pods
+        cluster.api.delete(f"/api/v1/nodes/{node}")  # as a cloud's node controller would; PodGC follows
+        process_nodes.names.remove(node)
+
+        async def lost() -> JsonObject | None:
+            status = await status_of(client, namespace, "lossy")
+            return status if status.get("disruptions") else None
+
+        status = await wait_for("the node loss recorded", lost, 120)
+        recorded = time.monotonic() - stopped
+        [entry] = status["disruptions"]
+        assert entry["pod"] == victim["metadata"]["name"]
+        assert entry["kind"] == "NodeLost", entry
+        assert entry["action"] == "Shrunk"
+        assert (status["resizes"][-1]["toNodes"], status["resizes"][-1]["cause"]) == (2, "NodeLost")
+        done = await wait_phase(client, namespace, "lossy", "Succeeded", 240)
+        assert done.get("failureRestarts", 0) == 0
+        assert done.get("preemptionRestarts", 0) == 0
+        assert done["progress"]["step"] == 600
+        survivors = [
+            p["metadata"]["name"] for p in pods if p["metadata"]["name"] != victim["metadata"]["name"]
+        ]
+        progress = job_events(cluster, namespace, [n for n in survivors if "-worker-" in n], "progress")
+        # Unlike a drain, a lost node leaves no checkpoint behind: the survivors' new round resumes from the
+        # newest periodic one, so up to intervalSteps steps are trained again.
+        sizes = [e["world_size"] for e in progress]
+        print(f"\nnode loss: recorded {recorded:.1f} s after the stop; world sizes {sorted(set(sizes))}")
+        assert sizes[-1] == 2, "the survivors went on at world size 2"
+        assert progress[-1]["step"] == 600
