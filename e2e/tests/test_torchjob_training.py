@@ -329,7 +329,9 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
 ) -> None:
     low, high = priorities
     process_nodes(4, cpu="2", memory="8Gi")  # one 1500m worker per node, room beside it for the store
-    args = train_args(total_steps=120, step_sleep=0.15)
+    # Long enough that the taken workers usually come back while the survivors still train.
+    total = 300
+    args = train_args(total_steps=total, step_sleep=0.15)
     async with operator_reconciler(cluster) as reconciler:
         client = reconciler.client
         elastic = training_job(
@@ -409,9 +411,12 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
             f"\nelastic: world sizes trained at: {sorted(set(sizes))}; resumes (from step, world) {resumes}"
         )
         assert {4, 2} <= set(sizes)
-        assert steps[-1] == 120
+        assert steps[-1] == total
         for from_step, _ in resumes:
-            assert from_step + 1 in steps, f"resumed from {from_step} but did not go on from there"
+            # A round that forms after the last step (the grown-back workers join as the survivors finish)
+            # resumes from the final checkpoint with nothing left to train.
+            if from_step < total:
+                assert from_step + 1 in steps, f"resumed from {from_step} but did not go on from there"
 
 
 async def test_node_loss_under_an_elastic_job_is_recorded_and_the_job_shrinks_and_goes_on(
