@@ -1,11 +1,9 @@
-"""The TorchJob CustomResourceDefinition, generated from the models, and the `pyroclast crd` verb."""
+"""The TorchJob CustomResourceDefinition, generated from the models (printed by `pyroclast crd`)."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -146,27 +144,3 @@ def write(directory: Path) -> Path:
     target.write_text(render(), encoding="utf-8")
     log.info("wrote CRD", extra={"path": str(target)})
     return target
-
-
-def _run(args: argparse.Namespace) -> int:
-    if args.write is None:
-        sys.stdout.write(render())
-        return 0
-    print(write(Path(args.write)))
-    return 0
-
-
-CRD_HELP: Final = (
-    "Print the TorchJob CustomResourceDefinition (pyroclast.dev/v1alpha1) as YAML, or write it into a "
-    "folder with --write. Install it with `pyroclast crd | kubectl apply --server-side -f -` before the "
-    "operator starts; it is the same file as deploy/crd/ and the Helm chart's crds/."
-)
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register `pyroclast crd` on the command's subparsers."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "crd", help="print or write the TorchJob CRD", description=CRD_HELP
-    )
-    parser.add_argument("--write", metavar="DIR", help=f"write {CRD_FILENAME} into DIR instead of printing")
-    parser.set_defaults(func=_run)

@@ -11,14 +11,14 @@ from typing import Any
 
 import anyio
 
-from controller.client import Client
-from controller.errors import TransportError
-from controller.manager import Manager
-from controller.torchjob.reconciler import TORCHJOBS, TorchJobReconciler
+from controller.runtime.client import Client
+from controller.runtime.errors import TransportError
+from controller.runtime.manager import Manager
+from controller.runtime.objects import JsonObject
+from controller.torchjob.kinds import TORCHJOBS
+from controller.torchjob.reconciler import TorchJobReconciler
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
-
-JsonObject = dict[str, Any]
 
 
 def torchjob(

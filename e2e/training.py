@@ -7,9 +7,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from controller.runtime.objects import JsonObject
 from e2e.cluster.process_nodes import ProcessNodePool
 
-JsonObject = dict[str, Any]
 TOTAL_STEPS = 40
 RENDEZVOUS: JsonObject = {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 # verb -> module defining `add_parser(subparsers) -> None`; the parser's `func` runs the verb and returns
 # the exit code.
 _VERBS: dict[str, str] = {
-    "crd": "api.crd",
+    "crd": "pyroclast.crd_cli",
     "run": "pyroclast.operator",
     "queue": "pyroclast.queue_cli",
     "job": "pyroclast.job_cli",

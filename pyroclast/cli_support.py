@@ -18,10 +18,10 @@ import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
-from controller import tracing
-from controller.client import Client
-from controller.errors import NotFound, TransportError
-from controller.objects import JsonObject
+from controller.runtime import tracing
+from controller.runtime.client import Client
+from controller.runtime.errors import NotFound, TransportError
+from controller.runtime.objects import JsonObject
 from pyroclast.errors import EXIT_INTERRUPTED, EXIT_USAGE, CredentialsError, UsageError, explain
 
 _tracer = trace.get_tracer("pyroclast.cli")

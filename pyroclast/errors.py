@@ -1,7 +1,7 @@
 # pyright: strict
 """Errors a person can act on, and the exit codes of every `pyroclast` command that talks to a cluster.
 
-SDK functions raise `PyroclastError` subclasses (or the runtime's typed `controller.errors.ApiError`);
+SDK functions raise `PyroclastError` subclasses (or the runtime's typed `controller.runtime.errors.ApiError`);
 `explain` turns either into one message that says what to do, and the exit code the command returns.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from controller.errors import (
+from controller.runtime.errors import (
     AlreadyExists,
     ApiError,
     BadRequest,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from api import TorchJob
-from controller.client import Client
+from controller.runtime.client import Client
 from pyroclast import jobs as sdk
 from pyroclast.cli_support import connection_flags, context_namespace, dump, err, run_command
 from pyroclast.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK

@@ -2,7 +2,7 @@
 """TorchJob SDK: submit, list, get, describe, logs, wait, suspend, resume, delete, typed with `api.TorchJob`.
 
 Async functions over the controller runtime's `Client` (`Client.connect(kubeconfig, context)`), and the
-blocking `JobClient` with the same verbs. Errors are `controller.errors.ApiError`s or the
+blocking `JobClient` with the same verbs. Errors are `controller.runtime.errors.ApiError`s or the
 `pyroclast.errors.PyroclastError`s below, whose messages say what to do.
 
 Logs go through the pods/log API (the kubelet of each worker's node, proxied by the apiserver).
@@ -28,17 +28,16 @@ from api import TorchJob
 from api.constants import LABEL_JOB_NAME, LABEL_REPLICA_INDEX, TRAINER_CONTAINER
 from api.podgroup import PodGroup
 from api.queue import QueueState
-from controller import objects, tracing
-from controller.client import Client
-from controller.errors import AlreadyExists, Forbidden, NotFound, error_from_status
-from controller.objects import JsonObject
-from controller.resource import EVENTS, PODS, Resource
+from controller.runtime import objects, tracing
+from controller.runtime.client import Client
+from controller.runtime.errors import AlreadyExists, Forbidden, NotFound, error_from_status
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import EVENTS, PODS
+from controller.torchjob.kinds import PODGROUPS, PRIORITY_CLASSES, QUEUES, TORCHJOBS
 from controller.torchjob.observe import observe_podgroup
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from pyroclast.errors import EXIT_TIMEOUT, NotFoundError, PyroclastError, RefusedError
 from pyroclast.jobspec import submit_manifest
 from pyroclast.jobview import JobDetails, WaitFor, wait_outcome
-from pyroclast.queues import QUEUES
 from scheduling import podgroup_name
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,6 @@ _tracer = trace.get_tracer("pyroclast.jobs")
 
 T = TypeVar("T")
 
-PRIORITY_CLASSES: Final = Resource(
-    "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False
-)
 FIELD_MANAGER: Final = "pyroclast-cli"
 SDK_SERVICE: Final = "pyroclast-sdk"
 """The OpenTelemetry service name of the blocking SDK's spans, unless OTEL_SERVICE_NAME says otherwise."""

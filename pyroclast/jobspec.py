@@ -15,7 +15,7 @@ from api import TorchJob
 from api.fields import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
 from api.quantity import parse_quantity
 from api.torchjob import NAME_PATTERN
-from controller.objects import JsonObject
+from controller.runtime.objects import JsonObject
 from pyroclast.errors import UsageError
 
 GPU: Final = "nvidia.com/gpu"

@@ -10,12 +10,12 @@ from enum import StrEnum
 from typing import Any, Final
 
 from api import ConditionStatus, ConditionType, Phase, PodGroup, TorchJob
+from controller.runtime.objects import JsonObject
 from controller.torchjob.observe import GangState
 from pyroclast.errors import EXIT_JOB_FAILED, EXIT_OK
 from pyroclast.jobspec import GPU
 from scheduling.queues import format_table
 
-JsonObject = dict[str, Any]
 BAR_WIDTH: Final = 20
 WAITING_PHASES: Final = frozenset({"Pending", "Queued", "Preempted"})
 """Phases in which the gang waits for the scheduler (a preempted job waits to be admitted again)."""

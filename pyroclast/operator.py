@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import anyio
 
 from api.duration import duration_seconds
-from controller.httpserver import Tls, parse_address
-from controller.leader import JITTER_FACTOR, LeaderElectionLost
-from controller.leaderlabel import LeaderLabel, OwnPod
-from controller.manager import CacheSyncTimeout, Manager, default_namespace
+from controller.runtime.httpserver import Tls, parse_address
+from controller.runtime.leader import JITTER_FACTOR, LeaderElectionLost
+from controller.runtime.leaderlabel import LeaderLabel, OwnPod
+from controller.runtime.manager import CacheSyncTimeout, Manager, default_namespace
 from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.rates import load_rates
 from controller.torchjob.reconciler import TorchJobReconciler

@@ -12,8 +12,8 @@ import anyio
 
 from api.quantity import parse_quantity
 from api.queue import Queue, QueueState
-from controller.client import Client
-from controller.errors import AlreadyExists, NotFound
+from controller.runtime.client import Client
+from controller.runtime.errors import AlreadyExists, NotFound
 from pyroclast import queues as sdk
 from pyroclast.cli_support import connection_flags, dump, err, run_command
 from pyroclast.errors import (

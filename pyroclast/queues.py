@@ -17,18 +17,17 @@ from typing import Final, TypeVar
 
 import anyio
 
-from api.constants import GROUP, PLURAL, VERSION, VOLCANO_API_VERSION
+from api.constants import VOLCANO_API_VERSION
 from api.queue import Queue, QueueState
-from controller.client import Client
-from controller.errors import AlreadyExists, NotFound
-from controller.objects import JsonObject
-from controller.resource import Resource
-from controller.torchjob.queue_gate import QUEUES
+from controller.runtime.client import Client
+from controller.runtime.errors import AlreadyExists, NotFound
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import Resource
+from controller.torchjob.kinds import QUEUES, TORCHJOBS
 from pyroclast.errors import EXIT_TIMEOUT, RefusedError
 from scheduling.queues import JobCounts, count_jobs, job_phase, job_queue, queue_manifest, spec_patch
 
 COMMANDS: Final = Resource("bus.volcano.sh", "v1alpha1", "Command", "commands")
-TORCHJOBS: Final = Resource(GROUP, VERSION, "TorchJob", PLURAL)
 COMMAND_NAMESPACE: Final = "default"
 """Namespace Commands are created in, as vcctl does; the queue-controller watches all namespaces."""
 FIELD_MANAGER: Final = "pyroclast-queue"

@@ -16,7 +16,7 @@ from api.meta import ObjectMeta
 from api.quantity import parse_quantity
 from api.queue import Queue, QueueSpec
 from api.status import Phase
-from controller.objects import JsonObject
+from controller.runtime.objects import JsonObject
 from scheduling.resources import display_quantity
 
 # Spec fields `apply` and `update` manage. `parent` is compared only when the desired queue names one: the

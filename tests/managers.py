@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from controller.client import Client
-from controller.manager import Manager
+from controller.runtime.client import Client
+from controller.runtime.manager import Manager
 
 
 def contender(client: Client, lease: str, lease_namespace: str, identity: str, /, **options: Any) -> Manager:

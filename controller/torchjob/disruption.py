@@ -11,7 +11,7 @@ from typing import Final, Literal
 
 from api import Disruption, DisruptionKind, Phase, Resize, TorchJob, TorchJobStatus
 from api.status import HISTORY
-from controller.objects import JsonObject
+from controller.runtime.objects import JsonObject
 from controller.torchjob.labels import worker_name
 from controller.torchjob.observe import POD_RUNNING, POD_SUCCEEDED, Worker, event_time, observe_worker
 

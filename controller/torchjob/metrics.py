@@ -12,7 +12,7 @@ from typing import Final, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 
 from api import Disruption, DisruptionKind, Goodput, Phase, Resize, TorchJobStatus, Usage
-from controller.metrics import REGISTRY
+from controller.runtime.metrics import REGISTRY
 from controller.torchjob.disruption import CAUSE_CAPACITY, CAUSE_SCALED
 
 _Entry = TypeVar("_Entry", Disruption, Resize)

@@ -9,8 +9,8 @@ from typing import Final
 
 from api import contract
 from api.constants import TRAINER_CONTAINER
-from controller import objects
-from controller.objects import JsonObject
+from controller.runtime import objects
+from controller.runtime.objects import JsonObject
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.report import failure_message
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Final
 
 from api import TorchJob
-from controller import objects
-from controller.objects import JsonObject
+from controller.runtime import objects
+from controller.runtime.objects import JsonObject
 
 PARSED_LIMIT: Final = 1024
 """Models kept (least recently used go first): a burst of a thousand new jobs stays parsed while it is

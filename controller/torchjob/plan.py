@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from api import ConditionType, FailurePolicy, Phase, TorchJob, TorchJobStatus
+from controller.runtime.objects import JsonObject
 from controller.torchjob import disruption
 from controller.torchjob.conditions import for_phase
 from controller.torchjob.labels import job_labels, owner_reference, worker_selector
@@ -39,8 +40,6 @@ from controller.torchjob.rendezvous import (
 from controller.torchjob.report import apply_reports
 from controller.torchjob.service import desired_service
 from scheduling import desired_podgroup, podgroup_name, podgroup_spec_patch
-
-JsonObject = dict[str, Any]
 
 QUEUED_RECHECK: Final = 15.0
 """Seconds between looks at a waiting gang's scheduler events."""

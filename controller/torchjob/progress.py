@@ -18,7 +18,7 @@ from typing import Final, TypeVar, cast
 from api import TorchJob, TorchJobStatus, contract
 from api.constants import PROGRESS_TOKEN_VOLUME
 from api.status import CheckpointStatus, Progress
-from controller.objects import JsonObject
+from controller.runtime.objects import JsonObject
 from controller.torchjob.report import as_count, as_finite, checkpoint_path
 
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 """The operator's live progress endpoint: ``POST /v1/progress`` from worker pods (see :mod:`.progress`).
 
-Served by :class:`~controller.httpserver.HttpServer` (over TLS when given a certificate). Bodies of at most
-:data:`~api.contract.PROGRESS_MAX_BODY` bytes, with a Content-Length or chunked, arriving within
+Served by :class:`~controller.runtime.httpserver.HttpServer` (over TLS when given a certificate). Bodies of at
+most :data:`~api.contract.PROGRESS_MAX_BODY` bytes, with a Content-Length or chunked, arriving within
 :attr:`ProgressEndpoint.body_timeout` seconds. A token is verified with the TokenReview API and the answer
 cached for :data:`TOKEN_CACHE_SECONDS`; the pod it names is looked up in the informer cache. An accepted
 report is only kept in memory (the latest per job) and the job enqueued: the reconciler folds it into the
@@ -31,15 +31,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api import TorchJob, TorchJobStatus, contract
-from controller import objects
-from controller.cache import Cache
-from controller.client import Client
-from controller.errors import ApiError
-from controller.httpserver import HttpServer, Limits, Tls
-from controller.metrics import REGISTRY
-from controller.objects import JsonObject
-from controller.request import Request
-from controller.resource import Resource
+from controller.runtime import objects
+from controller.runtime.cache import Cache
+from controller.runtime.client import Client
+from controller.runtime.errors import ApiError
+from controller.runtime.httpserver import HttpServer, Limits, Tls
+from controller.runtime.metrics import REGISTRY
+from controller.runtime.objects import JsonObject
+from controller.runtime.reconcile import Request
+from controller.runtime.resource import Resource
 from controller.torchjob.labels import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.plan import attempt_of
 from controller.torchjob.progress import (

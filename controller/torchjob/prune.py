@@ -7,15 +7,14 @@ costs is most of the operator's memory. A pod as the API serves it is ~6 KB of J
 from those fields only, with repeated strings interned and the subtrees most pods share (a Running pod's
 status, a worker's spec, the owner references of one job's pods) stored once.
 
-Readers: :mod:`.observe` (labels, deletion, phase, reason, Ready/DisruptionTarget conditions, terminated
-exit codes, the trainer's PET_NNODES), :mod:`.report` (the trainer's terminated ``message``/``finishedAt``),
-:mod:`.usage` (``startTime``, the trainer's ``finishedAt``),
-:mod:`.rendezvous` and the reconciler (name, uid, deletion), :mod:`.progress_endpoint` (uid, labels, owner
-references), :func:`~scheduling.podgroup_spec_patch` and :func:`.observe.observe_podgroup` (PodGroup spec and
-status), the runtime (namespace, name, resourceVersion, owner references). Pods keep all their labels (label
-selectors); PodGroups none (nothing reads them). A reader of another field must add
-it here; ``tests/torchjob/test_torchjob_prune.py`` checks every decision of the plan is the same on pruned
-objects as on full ones.
+Readers: :mod:`.observe` (labels, deletion, phase, reason, Ready/DisruptionTarget conditions, terminated exit
+codes, the trainer's PET_NNODES), :mod:`.report` (the trainer's terminated ``message``/``finishedAt``),
+:mod:`.usage` (``startTime``, the trainer's ``finishedAt``), :mod:`.rendezvous` and the reconciler (name, uid,
+deletion), :mod:`.progress_endpoint` (uid, labels, owner references), :func:`~scheduling.podgroup_spec_patch`
+and :func:`.observe.observe_podgroup` (PodGroup spec and status), the runtime (namespace, name,
+resourceVersion, owner references). Pods keep all their labels (label selectors); PodGroups none (nothing
+reads them). A reader of another field must add it here; ``tests/controller/torchjob/test_torchjob_prune.py``
+checks every decision of the plan is the same on pruned objects as on full ones.
 
 Shared subtrees are part of the cache contract already in force: cached objects are read-only.
 """
@@ -28,7 +27,7 @@ from typing import Any, Final, cast
 
 from api import contract
 from api.constants import TRAINER_CONTAINER
-from controller.objects import JsonObject
+from controller.runtime.objects import JsonObject
 from controller.torchjob.report import failure_message, may_be_report
 
 POD_CONDITIONS: Final = frozenset({"Ready", "DisruptionTarget"})

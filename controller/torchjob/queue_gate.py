@@ -11,12 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
 from api.queue import QueueState
-from controller.objects import JsonObject
-from controller.resource import Resource
+from controller.runtime.objects import JsonObject
 
-QUEUES: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "Queue", "queues", namespaced=False)
 REASON_QUEUE_NOT_FOUND: Final = "QueueNotFound"
 REASON_QUEUE_CLOSED: Final = "QueueClosed"
 _NOT_ADMITTING: Final = frozenset({QueueState.CLOSED.value, QueueState.CLOSING.value})

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from controller.client import Client
-from controller.errors import ApiError, NotFound
-from controller.torchjob.queue_gate import QUEUES, QueueProblem, queue_problem
+from controller.runtime.client import Client
+from controller.runtime.errors import ApiError, NotFound
+from controller.torchjob.kinds import QUEUES
+from controller.torchjob.queue_gate import QueueProblem, queue_problem
 
 log = logging.getLogger(__name__)
 

@@ -14,27 +14,28 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from pydantic import ValidationError
 
-from api import GROUP, KIND, PLURAL, VERSION, Phase, TorchJob, TorchJobStatus
-from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
-from controller import objects
-from controller.cache import deep_copy, owner_uid_index
-from controller.client import Client
-from controller.controller import Controller
-from controller.errors import AlreadyExists, ApiError, NotFound
-from controller.informer import InformerEvent
-from controller.manager import Manager
-from controller.recorder import EventRecorder, ObjectRef
-from controller.request import Request, Result, TerminalError
-from controller.resource import EVENTS, PODS, SERVICES, Resource
+from api import Phase, TorchJob, TorchJobStatus
+from controller.runtime import objects
+from controller.runtime.cache import deep_copy, owner_uid_index
+from controller.runtime.client import Client
+from controller.runtime.controller import Controller
+from controller.runtime.errors import AlreadyExists, ApiError, NotFound
+from controller.runtime.informer import InformerEvent
+from controller.runtime.manager import Manager
+from controller.runtime.objects import JsonObject
+from controller.runtime.reconcile import Request, Result, TerminalError
+from controller.runtime.recorder import EventRecorder, ObjectRef
+from controller.runtime.resource import EVENTS, PODS, SERVICES, Resource
 from controller.torchjob.accounting import FIELDS as ACCOUNTING_FIELDS
 from controller.torchjob.accounting import account
 from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departures, vanished
 from controller.torchjob.expectations import Expectations
+from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
 from controller.torchjob.labels import worker_name
 from controller.torchjob.metrics import JobMetrics
 from controller.torchjob.observe import observe_worker, worker_slot
@@ -64,10 +65,6 @@ from scheduling import podgroup_name
 
 log = logging.getLogger(__name__)
 
-JsonObject = dict[str, Any]
-
-TORCHJOBS: Final = Resource(GROUP, VERSION, KIND, PLURAL)
-PODGROUPS: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "PodGroup", "podgroups")
 OWNER_INDEX: Final = "owner-uid"
 COMPONENT: Final = "pyroclast"
 STATUS_BATCH: Final = 2.0
@@ -140,7 +137,8 @@ def utcnow() -> datetime:
 
 
 class TorchJobReconciler:
-    """Reconciles TorchJobs on a :class:`~controller.manager.Manager`; :meth:`controller` registers it."""
+    """Reconciles TorchJobs on a :class:`~controller.runtime.manager.Manager`; :meth:`controller` registers
+    it."""
 
     def __init__(
         self,

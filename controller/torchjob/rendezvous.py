@@ -26,8 +26,8 @@ from typing import Final, Literal
 
 from api import ObjectMeta, TorchJob
 from api.podgroup import GROUP_NAME_ANNOTATION, PREEMPTABLE_ANNOTATION, SCHEDULER_NAME, PodGroup, PodGroupSpec
-from controller import objects
-from controller.objects import JsonObject
+from controller.runtime import objects
+from controller.runtime.objects import JsonObject
 from controller.torchjob.labels import MANAGED_BY, MANAGED_BY_LABEL, REPLICA_INDEX_LABEL, owner_reference
 
 RENDEZVOUS_LABEL: Final = "pyroclast.dev/rendezvous-of"

@@ -19,8 +19,8 @@ from typing import Final, TypeGuard, cast
 from api import TorchJob, TorchJobStatus, contract
 from api.constants import TRAINER_CONTAINER
 from api.status import CheckpointStatus, Progress
-from controller import objects
-from controller.objects import JsonObject
+from controller.runtime import objects
+from controller.runtime.objects import JsonObject
 from controller.torchjob.labels import REPLICA_INDEX_LABEL
 
 _MAX_STEP: Final = 2**53

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from api import ResourceSeconds, TorchJob, Usage
 from api.constants import TRAINER_CONTAINER
 from api.quantity import parse_quantity
+from controller.runtime.objects import JsonObject
 from controller.torchjob.observe import worker_slot
 from controller.torchjob.rates import Rates
 from controller.torchjob.report import parse_time
 
-JsonObject = dict[str, Any]
 GIB: Final = Decimal(2**30)
 _FIELDS: Final = ("gpu_seconds", "cpu_seconds", "memory_gi_b_seconds", "pod_seconds")
 

@@ -7,9 +7,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-JsonObject = dict[str, Any]
+from controller.runtime.objects import JsonObject
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.objects import JsonObject
+from controller.torchjob.kinds import TORCHJOBS
 from e2e.bench.harness import new_namespace, start_operator, start_rig, stop_operator, wait_until
 from e2e.bench.report import MIB, P4_LIMIT_MB
 from e2e.bench.scale import clear_namespace, jobs_in_phase, ready, rss_mib, submit, wait_steady
@@ -27,7 +28,6 @@ from e2e.cluster import Cluster
 from e2e.cluster.ports import HOST, free_port
 from e2e.torchjobs import torchjob
 
-JsonObject = dict[str, Any]
 TUNED = ("--workers", "16", "--kube-api-qps", "200", "--kube-api-burst", "400")
 _LISTED = re.compile(
     r"listed (?P<items>\d+) torchjobs\.pyroclast\.dev at RV '(?P<rv>[^']*)' \((?P<pages>\d+) pages"

@@ -3,14 +3,14 @@
 
 Run: ``python -m e2e.bench.bench_memory [--jobs 10000] [--workers 8] [--json out.json]``. In a fresh
 subprocess, the operator as ``pyroclast run`` builds it (manager, TorchJob reconciler with its cache
-transforms, 16 workers) runs against a synthetic API server that serves real-shaped objects: the pod,
-PodGroup and TorchJob the operator made on the rig (``tests/torchjob/fixtures/cluster_objects.json``,
+transforms, 16 workers) runs against a synthetic API server that serves real-shaped objects: the pod, PodGroup
+and TorchJob the operator made on the rig (``tests/controller/torchjob/fixtures/cluster_objects.json``,
 ``managedFields`` included) renamed per job, pod, node and IP, as compact JSON bytes. The objects go through
 the real ingest path: the LISTs the informers make, answered as the apiserver's watch cache answers them (at
 resourceVersion "0" in one body whatever the limit: Services; at "" in pages of 500: TorchJobs, pods and
-PodGroups, which list so for that reason), then one MODIFIED watch event per object (decoded alone, as
-under churn), then every job is reconciled once (a steady job writes nothing). Printed: RSS idle / synced /
-steady and peak (VmHWM), the bytes each cached object holds (deep size, shared subtrees counted once, indexes
+PodGroups, which list so for that reason), then one MODIFIED watch event per object (decoded alone, as under
+churn), then every job is reconciled once (a steady job writes nothing). Printed: RSS idle / synced / steady
+and peak (VmHWM), the bytes each cached object holds (deep size, shared subtrees counted once, indexes
 included), PASS/FAIL vs 250 MB. Objects are generated page by page, so the synthetic server itself holds
 little beyond the body it answers.
 """
@@ -32,14 +32,22 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from controller.client import Client
-from controller.manager import Manager
-from controller.resource import PODS, SERVICES
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS, TorchJobReconciler
-from controller.transport import Response
+from controller.runtime.client import Client
+from controller.runtime.manager import Manager
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS, SERVICES
+from controller.runtime.transport import Response
+from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
+from controller.torchjob.reconciler import TorchJobReconciler
 
-JsonObject = dict[str, Any]
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "torchjob" / "fixtures" / "cluster_objects.json"
+FIXTURES = (
+    Path(__file__).resolve().parents[2]
+    / "tests"
+    / "controller"
+    / "torchjob"
+    / "fixtures"
+    / "cluster_objects.json"
+)
 LIMIT_MB = 250.0
 MIB = 2**20
 NAMESPACE = "bench-memory"
@@ -186,9 +194,9 @@ class _Stream:
 
 @dataclass
 class SyntheticApiServer:
-    """A :class:`~controller.transport.Transport` serving the fleet: LISTs (one body at resourceVersion "0",
-    as the watch cache; else pages of `limit`), one MODIFIED event per object on the first watch of each
-    collection, then quiet watches; writes are counted and answered 200."""
+    """A :class:`~controller.runtime.transport.Transport` serving the fleet: LISTs (one body at
+    resourceVersion "0", as the watch cache; else pages of `limit`), one MODIFIED event per object on the
+    first watch of each collection, then quiet watches; writes are counted and answered 200."""
 
     fleet: Fleet
     page_size: int = 500

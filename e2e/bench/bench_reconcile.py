@@ -1,14 +1,14 @@
 """Micro-benchmark: no-op reconciles per second of a Running TorchJob, in process, without a cluster.
 
 Run: ``python -m e2e.bench.bench_reconcile [--jobs 200] [--workers 8] [--passes 5] [--profile]``. Builds M
-TorchJobs on the fake API server (controller.testing), reconciles each until its PodGroup, Service and N
-worker pods exist, marks the pods Running (with kubelet-like status) and the PodGroup Running, reconciles
+TorchJobs on the fake API server (controller.runtime.fakeapi), reconciles each until its PodGroup, Service and
+N worker pods exist, marks the pods Running (with kubelet-like status) and the PodGroup Running, reconciles
 until every job shows Running, then times passes of one reconcile per job: the work an operator restarted
 after a kill -9 does per job once its caches are synced. Asserts the steady passes write nothing and read
-nothing from the API server (a no-op must be cache-only). ``--profile`` prints cProfile's top functions.
-Then, as after a restart, a fresh manager and reconciler start on the same fake server: seconds until the
-caches synced and until every job was reconciled with the queue empty (initial lists, informer events,
-the work queue and M reconciles; the fake server's own encoding included).
+nothing from the API server (a no-op must be cache-only). ``--profile`` prints cProfile's top functions. Then,
+as after a restart, a fresh manager and reconciler start on the same fake server: seconds until the caches
+synced and until every job was reconciled with the queue empty (initial lists, informer events, the work queue
+and M reconciles; the fake server's own encoding included).
 
 Figures are printed, never asserted.
 """
@@ -24,13 +24,13 @@ from typing import Any
 
 import anyio
 
-from controller.client import Client
-from controller.manager import Manager
-from controller.request import Request
-from controller.testing import FakeApiServer
+from controller.runtime.client import Client
+from controller.runtime.fakeapi import FakeApiServer
+from controller.runtime.manager import Manager
+from controller.runtime.objects import JsonObject
+from controller.runtime.reconcile import Request
 from controller.torchjob.reconciler import TorchJobReconciler
 
-JsonObject = dict[str, Any]
 JOBS = ("apis/pyroclast.dev/v1alpha1", "torchjobs")
 PODS = ("api/v1", "pods")
 SERVICES = ("api/v1", "services")

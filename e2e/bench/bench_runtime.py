@@ -30,17 +30,17 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from controller.client import Client
-from controller.controller import Controller
-from controller.errors import NotFound
-from controller.informer import Informer, InformerEvent
-from controller.request import Request
-from controller.resource import NAMESPACES, PODS, Resource
-from controller.testing import FakeApiServer
-from controller.transport import Response
-from controller.workqueue import QueueShutDown, WorkQueue
+from controller.runtime.client import Client
+from controller.runtime.controller import Controller
+from controller.runtime.errors import NotFound
+from controller.runtime.fakeapi import FakeApiServer
+from controller.runtime.informer import Informer, InformerEvent
+from controller.runtime.objects import JsonObject
+from controller.runtime.reconcile import Request
+from controller.runtime.resource import NAMESPACES, PODS, Resource
+from controller.runtime.transport import Response
+from controller.runtime.workqueue import QueueShutDown, WorkQueue
 
-JsonObject = dict[str, Any]
 SERVICE_ACCOUNTS = Resource("", "v1", "ServiceAccount", "serviceaccounts")
 
 

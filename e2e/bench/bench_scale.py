@@ -27,10 +27,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from controller.resource import Resource
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import Resource
+from controller.torchjob.kinds import TORCHJOBS
 from e2e.bench import kubeflow
 from e2e.bench.cpu import CpuMeter, format_cpu
 from e2e.bench.harness import job, new_namespace, start_operator, start_rig, stop_operator, wait_until
@@ -51,7 +51,6 @@ from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
 
-JsonObject = dict[str, Any]
 PYTORCHJOBS = Resource("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
 OURS_TUNED = ("--workers", "16", "--kube-api-qps", "200", "--kube-api-burst", "400")
 PODS_PER_NODE = 100

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from controller.runtime.objects import JsonObject
 from e2e.cluster import Cluster
 from e2e.cluster.operator import install_crd
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import torchjob
 
-JsonObject = dict[str, Any]
 OPERATOR_AGENT = ("pyroclast", "kr8s/")
 """User-agent prefixes of the operator's client, current and earlier (the bench writes with kubectl)."""
 

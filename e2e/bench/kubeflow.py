@@ -11,15 +11,14 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
+from controller.runtime.objects import JsonObject
 from e2e.cluster import Cluster
 from e2e.cluster.api import wait_for
 from e2e.cluster.modules import module_dir
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
 
-JsonObject = dict[str, Any]
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "e2e" / "build-training-operator.sh"
 MODULE = ("training-operator", "github.com/kubeflow/training-operator")

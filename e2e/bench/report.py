@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
-JsonObject = dict[str, Any]
+from controller.runtime.objects import JsonObject
+
 P4_PODS = 80_000
 P4_LIMIT_MB = 250.0
 MIB = 2**20 / 1e6  # MB per MiB

@@ -15,13 +15,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from controller.runtime.objects import JsonObject
 from e2e.bench.harness import job, start_operator, stop_operator
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 
-JsonObject = dict[str, Any]
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 ATTEMPT_LABEL = "pyroclast.dev/attempt"

@@ -13,13 +13,13 @@ from typing import Any, Literal
 import anyio
 import httpx
 
-from controller.client import Client
-from controller.resource import PODS, Resource
+from controller.runtime.client import Client
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS, Resource
 from e2e.bench.timeline import PodTimeline
 from e2e.cluster import Cluster
 from e2e.cluster.ports import HOST
 
-JsonObject = dict[str, Any]
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 
 

@@ -26,7 +26,8 @@ def test_suspended_jobs_are_listed_reconciled_and_measured(cluster: Cluster, crd
 
 def test_the_first_list_is_read_from_the_operators_log() -> None:
     line = (
-        "2026-01-01 INFO controller.reflector listed 10000 torchjobs.pyroclast.dev at RV '0' (1 pages in all)"
+        "2026-01-01 INFO controller.runtime.reflector listed 10000 torchjobs.pyroclast.dev at RV '0' "
+        "(1 pages in all)"
     )
     assert first_list(f"noise\n{line}\nlisted 5 pods at RV '' (3 pages in all)\n") == (10000, "0", 1)
     assert suspended_job(3)["spec"]["runPolicy"] == {"suspend": True}

@@ -24,8 +24,9 @@ import dns.reversename
 import pytest
 
 from api import contract
-from controller.resource import PODS
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS
+from controller.torchjob.kinds import TORCHJOBS
 from controller.torchjob.service import WORKERS_SERVICE
 from e2e.cluster import Cluster, wait_for
 from e2e.cluster import dns as cluster_dns
@@ -33,7 +34,6 @@ from e2e.cluster.pool import NodePool
 from e2e.torchjobs import operator, torchjob, wait_phase
 from tests.required import missing
 
-JsonObject = dict[str, Any]
 FORWARDING_PLUGINS = ("forward", "proxy", "grpc")
 
 

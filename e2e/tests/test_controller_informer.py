@@ -11,9 +11,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from controller.client import Client
-from controller.informer import Informer, InformerEvent
-from controller.resource import CONFIG_MAPS
+from controller.runtime.client import Client
+from controller.runtime.informer import Informer, InformerEvent
+from controller.runtime.resource import CONFIG_MAPS
 from e2e.cluster import Cluster
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from controller.client import Client
-from controller.controller import Controller
-from controller.manager import Manager
-from controller.request import Request
-from controller.resource import CONFIG_MAPS, LEASES, PODS, SERVICES, Resource
+from controller.runtime.client import Client
+from controller.runtime.controller import Controller
+from controller.runtime.manager import Manager
+from controller.runtime.reconcile import Request
+from controller.runtime.resource import CONFIG_MAPS, LEASES, PODS, SERVICES, Resource
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from pyroclast.operator import LEADER_LABEL, label_leader_pod

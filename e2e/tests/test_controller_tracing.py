@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from controller.client import Client
-from controller.controller import Controller
-from controller.manager import Manager
-from controller.request import Request
-from controller.resource import CONFIG_MAPS
-from controller.tracing import TRACE_CONTEXT_ANNOTATION
+from controller.runtime.client import Client
+from controller.runtime.controller import Controller
+from controller.runtime.manager import Manager
+from controller.runtime.reconcile import Request
+from controller.runtime.resource import CONFIG_MAPS
+from controller.runtime.tracing import TRACE_CONTEXT_ANNOTATION
 from e2e.cluster import Cluster
 
 pytestmark = [pytest.mark.cluster]

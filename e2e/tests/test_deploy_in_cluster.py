@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
 
-from controller.client import Client
-from controller.resource import LEASES
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.client import Client
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import LEASES
+from controller.torchjob.kinds import TORCHJOBS
 from e2e.cluster import Cluster, wait_for
 from e2e.cluster.operator import install_crd
 from e2e.cluster.process_nodes import ProcessNodePool
@@ -28,7 +28,6 @@ from e2e.training import train_args, training_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-JsonObject = dict[str, Any]
 SYSTEM_NS = "pyroclast-system"
 DEPLOYMENT = "pyroclast-operator"
 LEASE = "pyroclast-operator"

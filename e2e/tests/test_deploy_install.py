@@ -18,20 +18,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 import yaml
 
-from controller.client import Client
-from controller.errors import Forbidden
-from controller.health import probes_app
-from controller.httpserver import HttpServer
-from controller.resource import LEASES, PODS, SECRETS, Resource
+from controller.runtime.client import Client
+from controller.runtime.errors import Forbidden
+from controller.runtime.health import probes_app
+from controller.runtime.httpserver import HttpServer
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import LEASES, PODS, SECRETS, Resource
+from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
 from controller.torchjob.rates import load_rates
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.api import ApiError
 from e2e.cluster.operator import install_crd
@@ -42,7 +42,6 @@ from e2e.torchjobs import condition, status_of, stop_process, torchjob, wait_for
 from pyroclast.cli import build_parser
 from pyroclast.operator import LEADER_LABEL, manager_options, progress_options
 
-JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEM_NS = "pyroclast-system"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from controller.client import Client
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.client import Client
+from controller.torchjob.kinds import TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port

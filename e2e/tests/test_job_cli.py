@@ -20,9 +20,10 @@ import anyio
 import pytest
 import yaml
 
-from controller.resource import EVENTS
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import EVENTS
+from controller.torchjob.kinds import PODGROUPS
 from controller.torchjob.observe import observe_podgroup
-from controller.torchjob.reconciler import PODGROUPS
 from e2e import torchjobs as lifecycle
 from e2e.cluster import Cluster
 from e2e.cluster.pki import CertificateAuthority
@@ -31,7 +32,6 @@ from e2e.torchjobs import torchjob
 from pyroclast.jobs import JobClient
 from pyroclast.jobspec import build_job
 
-JsonObject = dict[str, Any]
 Run = Callable[..., tuple[int, str, str]]
 
 

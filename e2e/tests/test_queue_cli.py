@@ -9,22 +9,19 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from api.queue import Queue, QueueState
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.objects import JsonObject
+from controller.torchjob.kinds import QUEUES, TORCHJOBS
 from e2e import torchjobs as lifecycle
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import torchjob
-from pyroclast.queues import QUEUES, QueueAdmin
+from pyroclast.queues import QueueAdmin
 from scheduling.queues import allocation, build_queue
-
-JsonObject = dict[str, Any]
-
 
 Run = Callable[..., tuple[int, str, str]]
 

@@ -18,9 +18,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from controller.manager import Manager
-from controller.torchjob.reconciler import TORCHJOBS, TorchJobReconciler
-from controller.tracing import TRACE_CONTEXT_ANNOTATION
+from controller.runtime.manager import Manager
+from controller.runtime.tracing import TRACE_CONTEXT_ANNOTATION
+from controller.torchjob.kinds import TORCHJOBS
+from controller.torchjob.reconciler import TorchJobReconciler
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.otlp import otlp_receiver

@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from api import TorchJob, contract
-from controller.resource import PODS
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS
+from controller.torchjob.kinds import TORCHJOBS
 from controller.torchjob.progress_endpoint import Address
 from controller.torchjob.rates import Rates
-from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
@@ -23,7 +24,6 @@ from e2e.conftest import CliRun
 from e2e.tests.test_torchjob_progress import SERVICE_ACCOUNT, VOLUME, job_with_account, mint
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
 
-JsonObject = dict[str, Any]
 RATES = Rates.model_validate({"currency": "EUR", "perHour": {"cpu": 3.6, "memoryGiB": 0.72}})
 
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 
 from api import contract
-from controller.client import Client
-from controller.resource import EVENTS, PODS, SERVICES
+from controller.runtime.client import Client
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import EVENTS, PODS, SERVICES
+from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
 from controller.torchjob.labels import ATTEMPT_LABEL
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import names, operator, status_of, torchjob, wait_for, wait_phase
 
-JsonObject = dict[str, Any]
 # Shared storage the pods would mount; kwok mounts nothing, and an NFS source needs no claim binding.
 VOLUME: JsonObject = {"nfs": {"server": "nfs.example.invalid", "path": "/exports/ckpt"}}
 

@@ -17,16 +17,17 @@ from typing import Any
 import anyio
 import pytest
 
-from controller.client import Client
-from controller.errors import NotFound
-from controller.resource import EVENTS, PODS, SERVICES
-from controller.torchjob.reconciler import PODGROUPS, STATUS_BATCH, TORCHJOBS
+from controller.runtime.client import Client
+from controller.runtime.errors import NotFound
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import EVENTS, PODS, SERVICES
+from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
+from controller.torchjob.reconciler import STATUS_BATCH
 from controller.torchjob.service import WORKERS_SERVICE
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import condition, names, operator, status_of, torchjob, wait_for, wait_phase
 
-JsonObject = dict[str, Any]
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 TRACE = "pyroclast.dev/trace-context"
 

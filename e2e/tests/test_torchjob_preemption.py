@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import anyio
 import pytest
 
-from controller.client import Client
-from controller.resource import PODS
+from controller.runtime.client import Client
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS
+from controller.torchjob.kinds import PODGROUPS, QUEUES, TORCHJOBS
 from controller.torchjob.labels import ATTEMPT_LABEL
-from controller.torchjob.reconciler import PODGROUPS, TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import condition, operator, status_of, torchjob, wait_for, wait_phase
-from pyroclast.queues import QUEUES
 
-JsonObject = dict[str, Any]
 QUEUE_API = "/apis/scheduling.volcano.sh/v1beta1/queues"
 
 

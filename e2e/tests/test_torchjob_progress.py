@@ -18,16 +18,17 @@ import httpx
 import pytest
 
 from api import TorchJob, contract
-from controller.httpserver import Tls
-from controller.metrics import REGISTRY
-from controller.resource import PODS
+from controller.runtime.httpserver import Tls
+from controller.runtime.metrics import REGISTRY
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS
+from controller.torchjob.kinds import TORCHJOBS
 from controller.torchjob.progress import (
     POD_NAME_CLAIM,
     POD_UID_CLAIM,
     TOKEN_VOLUME,
 )
 from controller.torchjob.progress_endpoint import Address
-from controller.torchjob.reconciler import TORCHJOBS
 from controller.torchjob.report import checkpoint_path
 from e2e.cluster import Cluster
 from e2e.cluster.pki import CertificateAuthority
@@ -35,7 +36,6 @@ from e2e.cluster.pool import NodePool
 from e2e.torchjobs import operator_reconciler, status_of, torchjob, wait_for, wait_phase
 from workloads.progress import LivePoster
 
-JsonObject = dict[str, Any]
 SERVICE_ACCOUNT = "trainer"
 WORKERS_DIAL = "https://pyroclast-progress.invalid:8443"  # what pods are told; nothing dials it here
 VOLUME: JsonObject = {"nfs": {"server": "nfs.example.invalid", "path": "/exports/ckpt"}}

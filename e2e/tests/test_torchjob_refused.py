@@ -11,19 +11,18 @@ is Closed, is named in the Queued condition with what to do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import anyio
 import pytest
 
-from controller.client import Client
-from controller.resource import EVENTS, PODS
-from controller.torchjob.reconciler import TORCHJOBS
+from controller.runtime.client import Client
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import EVENTS, PODS
+from controller.torchjob.kinds import TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.pool import NodePool
 from e2e.torchjobs import condition, names, operator, status_of, torchjob, wait_for, wait_phase
 
-JsonObject = dict[str, Any]
 CliRun = Callable[..., tuple[int, str, str]]
 
 

@@ -15,16 +15,16 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any
 
 import anyio
 import pytest
 
-from controller.client import Client
-from controller.metrics import REGISTRY
-from controller.resource import PODS
+from controller.runtime.client import Client
+from controller.runtime.metrics import REGISTRY
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import PODS
+from controller.torchjob.kinds import TORCHJOBS
 from controller.torchjob.progress_endpoint import Address
-from controller.torchjob.reconciler import TORCHJOBS
 from e2e.cluster import Cluster
 from e2e.cluster.process_nodes import ProcessNodePool
 from e2e.conftest import CliRun
@@ -32,8 +32,6 @@ from e2e.torchjobs import condition, operator_reconciler, status_of, wait_for, w
 from e2e.training import RENDEZVOUS, TOTAL_STEPS, train_args, training_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
-
-JsonObject = dict[str, Any]
 
 
 def events(text: str, kind: str | None = None) -> list[JsonObject]:

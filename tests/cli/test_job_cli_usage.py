@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.queue import QueueState
-from controller.errors import TransportError, error_from_status
+from controller.runtime.errors import TransportError, error_from_status
 from pyroclast.cli import main
 from pyroclast.errors import explain
 from pyroclast.jobs import NoPriorityClassError, QueueClosedError, UnknownQueueError

@@ -9,9 +9,9 @@ import pytest
 
 from api import TorchJob
 from api.queue import QueueState
-from controller.client import Client
-from controller.errors import error_from_status
-from controller.testing import FakeApiServer
+from controller.runtime.client import Client
+from controller.runtime.errors import error_from_status
+from controller.runtime.fakeapi import FakeApiServer
 from pyroclast.errors import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_TIMEOUT, NotFoundError, explain
 from pyroclast.jobs import (
     JobExistsError,

@@ -13,8 +13,9 @@ import yaml
 from prometheus_client.metrics_core import Metric
 
 from api.crd import CRD_FILENAME, render
-from controller.metrics import REGISTRY
-from controller.throttle import RATE_LIMITER_DURATION
+from controller.runtime.metrics import REGISTRY
+from controller.runtime.objects import JsonObject
+from controller.runtime.throttle import RATE_LIMITER_DURATION
 from controller.torchjob.metrics import JOBS
 from e2e.helm import helm_template
 from pyroclast.cli import build_parser
@@ -22,7 +23,6 @@ from pyroclast.operator import LEADER_LABEL, manager_options, progress_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-JsonObject = dict[str, Any]
 
 
 def _docs(path: Path) -> list[JsonObject]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from api.queue import QueueState
-from controller.client import Client
-from controller.testing import FakeApiServer
+from controller.runtime.client import Client
+from controller.runtime.fakeapi import FakeApiServer
 from pyroclast.errors import EXIT_REFUSED, EXIT_TIMEOUT, explain
 from pyroclast.queues import (
     ProtectedQueueError,
