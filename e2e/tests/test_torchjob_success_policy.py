@@ -89,6 +89,7 @@ async def test_rank0_success_stops_the_others_and_ignores_their_exits(
                     if event.type == "DELETED":
                         return
 
+        done: JsonObject = {}
         with anyio.fail_after(90):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_worker_1)
