@@ -5,9 +5,11 @@ Pod outcomes are set per pod through the kwok stage annotations (e2e/cluster/__i
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
+import pytest
 
 from controller.client import Client
 from controller.resource import PODS
@@ -28,8 +30,9 @@ async def _pods(client: Client, namespace: str) -> dict[str, JsonObject]:
 
 
 async def test_rank0_success_stops_the_others_and_ignores_their_exits(
-    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="controller.torchjob.reconciler")
     nodes(3, cpu="4")
     body = torchjob(
         "r0",
@@ -111,6 +114,8 @@ async def test_rank0_success_stops_the_others_and_ignores_their_exits(
             "r0-worker-2": "Failed",
         }
         await wait_for("PodGroup deleted", lambda: _no_podgroups(client, namespace))
+    said = [r for r in caplog.records if getattr(r, "success_policy", None) == "Rank0"]
+    assert [getattr(r, "workers_stopped", None) for r in said] == [1]
 
 
 async def _no_podgroups(client: Client, namespace: str) -> bool:
