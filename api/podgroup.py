@@ -30,6 +30,16 @@ class PodGroupPhase(StrEnum):
     COMPLETED = "Completed"
 
 
+class PodGroupNetworkTopology(OpenKubeModel):
+    """Volcano's NetworkTopologySpec: the HyperNode tier a gang may span (hard) or prefers (soft)."""
+
+    mode: Literal["hard", "soft"] = Field(default="hard", description="hard or soft.")
+    highest_tier_allowed: StrictInt | None = Field(
+        default=None,
+        description="Highest HyperNode tier the gang may cross; hard mode ignores a spec without it.",
+    )
+
+
 class PodGroupSpec(OpenKubeModel):
     """The gang: how many pods must be placeable together, in which queue, at which priority."""
 
@@ -45,6 +55,9 @@ class PodGroupSpec(OpenKubeModel):
     )
     min_resources: dict[str, Quantity] | None = Field(
         default=None, description="Resources the enqueue gate checks before admitting the gang."
+    )
+    network_topology: PodGroupNetworkTopology | None = Field(
+        default=None, description="HyperNode tier constraint for the whole gang."
     )
 
 

@@ -26,6 +26,7 @@ LAUNCHER_MESSAGE: Final = (
 SHAPE_MESSAGE: Final = "image and nprocPerNode can only change while the job is suspended"
 
 Arg = Annotated[str, StringConstraints(max_length=4096)]
+SuccessPolicy = Literal["AllWorkers", "Rank0"]
 
 
 class TorchJobSpec(KubeModel):
@@ -103,6 +104,13 @@ class TorchJobSpec(KubeModel):
         default_factory=RunPolicy,
         description="Suspension, deadline and clean-up.",
         json_schema_extra={"default": {}},
+    )
+    success_policy: SuccessPolicy = Field(
+        default="AllWorkers",
+        description="When the job has succeeded. AllWorkers: every worker exited 0 (an elastic job: the "
+        "workers of the final rendezvous round). Rank0: worker 0 exited 0; the workers still running are "
+        "then stopped (graceful pod deletion, whatever cleanPodPolicy says) and no other worker's exit code "
+        "fails or restarts the job: worker 0's own failure follows failurePolicy.",
     )
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from api import ConditionStatus, ConditionType, Phase, PodGroup, TorchJob
+from api import ConditionStatus, ConditionType, Phase, PodGroup, TorchJob, TorchJobSpec
 from controller.runtime.objects import JsonObject
 from controller.torchjob.observe import GangState
 from pyroclast.errors import EXIT_JOB_FAILED, EXIT_OK
@@ -227,6 +227,17 @@ def _event_row(event: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
     )
 
 
+def _placement_and_success(spec: TorchJobSpec) -> list[tuple[str, object]]:
+    """The network topology and a success policy other than the default, only where the job sets them."""
+    lines: list[tuple[str, object]] = []
+    if (topology := spec.scheduling.network_topology) is not None:
+        tier = topology.highest_tier_allowed
+        lines.append(("Network topology", topology.mode + (f", up to HyperNode tier {tier}" if tier else "")))
+    if spec.success_policy == "Rank0":
+        lines.append(("Success policy", "Rank0 (worker 0's exit decides; the others are stopped)"))
+    return lines
+
+
 def describe_text(details: JobDetails, now: datetime) -> str:
     """The `job describe` report."""
     job, status = details.job, details.job.status
@@ -249,6 +260,7 @@ def describe_text(details: JobDetails, now: datetime) -> str:
         ("Queue", spec.scheduling.queue),
         ("Priority class", spec.scheduling.priority_class_name or "-"),
         ("Preemptible", "yes" if spec.scheduling.preemptible else "no"),
+        *_placement_and_success(spec),
         ("Suspended", "yes" if spec.run_policy.suspend else "no"),
         ("Phase", phase_of(job)),
         ("Ready/desired", nodes_of(job)),

@@ -8,7 +8,10 @@ Invariants:
 - no minResources: Volcano's enqueue gate (overcommit, proportion) compares it with the cluster's *idle*
   resources, so on a full cluster a higher-priority gang (preempt) or a gang of a queue under its share
   (reclaim) would stay Pending forever and never become a preemptor. Without it the gang is Inqueue at once;
-  allocate still binds all minMember workers or none and proportion still caps each queue per task.
+  allocate still binds all minMember workers or none and proportion still caps each queue per task;
+- networkTopology is the job's scheduling.networkTopology as it is (or absent): Volcano's allocate then
+  tries whole HyperNodes of the allowed tiers, lowest tier first, and binds the gang inside one or not at all
+  (hard), or prefers the lowest tier that fits (soft).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from api import ObjectMeta, OwnerReference, PodGroup, PodGroupSpec, TorchJob
+from api.podgroup import PodGroupNetworkTopology
+from api.scheduling import NetworkTopology
 
 _UID_CHARS = 8
 
@@ -42,8 +47,15 @@ def desired_podgroup(job: TorchJob, owner: OwnerReference, labels: dict[str, str
             min_member=spec.nodes.min_nodes,
             queue=spec.scheduling.queue,
             priority_class_name=spec.scheduling.priority_class_name,
+            network_topology=_network_topology(spec.scheduling.network_topology),
         ),
     )
+
+
+def _network_topology(wanted: NetworkTopology | None) -> PodGroupNetworkTopology | None:
+    if wanted is None:
+        return None
+    return PodGroupNetworkTopology(mode=wanted.mode, highest_tier_allowed=wanted.highest_tier_allowed)
 
 
 def podgroup_spec_patch(current: dict[str, Any], desired: PodGroup) -> dict[str, Any] | None:
@@ -54,7 +66,7 @@ def podgroup_spec_patch(current: dict[str, Any], desired: PodGroup) -> dict[str,
     want = desired.spec.to_k8s()
     have: dict[str, Any] = current.get("spec") or {}
     changes: dict[str, Any] = {}
-    for key in ("minMember", "queue", "priorityClassName", "minResources"):
+    for key in ("minMember", "queue", "priorityClassName", "minResources", "networkTopology"):
         if have.get(key) != want.get(key):
             changes[key] = want.get(key)
     return {"spec": changes} if changes else None

@@ -48,6 +48,7 @@ QUEUED_RECHECK: Final = 15.0
 REASON_QUEUED: Final = "WaitingForScheduler"
 REASON_RUNNING: Final = "AllWorkersRunning"
 REASON_SUCCEEDED: Final = "AllWorkersSucceeded"
+REASON_RANK0_SUCCEEDED: Final = "Rank0Succeeded"
 REASON_SUSPENDED: Final = "Suspended"
 REASON_RESUMED: Final = "Resumed"
 REASON_RESIZED: Final = "Resized"
@@ -316,6 +317,12 @@ def _judge(
     """Act on the current attempt's outcome; True when the gang must go (restart or finish)."""
     status = out.status
     policy = job.spec.failure_policy
+    rank0 = job.spec.success_policy == "Rank0"
+    if rank0 and (first := current.get(0)) is not None and first.phase == POD_SUCCEEDED:
+        # Worker 0's exit 0 is the outcome, whatever the others are doing or did (disruptions included).
+        message = _rank0_message(current)
+        _transition(job, out, Phase.SUCCEEDED, REASON_RANK0_SUCCEEDED, message, now, "Normal")
+        return True
     lost = disruption.losses(job, status, current, departures)
     if lost:
         what = "; ".join(loss.describe() for loss in lost)
@@ -342,9 +349,15 @@ def _judge(
         _transition(job, out, Phase.SUCCEEDED, REASON_SUCCEEDED, message, now, "Normal")
         return True
 
-    # A disrupted worker (recorded above) is never a failure, even if its pod ended Failed.
+    # A disrupted worker (recorded above) is never a failure, even if its pod ended Failed. Under Rank0
+    # only worker 0's exit counts: the others' agents may end at different times, and with any code.
     failed = sorted(
-        (w for w in current.values() if w.phase == POD_FAILED and w.disruption is None), key=lambda w: w.index
+        (
+            w
+            for w in current.values()
+            if w.phase == POD_FAILED and w.disruption is None and (not rank0 or w.index == 0)
+        ),
+        key=lambda w: w.index,
     )
     if failed:
         first = failed[0]
@@ -369,6 +382,19 @@ def _judge(
         )
         return True
     return False
+
+
+def _rank0_message(current: dict[int, Worker]) -> str:
+    """What a Rank0 success leaves behind: the workers it stops and the exits it overrules."""
+    others = [w for i, w in sorted(current.items()) if i != 0]
+    stopping = [w.name for w in others if not w.finished and not w.deleting]
+    failed = [w.name for w in others if w.phase == POD_FAILED]
+    message = "worker 0 succeeded (successPolicy Rank0)"
+    if stopping:
+        message += f"; stopping {len(stopping)} unfinished worker(s): {', '.join(stopping)}"
+    if failed:
+        message += f"; exits of {', '.join(failed)} ignored"
+    return message
 
 
 def _elastic_done(current: dict[int, Worker]) -> bool:
@@ -486,10 +512,15 @@ def _finish(
         status.completion_time = now
     _delete_podgroup(out, podgroup)
     policy = job.spec.run_policy.clean_pod_policy
+    # A Rank0 success stops the workers still running (a graceful delete) even under cleanPodPolicy None:
+    # the job is over, and their gang's PodGroup is gone.
+    stop_running = policy != "None" or (
+        job.spec.success_policy == "Rank0" and status.phase == Phase.SUCCEEDED
+    )
     for w in workers:
-        if w.deleting or policy == "None":
+        if w.deleting:
             continue
-        if policy == "All" or not w.finished:
+        if policy == "All" or (stop_running and not w.finished):
             out.actions.append(DeleteObject("Pod", w.name, w.uid))
     ttl = job.spec.run_policy.ttl_seconds_after_finished
     if ttl is not None:

@@ -43,6 +43,7 @@ from controller.torchjob.parsed import ParsedJobs
 from controller.torchjob.plan import (
     REASON_FAILED_RETRY,
     REASON_PREEMPTED,
+    REASON_RANK0_SUCCEEDED,
     REASON_RESIZED,
     Action,
     CreateObject,
@@ -597,6 +598,15 @@ class TorchJobReconciler:
                 JobMetrics.restarted("failure")
             elif event.reason == REASON_RESIZED:
                 JobMetrics.restarted("resize")
+            elif event.reason == REASON_RANK0_SUCCEEDED:
+                stopped = sum(1 for a in step.actions if isinstance(a, DeleteObject) and a.kind == "Pod")
+                log.info(
+                    "torchjob %s/%s: %s",
+                    job.metadata.namespace,
+                    job.metadata.name,
+                    event.message,
+                    extra={"success_policy": "Rank0", "workers_stopped": stopped},
+                )
             self._event(job, event, now)
 
     def _event(self, job: TorchJob, event: Event, now: datetime) -> None:

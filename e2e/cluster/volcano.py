@@ -9,6 +9,9 @@ import yaml
 
 # Actions include preempt and reclaim (the upstream default has neither). Plugins follow the Helm chart:
 # gang and drf are not preemptable-voters, so job priority decides preemption within a queue.
+# network-topology-aware (as in Volcano's own CI configuration) gives allocate the HyperNode tiers a gang with
+# a hard networkTopology may span; without it such a gang is placed as if it had none. Its HyperNode
+# bin-packing of pods without a topology is off, so HyperNodes one test creates never move other tests' pods.
 SCHEDULER_CONF: dict[str, Any] = {
     "actions": "enqueue, allocate, preempt, reclaim, backfill",
     "tiers": [
@@ -27,6 +30,10 @@ SCHEDULER_CONF: dict[str, Any] = {
                 {"name": "proportion"},
                 {"name": "nodeorder"},
                 {"name": "binpack"},
+                {
+                    "name": "network-topology-aware",
+                    "arguments": {"hypernode.binpack.normal-pod.enable": False},
+                },
             ]
         },
     ],

@@ -190,6 +190,29 @@ INVALID_CASES: Final[list[InvalidCase]] = [
         ("spec.scheduling.preemptible", "must be of type boolean"),
     ),
     InvalidCase(
+        "topology-mode",
+        [((S, "scheduling"), {"networkTopology": {"mode": "strict", "highestTierAllowed": 1}})],
+        ("spec.scheduling.networkTopology.mode", "Unsupported value"),
+    ),
+    InvalidCase(
+        "topology-tier-zero",
+        [((S, "scheduling"), {"networkTopology": {"mode": "hard", "highestTierAllowed": 0}})],
+        ("spec.scheduling.networkTopology.highestTierAllowed", "greater than or equal to 1"),
+    ),
+    InvalidCase(
+        "topology-hard-without-tier",
+        [((S, "scheduling"), {"networkTopology": {"mode": "hard"}})],
+        (
+            "spec.scheduling.networkTopology.highestTierAllowed",
+            "networkTopology.highestTierAllowed is required in hard mode",
+        ),
+    ),
+    InvalidCase(
+        "success-policy",
+        [((S, "successPolicy"), "Majority")],
+        ("spec.successPolicy", "Unsupported value"),
+    ),
+    InvalidCase(
         "checkpoint-no-volume",
         [((S, "checkpoint"), {"path": "/ckpt"})],
         ("spec.checkpoint.volume", "Required value"),

@@ -176,6 +176,17 @@ def run_policy(draw: Draw) -> dict[str, Any]:
 
 
 @st.composite
+def network_topology(draw: Draw) -> dict[str, Any]:
+    """A HyperNode tier constraint; hard mode without a tier is refused."""
+    out: dict[str, Any] = {}
+    if draw(st.booleans()):
+        out["mode"] = draw(_mix(["hard", "soft"], ["strict", "Hard"]))
+    if draw(USUALLY):
+        out["highestTierAllowed"] = draw(_mix([1, 2, 64], [0, -1, 65]))
+    return out
+
+
+@st.composite
 def template(draw: Draw) -> dict[str, Any]:
     """A pod overlay with volumes, mounts that may dangle, tolerations and extra containers."""
     spec: dict[str, Any] = {}
@@ -232,6 +243,7 @@ def torchjob_specs(draw: Draw) -> dict[str, Any]:
                 "queue": DNS_LABELS,
                 "priorityClassName": _mix(["high", "train.low"], ["Low"]),
                 "preemptible": BOOLS,
+                "networkTopology": network_topology(),
             },
         ),
         "checkpoint": checkpoint(),
@@ -239,6 +251,7 @@ def torchjob_specs(draw: Draw) -> dict[str, Any]:
         "failurePolicy": failure_policy(),
         "runPolicy": run_policy(),
         "imagePullPolicy": _mix(["Always", "IfNotPresent", "Never"], ["Sometimes"]),
+        "successPolicy": _mix(["AllWorkers", "Rank0"], ["rank0", "Majority"]),
     }
     for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=6)):
         spec[key] = draw(optional[key])

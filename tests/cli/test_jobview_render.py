@@ -184,6 +184,24 @@ def test_describe_shows_the_resolved_processes_per_node(spec: dict[str, Any], sh
     assert line.split(":", 1)[1].strip() != "gpu"
 
 
+def test_describe_shows_network_topology_and_rank0_only_when_set() -> None:
+    text = describe_text(
+        JobDetails(
+            job=job(
+                scheduling={"networkTopology": {"mode": "hard", "highestTierAllowed": 1}},
+                successPolicy="Rank0",
+            )
+        ),
+        NOW,
+    )
+    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1].strip() for ln in text.splitlines() if ":" in ln}
+    assert lines["Network topology"] == "hard, up to HyperNode tier 1"
+    assert lines["Success policy"].startswith("Rank0")
+    plain = describe_text(JobDetails(job=job()), NOW)
+    assert "Network topology" not in plain
+    assert "Success policy" not in plain
+
+
 def test_describe_shows_a_refused_create_instead_of_the_schedulers_words() -> None:
     refused = {
         "type": "CreateFailed", "status": "True", "reason": "FailedCreatePod",

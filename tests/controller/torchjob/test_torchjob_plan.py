@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api import ConditionStatus, FailurePolicy, Phase, TorchJob, TorchJobStatus
+from api import ConditionStatus, ConditionType, FailurePolicy, Phase, TorchJob, TorchJobStatus
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.observe import observe_podgroup, observe_worker
 from controller.torchjob.plan import (
@@ -19,6 +19,7 @@ from controller.torchjob.plan import (
     REASON_PERMANENT,
     REASON_PREEMPTED,
     REASON_PREEMPTION_BUDGET,
+    REASON_RANK0_SUCCEEDED,
     CreateObject,
     DeleteJob,
     DeleteObject,
@@ -393,6 +394,94 @@ def test_finished_job_never_recreates_anything() -> None:
     assert step.status == job.status
 
 
+# --- success policy Rank0 --------------------------------------------------------------------------------
+
+
+def test_success_policy_defaults_to_all_workers() -> None:
+    assert make_job().spec.success_policy == "AllWorkers"
+
+
+def test_rank0_success_stops_the_running_workers_and_ignores_the_failed_ones() -> None:
+    job, pg, svc = running_job(
+        nodes={"count": 3}, successPolicy="Rank0", failurePolicy={"permanentExitCodes": [3]}
+    )
+    pods = [
+        pod(job, 0, phase="Succeeded", exit_code=0),
+        pod(job, 1),
+        pod(job, 2, phase="Failed", exit_code=3),  # permanent, yet not worker 0's: no part of the outcome
+    ]
+    done = plan(job, pg, pods, svc, T0)
+    assert done.status.phase == Phase.SUCCEEDED
+    assert done.commit_first
+    assert done.status.failure_restarts == 0
+    succeeded = done.status.condition(ConditionType.SUCCEEDED)
+    assert succeeded is not None
+    assert succeeded.reason == REASON_RANK0_SUCCEEDED
+    assert succeeded.message == (
+        "worker 0 succeeded (successPolicy Rank0); stopping 1 unfinished worker(s): llama-worker-1; "
+        "exits of llama-worker-2 ignored"
+    )
+    assert [(e.type, e.reason) for e in done.events] == [("Normal", REASON_RANK0_SUCCEEDED)]
+    assert deletes(done, "Pod") == ["llama-worker-1"]  # a graceful delete; finished pods are kept
+    assert deletes(done, "PodGroup") == [podgroup_name(job)]
+    assert creates(done, "Pod") == []
+
+
+def test_the_same_pods_fail_the_job_under_all_workers() -> None:
+    job, pg, svc = running_job(nodes={"count": 3}, failurePolicy={"permanentExitCodes": [3]})
+    pods = [
+        pod(job, 0, phase="Succeeded", exit_code=0),
+        pod(job, 1),
+        pod(job, 2, phase="Failed", exit_code=3),
+    ]
+    assert plan(job, pg, pods, svc, T0).status.phase == Phase.FAILED
+
+
+def test_rank0_success_stops_running_workers_even_under_clean_pod_policy_none() -> None:
+    job, pg, svc = running_job(successPolicy="Rank0", runPolicy={"cleanPodPolicy": "None"})
+    done = plan(job, pg, [pod(job, 0, phase="Succeeded", exit_code=0), pod(job, 1)], svc, T0)
+    assert done.status.phase == Phase.SUCCEEDED
+    assert deletes(done, "Pod") == ["llama-worker-1"]
+    # The next pass sees the worker going away and neither deletes it again nor changes the outcome.
+    job = with_status(job, done)
+    later = [pod(job, 0, phase="Succeeded", exit_code=0), pod(job, 1, deleting=True)]
+    again = plan(job, None, later, svc, T0 + timedelta(seconds=1))
+    assert again.status.phase == Phase.SUCCEEDED
+    assert again.actions == []
+    assert again.events == []
+
+
+def test_rank0_another_workers_failure_neither_restarts_nor_fails_the_job() -> None:
+    job, pg, svc = running_job(nodes={"count": 3}, successPolicy="Rank0")
+    pods = [pod(job, 0), pod(job, 1, phase="Failed", exit_code=1), pod(job, 2)]
+    step = plan(job, pg, pods, svc, T0)
+    assert step.status.phase == Phase.RUNNING
+    assert step.status.failure_restarts == 0
+    assert deletes(step, "Pod") == []
+    assert creates(step, "Pod") == []  # the failed worker is not replaced inside the attempt
+    assert step.events == []
+
+
+def test_rank0_worker_0_failure_follows_the_failure_policy() -> None:
+    job, pg, svc = running_job(successPolicy="Rank0")
+    step = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=1), pod(job, 1)], svc, T0)
+    assert step.status.phase == Phase.RESTARTING
+    assert step.status.failure_restarts == 1
+    assert sorted(deletes(step, "Pod")) == ["llama-worker-0", "llama-worker-1"]
+
+
+def test_rank0_waits_for_worker_0_when_the_others_are_done() -> None:
+    job, pg, svc = running_job(nodes={"count": 3}, successPolicy="Rank0")
+    pods = [
+        pod(job, 0),
+        pod(job, 1, phase="Succeeded", exit_code=0),
+        pod(job, 2, phase="Succeeded", exit_code=0),
+    ]
+    step = plan(job, pg, pods, svc, T0)
+    assert step.status.phase == Phase.RUNNING
+    assert step.actions == []
+
+
 # --- failures --------------------------------------------------------------------------------------------
 
 
@@ -671,3 +760,20 @@ def test_invariants_over_arbitrary_pod_states(
         assert not creates(step, "PodGroup")
     # Never over budget.
     assert new.failure_restarts <= 2
+
+
+@given(phases=st.lists(st.tuples(PHASES, st.sampled_from([None, 0, 1, 3])), min_size=3, max_size=3))
+@settings(max_examples=150, deadline=None)
+def test_rank0_outcome_is_worker_0s(phases: list[tuple[str, int | None]]) -> None:
+    job, pg, svc = running_job(
+        nodes={"count": 3}, successPolicy="Rank0", failurePolicy={"permanentExitCodes": [3]}
+    )
+    pods = [pod(job, i, phase=ph, exit_code=code) for i, (ph, code) in enumerate(phases)]
+    step = plan(job, pg, pods, svc, T0)
+    first = phases[0][0]
+    assert (step.status.phase == Phase.SUCCEEDED) == (first == "Succeeded")
+    # Only worker 0's failure restarts or fails the job.
+    assert (step.status.phase in (Phase.RESTARTING, Phase.FAILED)) == (first == "Failed")
+    if step.status.phase == Phase.SUCCEEDED:
+        unfinished = {f"llama-worker-{i}" for i, (ph, _) in enumerate(phases) if ph in ("Pending", "Running")}
+        assert set(deletes(step, "Pod")) == unfinished

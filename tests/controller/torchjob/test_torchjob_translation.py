@@ -101,6 +101,39 @@ def test_podgroup_patch_removes_a_stale_priority() -> None:
 
 
 @pytest.mark.parametrize(
+    ("wanted", "wire"),
+    [
+        ({"highestTierAllowed": 1}, {"mode": "hard", "highestTierAllowed": 1}),
+        ({"mode": "hard", "highestTierAllowed": 2}, {"mode": "hard", "highestTierAllowed": 2}),
+        ({"mode": "soft"}, {"mode": "soft"}),
+        ({"mode": "soft", "highestTierAllowed": 3}, {"mode": "soft", "highestTierAllowed": 3}),
+    ],
+)
+def test_podgroup_carries_the_network_topology(wanted: dict[str, Any], wire: dict[str, Any]) -> None:
+    job = make_job(scheduling={"networkTopology": wanted})
+    spec = desired_podgroup(job, owner_reference(job), {}).to_k8s()["spec"]
+    assert spec["networkTopology"] == wire
+
+
+def test_podgroup_without_network_topology_has_none() -> None:
+    job = make_job()
+    assert "networkTopology" not in desired_podgroup(job, owner_reference(job), {}).to_k8s()["spec"]
+
+
+def test_podgroup_patch_follows_a_network_topology_change() -> None:
+    job = make_job(scheduling={"networkTopology": {"highestTierAllowed": 1}})
+    desired = desired_podgroup(job, owner_reference(job), {})
+    current = {"spec": desired.spec.to_k8s()}
+    assert podgroup_spec_patch(current, desired) is None
+    wider = make_job(scheduling={"networkTopology": {"highestTierAllowed": 2}})
+    patch = podgroup_spec_patch(current, desired_podgroup(wider, owner_reference(wider), {}))
+    assert patch == {"spec": {"networkTopology": {"mode": "hard", "highestTierAllowed": 2}}}
+    plain = make_job()
+    patch = podgroup_spec_patch(current, desired_podgroup(plain, owner_reference(plain), {}))
+    assert patch == {"spec": {"networkTopology": None}}
+
+
+@pytest.mark.parametrize(
     ("value", "text"),
     [
         (Decimal(8), "8"),
