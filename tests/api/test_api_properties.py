@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
@@ -58,10 +58,16 @@ def test_user_values_survive_unchanged(spec: dict[str, Any]) -> None:
     job = _parse(spec)
     if job is None:
         return
-    wire_spec = job.to_k8s()["spec"]
-    for key, value in spec.items():
-        if isinstance(value, dict):
-            for sub_key, sub_value in value.items():  # pyright: ignore[reportUnknownVariableType]
-                assert wire_spec[key][sub_key] == sub_value
-        else:
-            assert wire_spec[key] == value
+    # Every value the user wrote is on the wire as written; defaults may fill what they left out (checked
+    # against the schema's own defaulting above).
+    _assert_kept(job.to_k8s()["spec"], spec, "spec")
+
+
+def _assert_kept(wire: Any, user: Any, path: str) -> None:
+    if isinstance(user, dict):
+        assert isinstance(wire, dict), path
+        for key, value in cast(dict[str, Any], user).items():
+            assert key in wire, f"{path}.{key} dropped"
+            _assert_kept(cast(dict[str, Any], wire)[key], value, f"{path}.{key}")
+    else:
+        assert wire == user, path
