@@ -1,4 +1,5 @@
-"""The TorchJob CustomResourceDefinition, generated from the models, and the `pyroclast crd` verb."""
+"""The CustomResourceDefinitions (TorchJob, and the runtimes of :mod:`api.runtime_crd`), generated from the
+models, and the `pyroclast crd` verb."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any, Final
 import yaml
 
 from api.constants import CATEGORIES, CRD_NAME, GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from api.runtime import RUNTIME_PLURALS, RuntimeKind
+from api.runtime_crd import runtime_crd
 from api.schema import Schema, structural_schema
 from api.structural import structural_violations
 from api.torchjob import METADATA_SCHEMA, TorchJob
@@ -60,6 +63,12 @@ PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
         "type": "number",
         "jsonPath": ".status.goodput.percent",
         "description": "Percent of the time since the gang first ran that made kept progress.",
+    },
+    {
+        "name": "Runtime",
+        "type": "string",
+        "jsonPath": ".spec.runtimeRef.name",
+        "description": "The ClusterTorchRuntime or TorchRuntime the job takes its defaults from.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
@@ -133,40 +142,68 @@ def torchjob_crd() -> dict[str, Any]:
     }
 
 
+RUNTIME_CRD_FILENAMES: Final[dict[RuntimeKind, str]] = {
+    k: f"{GROUP}_{p}.yaml" for k, p in RUNTIME_PLURALS.items()
+}
+
+
+def _dump(crd: dict[str, Any]) -> str:
+    return _HEADER + yaml.safe_dump(crd, sort_keys=False, width=110, allow_unicode=True)
+
+
 def render() -> str:
-    """The CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
-    body = yaml.safe_dump(torchjob_crd(), sort_keys=False, width=110, allow_unicode=True)
-    return _HEADER + body
+    """The TorchJob CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
+    return _dump(torchjob_crd())
 
 
-def write(directory: Path) -> Path:
-    """Write the CRD into `directory`; returns the file written."""
+def render_runtime(kind: RuntimeKind) -> str:
+    """A runtime kind's CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
+    return _dump(runtime_crd(kind, torchjob_schema()["properties"]["spec"]))
+
+
+def render_all() -> str:
+    """Every CRD, as one multi-document YAML stream (TorchJob first)."""
+    return "---\n".join([render(), *(render_runtime(k) for k in RuntimeKind)])
+
+
+def write(directory: Path) -> list[Path]:
+    """Write every CRD into `directory`; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CRD_FILENAME
-    target.write_text(render(), encoding="utf-8")
-    log.info("wrote CRD", extra={"path": str(target)})
-    return target
+    files = {CRD_FILENAME: render(), **{RUNTIME_CRD_FILENAMES[k]: render_runtime(k) for k in RuntimeKind}}
+    written: list[Path] = []
+    for name, text in files.items():
+        target = directory / name
+        target.write_text(text, encoding="utf-8")
+        log.info("wrote CRD", extra={"path": str(target)})
+        written.append(target)
+    return written
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.write is None:
-        sys.stdout.write(render())
+        sys.stdout.write(render_all())
         return 0
-    print(write(Path(args.write)))
+    for path in write(Path(args.write)):
+        print(path)
     return 0
 
 
 CRD_HELP: Final = (
-    "Print the TorchJob CustomResourceDefinition (pyroclast.dev/v1alpha1) as YAML, or write it into a "
-    "folder with --write. Install it with `pyroclast crd | kubectl apply --server-side -f -` before the "
-    "operator starts; it is the same file as deploy/crd/ and the Helm chart's crds/."
+    "Print the CustomResourceDefinitions (pyroclast.dev/v1alpha1: TorchJob, ClusterTorchRuntime, "
+    "TorchRuntime) as YAML, or write them into a folder with --write. Install them with `pyroclast crd | "
+    "kubectl apply --server-side -f -` before the operator starts; they are the same files as deploy/crd/ "
+    "and the Helm chart's crds/."
 )
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `pyroclast crd` on the command's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "crd", help="print or write the TorchJob CRD", description=CRD_HELP
+        "crd", help="print or write the CRDs", description=CRD_HELP
     )
-    parser.add_argument("--write", metavar="DIR", help=f"write {CRD_FILENAME} into DIR instead of printing")
+    parser.add_argument(
+        "--write",
+        metavar="DIR",
+        help=f"write {CRD_FILENAME} and the runtimes' CRDs into DIR instead of printing",
+    )
     parser.set_defaults(func=_run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, cast
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -16,6 +16,7 @@ from api.pod import PodTemplateOverlay
 from api.policy import FailurePolicy, RunPolicy
 from api.rendezvous import Rendezvous
 from api.resources import ResourceRequirements
+from api.runtime_ref import RuntimeRef
 from api.scheduling import Scheduling
 
 # The first word of `command` may not be a launcher: Pyroclast starts torchrun, which starts Python.
@@ -24,6 +25,7 @@ LAUNCHER_MESSAGE: Final = (
     "command is what torchrun runs (a script, or -m and a module); do not start it with torchrun or python"
 )
 SHAPE_MESSAGE: Final = "image and nprocPerNode can only change while the job is suspended"
+IMAGE_MESSAGE: Final = "spec.image is required unless spec.runtimeRef names a runtime that sets it"
 
 Arg = Annotated[str, StringConstraints(max_length=4096)]
 
@@ -31,18 +33,11 @@ Arg = Annotated[str, StringConstraints(max_length=4096)]
 class TorchJobSpec(KubeModel):
     """The desired state of a TorchJob."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            rule(
-                "(has(oldSelf.runPolicy) && oldSelf.runPolicy.suspend) || "
-                "(self.image == oldSelf.image && self.nprocPerNode == oldSelf.nprocPerNode)",
-                SHAPE_MESSAGE,
-            )
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=lambda schema: _image_from_runtime(schema))
 
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
-        description="Container image with torch and the training code. Changes only while suspended."
+        description="Container image with torch and the training code. Changes only while suspended. May be "
+        "left to the runtime (runtimeRef)."
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         default=None, description="Image pull policy of the trainer container."
@@ -104,6 +99,22 @@ class TorchJobSpec(KubeModel):
         description="Suspension, deadline and clean-up.",
         json_schema_extra={"default": {}},
     )
+    runtime_ref: RuntimeRef | None = Field(
+        default=None,
+        description="A ClusterTorchRuntime or TorchRuntime whose defaults (image, env, volumes, tolerations, "
+        "queue, ...) this job starts from; the job's own fields win unless the runtime locks them. Resolved "
+        "once, on the job's first reconcile (status.runtime): editing the runtime later never changes it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_or_runtime(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and not {"image", "runtimeRef", "runtime_ref"} & cast(dict[str, Any], data).keys()
+        ):
+            raise ValueError(IMAGE_MESSAGE)
+        return cast(object, data)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -130,6 +141,23 @@ class TorchJobSpec(KubeModel):
         ):
             errors.append("checkpoint.path is immutable")
         return errors
+
+
+def _image_from_runtime(schema: dict[str, Any]) -> None:
+    """The stored job may leave image to its runtime: the CRD requires it only without a runtimeRef (the
+    effective spec, runtime merged in, always has one: the model requires it)."""
+    schema["required"] = [r for r in schema.get("required", []) if r != "image"]
+    schema.update(
+        rules(
+            rule(
+                "(has(oldSelf.runPolicy) && oldSelf.runPolicy.suspend) || "
+                "((has(self.image) ? self.image : '') == (has(oldSelf.image) ? oldSelf.image : '') && "
+                "self.nprocPerNode == oldSelf.nprocPerNode)",
+                SHAPE_MESSAGE,
+            ),
+            rule("has(self.image) || has(self.runtimeRef)", IMAGE_MESSAGE),
+        )
+    )
 
 
 def _same_value(a: int | str, b: int | str) -> bool:
