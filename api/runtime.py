@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import Field, StrictInt, StringConstraints, model_validator
+from pydantic import Field, StrictInt, StringConstraints, ValidationError, model_validator
 
 from api.base import KubeModel
 from api.constants import API_VERSION
@@ -80,6 +80,8 @@ class TorchRuntimeSpec(KubeModel):
     def _check(self) -> Self:
         if self.defaults is not None and RUNTIME_REF in self.defaults:
             raise ValueError(DEFAULTS_REF_MESSAGE)
+        for key, value in (self.defaults or {}).items():
+            _check_default(key, value)
         for path in self.locked or []:
             if parse_path(path)[0].field not in lockable_fields():
                 raise ValueError(LOCKED_MESSAGE)
@@ -91,6 +93,19 @@ class TorchRuntimeSpec(KubeModel):
         """A short hash of the spec as the apiserver serves it (key order does not matter)."""
         body = json.dumps(self.to_k8s(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _check_default(key: str, value: Any) -> None:
+    """One field of `defaults` as the TorchJob spec would take it (the apiserver checks the same with the
+    spec's schema); cross-field rules wait for the merged spec."""
+    if key not in lockable_fields():
+        raise ValueError(f"defaults.{key}: unknown field (a runtime's defaults are TorchJob spec fields)")
+    try:
+        TorchJobSpec.model_validate({"image": "i", "command": ["c"], key: value})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"defaults.{where}: {first['msg']}") from None
 
 
 class _Runtime(KubeModel):
