@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, Self, cast
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -35,9 +35,10 @@ class TorchJobSpec(KubeModel):
 
     model_config = ConfigDict(json_schema_extra=lambda schema: _image_from_runtime(schema))
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
-        description="Container image with torch and the training code. Changes only while suspended. May be "
-        "left to the runtime (runtimeRef)."
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+        default=None,
+        description="Container image with torch and the training code. Changes only while suspended. "
+        "Required unless the runtime (runtimeRef) sets it.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         default=None, description="Image pull policy of the trainer container."
@@ -106,18 +107,10 @@ class TorchJobSpec(KubeModel):
         "once, on the job's first reconcile (status.runtime): editing the runtime later never changes it.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _image_or_runtime(cls, data: Any) -> Any:
-        if (
-            isinstance(data, dict)
-            and not {"image", "runtimeRef", "runtime_ref"} & cast(dict[str, Any], data).keys()
-        ):
-            raise ValueError(IMAGE_MESSAGE)
-        return cast(object, data)
-
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.image is None and self.runtime_ref is None:
+            raise ValueError(IMAGE_MESSAGE)
         if self.command[0] in LAUNCHERS:
             raise ValueError(LAUNCHER_MESSAGE)
         if self.env and (repeated := duplicates(self.env, lambda e: e.name)):
@@ -144,9 +137,8 @@ class TorchJobSpec(KubeModel):
 
 
 def _image_from_runtime(schema: dict[str, Any]) -> None:
-    """The stored job may leave image to its runtime: the CRD requires it only without a runtimeRef (the
-    effective spec, runtime merged in, always has one: the model requires it)."""
-    schema["required"] = [r for r in schema.get("required", []) if r != "image"]
+    """A job may leave its image to its runtime: required only without a runtimeRef (the effective spec, the
+    runtime merged in, always has one: the operator checks it before building pods)."""
     schema.update(
         rules(
             rule(

@@ -108,7 +108,7 @@ async def connect(kubeconfig: str | Path | None, context: str | None) -> Client:
 
 def command_name(args: argparse.Namespace) -> str:
     """`pyroclast job submit`: the command line's verbs, the name of its span."""
-    verbs = [getattr(args, "verb", None), getattr(args, "job_verb", None), getattr(args, "queue_verb", None)]
+    verbs = [getattr(args, k, None) for k in ("verb", "job_verb", "queue_verb", "runtime_verb")]
     return " ".join(["pyroclast", *(str(v) for v in verbs if v)])
 
 

@@ -92,6 +92,12 @@ def effective_job(raw: JsonObject, record: RuntimeRecord) -> JsonObject:
         merged = effective_spec(describe(record), record.spec, spec, _defaults())
     except LockedField as err:
         raise Unresolved(REASON_LOCKED, str(err)) from err
+    if not merged.get("image"):
+        raise Unresolved(
+            REASON_INVALID,
+            f"neither the job nor {describe(record)} sets spec.image: set it in the job, or in the runtime's "
+            "defaults",
+        )
     out = {**raw, "spec": merged}
     try:
         TorchJob.from_k8s(out)
