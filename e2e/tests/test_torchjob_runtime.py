@@ -5,10 +5,11 @@ refused when it overrides a locked field, and waits (saying so) for a runtime th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
@@ -26,6 +27,12 @@ JsonObject = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "examples" / "runtime-nccl.yaml"
 CLUSTER_RUNTIMES = RUNTIMES[RuntimeKind.CLUSTER]
+CliRun = Callable[..., tuple[int, str, str]]
+
+
+async def in_thread(cli: CliRun, *argv: str) -> tuple[int, str, str]:
+    """The CLI runs its own event loop: off this test's loop."""
+    return await anyio.to_thread.run_sync(lambda: cli(*argv))
 
 
 @pytest.fixture
@@ -249,3 +256,42 @@ async def test_the_readme_runtime_example_applies_and_resolves(
             assert volumes["datasets"]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
             assert pod["spec"]["containers"][0]["image"] == runtime["spec"]["defaults"]["image"]
         assert (await client.get(CLUSTER_RUNTIMES, "a100-ib"))["spec"] == runtime["spec"]
+
+
+async def test_cli_lists_gets_and_submits_with_a_runtime(
+    cluster: Cluster, crd: str, namespace: str, cli: CliRun, cluster_runtimes: list[str]
+) -> None:
+    runtime = f"rt-{namespace}"
+    cluster_runtimes.append(runtime)
+    doc = base_runtime(runtime)
+    doc["spec"]["defaults"]["scheduling"] = {"queue": "default"}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(doc))
+    team = base_runtime("team", kind="TorchRuntime")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(team))
+
+    code, out, _ = await in_thread(cli, "runtime", "list", "-n", namespace)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["KIND", "NAME", "NAMESPACE", "IMAGE", "QUEUE", "LOCKED"]
+    assert ["ClusterTorchRuntime", runtime, "-", "ghcr.io/example/train:1.0", "default"] in [
+        r[:5] for r in rows
+    ]
+    assert ["TorchRuntime", "team", namespace, "ghcr.io/example/train:1.0", "gpu"] in [r[:5] for r in rows]
+    code, out, _ = await in_thread(cli, "runtime", "get", "TorchRuntime/team", "-n", namespace)
+    assert code == 0
+    assert yaml.safe_load(out)["spec"] == team["spec"]
+    code, _, err = await in_thread(cli, "runtime", "get", "nope")
+    assert code == 3
+    assert "ClusterTorchRuntime nope does not exist" in err
+
+    # The CLI merges before submitting: a locked field is refused at once, naming it.
+    argv = ["job", "submit", "ft", "-n", namespace, "--runtime", runtime]
+    code, _, err = await in_thread(cli, *argv, "--env", "NCCL_IB_HCA=mlx4", "--", "-m", "train")
+    assert code == 4
+    assert f"spec.env[NCCL_IB_HCA] is locked by ClusterTorchRuntime/{runtime}" in err
+    code, out, err = await in_thread(cli, *argv, "--env", "NCCL_DEBUG=INFO", "--", "-m", "train")
+    assert code == 0, err
+    assert f"torchjob/ft submitted with ClusterTorchRuntime {runtime}" in out
+    stored = json.loads(cluster.kubectl("get", "tj", "ft", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["runtimeRef"] == {"kind": "ClusterTorchRuntime", "name": runtime}
+    assert "image" not in stored["spec"]
