@@ -11,7 +11,7 @@ from typing import Any, Final
 from api.runtime import RuntimeKind
 from controller.client import Client
 from pyroclast import runtimes as sdk
-from pyroclast.cli_support import connection_flags, context_namespace, dump, run_command
+from pyroclast.cli_support import connection_flags, context_namespace, dump, run_command, sub_command
 from pyroclast.errors import EXIT_CODES_HELP, EXIT_OK
 
 EPILOG: Final = f"""\
@@ -90,12 +90,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="runtime_verb", required=True, metavar="COMMAND")
 
-    def verb(name: str, func: Command, help_: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(
-            name, help=help_, description=help_, epilog=EPILOG, formatter_class=fmt, parents=[common]
-        )
-        p.set_defaults(runtime_func=func)
-        return p
+    verb = sub_command(sub, common, EPILOG, "runtime_func")
 
     p = verb("list", _list, "list ClusterTorchRuntimes and the namespace's TorchRuntimes")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="TorchRuntimes of every namespace")

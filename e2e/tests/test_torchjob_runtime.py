@@ -65,6 +65,14 @@ def _job(name: str, runtime: str, pool: NodePool, **spec: Any) -> JsonObject:
     return doc
 
 
+def _applied(cluster: Cluster, namespace: str, pool: NodePool, created: list[str]) -> str:
+    """A ClusterTorchRuntime for this test (`_runtime`), applied; its name."""
+    name = f"rt-{namespace}"
+    created.append(name)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(_runtime(name, pool)))
+    return name
+
+
 async def _pods(client: Client, namespace: str, count: int) -> list[JsonObject]:
     async def probe() -> list[JsonObject] | None:
         pods = (await client.list(PODS, namespace)).items
@@ -124,9 +132,7 @@ async def test_a_job_gets_its_runtime_and_keeps_it_when_the_runtime_changes(
     cluster: Cluster, crd: str, namespace: str, nodes: NodePool, cluster_runtimes: list[str]
 ) -> None:
     nodes(3, cpu="4")
-    runtime = f"rt-{namespace}"
-    cluster_runtimes.append(runtime)
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(_runtime(runtime, nodes)))
+    runtime = _applied(cluster, namespace, nodes, cluster_runtimes)
     async with operator(cluster) as client:
         job = _job("ft", runtime, nodes, env=[{"name": "NCCL_DEBUG", "value": "INFO"}])
         await client.create(TORCHJOBS, job, namespace)
@@ -182,9 +188,7 @@ async def test_a_locked_field_override_is_refused_with_the_condition(
     cluster: Cluster, crd: str, namespace: str, nodes: NodePool, cluster_runtimes: list[str]
 ) -> None:
     nodes(2, cpu="4")
-    runtime = f"rt-{namespace}"
-    cluster_runtimes.append(runtime)
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(_runtime(runtime, nodes)))
+    runtime = _applied(cluster, namespace, nodes, cluster_runtimes)
     async with operator(cluster) as client:
         job = _job("locked", runtime, nodes, env=[{"name": "NCCL_IB_HCA", "value": "mlx4"}])
         await client.create(TORCHJOBS, job, namespace)
