@@ -1,4 +1,5 @@
-"""The TorchJob CustomResourceDefinition, generated from the models (printed by `pyroclast crd`)."""
+"""The CustomResourceDefinitions (TorchJob, and the runtimes of :mod:`api.runtime_crd`), generated from the
+models (printed by `pyroclast crd`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, Final
 import yaml
 
 from api.constants import CATEGORIES, CRD_NAME, GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from api.runtime import RUNTIME_PLURALS, RuntimeKind
+from api.runtime_crd import runtime_crd
 from api.schema import Schema, structural_schema
 from api.structural import structural_violations
 from api.torchjob import METADATA_SCHEMA, TorchJob
@@ -58,6 +61,12 @@ PRINTER_COLUMNS: Final[list[dict[str, Any]]] = [
         "type": "number",
         "jsonPath": ".status.goodput.percent",
         "description": "Percent of the time since the gang first ran that made kept progress.",
+    },
+    {
+        "name": "Runtime",
+        "type": "string",
+        "jsonPath": ".spec.runtimeRef.name",
+        "description": "The ClusterTorchRuntime or TorchRuntime the job takes its defaults from.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
@@ -131,16 +140,38 @@ def torchjob_crd() -> dict[str, Any]:
     }
 
 
+RUNTIME_CRD_FILENAMES: Final[dict[RuntimeKind, str]] = {
+    k: f"{GROUP}_{p}.yaml" for k, p in RUNTIME_PLURALS.items()
+}
+
+
+def _dump(crd: dict[str, Any]) -> str:
+    return _HEADER + yaml.safe_dump(crd, sort_keys=False, width=110, allow_unicode=True)
+
+
 def render() -> str:
-    """The CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
-    body = yaml.safe_dump(torchjob_crd(), sort_keys=False, width=110, allow_unicode=True)
-    return _HEADER + body
+    """The TorchJob CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
+    return _dump(torchjob_crd())
 
 
-def write(directory: Path) -> Path:
-    """Write the CRD into `directory`; returns the file written."""
+def render_runtime(kind: RuntimeKind) -> str:
+    """A runtime kind's CRD as YAML, byte-for-byte what `deploy/crd/` holds."""
+    return _dump(runtime_crd(kind, torchjob_schema()["properties"]["spec"]))
+
+
+def render_all() -> str:
+    """Every CRD, as one multi-document YAML stream (TorchJob first)."""
+    return "---\n".join([render(), *(render_runtime(k) for k in RuntimeKind)])
+
+
+def write(directory: Path) -> list[Path]:
+    """Write every CRD into `directory`; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CRD_FILENAME
-    target.write_text(render(), encoding="utf-8")
-    log.info("wrote CRD", extra={"path": str(target)})
-    return target
+    files = {CRD_FILENAME: render(), **{RUNTIME_CRD_FILENAMES[k]: render_runtime(k) for k in RuntimeKind}}
+    written: list[Path] = []
+    for name, text in files.items():
+        target = directory / name
+        target.write_text(text, encoding="utf-8")
+        log.info("wrote CRD", extra={"path": str(target)})
+        written.append(target)
+    return written

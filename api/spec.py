@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
@@ -16,6 +16,7 @@ from api.pod import PodTemplateOverlay
 from api.policy import FailurePolicy, RunPolicy
 from api.rendezvous import Rendezvous
 from api.resources import ResourceRequirements
+from api.runtime_ref import RuntimeRef
 from api.scheduling import Scheduling
 
 # The first word of `command` may not be a launcher: Pyroclast starts torchrun, which starts Python.
@@ -24,6 +25,7 @@ LAUNCHER_MESSAGE: Final = (
     "command is what torchrun runs (a script, or -m and a module); do not start it with torchrun or python"
 )
 SHAPE_MESSAGE: Final = "image and nprocPerNode can only change while the job is suspended"
+IMAGE_MESSAGE: Final = "spec.image is required unless spec.runtimeRef names a runtime that sets it"
 
 Arg = Annotated[str, StringConstraints(max_length=4096)]
 SuccessPolicy = Literal["AllWorkers", "Rank0"]
@@ -32,18 +34,12 @@ SuccessPolicy = Literal["AllWorkers", "Rank0"]
 class TorchJobSpec(KubeModel):
     """The desired state of a TorchJob."""
 
-    model_config = ConfigDict(
-        json_schema_extra=rules(
-            rule(
-                "(has(oldSelf.runPolicy) && oldSelf.runPolicy.suspend) || "
-                "(self.image == oldSelf.image && self.nprocPerNode == oldSelf.nprocPerNode)",
-                SHAPE_MESSAGE,
-            )
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=lambda schema: _image_from_runtime(schema))
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
-        description="Container image with torch and the training code. Changes only while suspended."
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
+        default=None,
+        description="Container image with torch and the training code. Changes only while suspended. "
+        "Required unless the runtime (runtimeRef) sets it.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         default=None, description="Image pull policy of the trainer container."
@@ -112,9 +108,17 @@ class TorchJobSpec(KubeModel):
         "then stopped (graceful pod deletion, whatever cleanPodPolicy says) and no other worker's exit code "
         "fails or restarts the job: worker 0's own failure follows failurePolicy.",
     )
+    runtime_ref: RuntimeRef | None = Field(
+        default=None,
+        description="A ClusterTorchRuntime or TorchRuntime whose defaults (image, env, volumes, tolerations, "
+        "queue, ...) this job starts from; the job's own fields win unless the runtime locks them. Resolved "
+        "once, on the job's first reconcile (status.runtime): editing the runtime later never changes it.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.image is None and self.runtime_ref is None:
+            raise ValueError(IMAGE_MESSAGE)
         if self.command[0] in LAUNCHERS:
             raise ValueError(LAUNCHER_MESSAGE)
         if self.env and (repeated := duplicates(self.env, lambda e: e.name)):
@@ -138,6 +142,22 @@ class TorchJobSpec(KubeModel):
         ):
             errors.append("checkpoint.path is immutable")
         return errors
+
+
+def _image_from_runtime(schema: dict[str, Any]) -> None:
+    """A job may leave its image to its runtime: required only without a runtimeRef (the effective spec, the
+    runtime merged in, always has one: the operator checks it before building pods)."""
+    schema.update(
+        rules(
+            rule(
+                "(has(oldSelf.runPolicy) && oldSelf.runPolicy.suspend) || "
+                "((has(self.image) ? self.image : '') == (has(oldSelf.image) ? oldSelf.image : '') && "
+                "self.nprocPerNode == oldSelf.nprocPerNode)",
+                SHAPE_MESSAGE,
+            ),
+            rule("has(self.image) || has(self.runtimeRef)", IMAGE_MESSAGE),
+        )
+    )
 
 
 def _same_value(a: int | str, b: int | str) -> bool:

@@ -12,6 +12,7 @@ from api.accounting import Goodput, Usage
 from api.base import KubeModel
 from api.fields import map_list
 from api.meta import Condition
+from api.runtime import RuntimeRecord
 
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -49,6 +50,10 @@ class ConditionType(StrEnum):
     """True while the apiserver refuses a create the job needs (its PodGroup, Service or a worker pod): the
     reason names the kind (FailedCreatePod, ...), the message quotes the apiserver; False once a create
     succeeds."""
+    RUNTIME_RESOLVED = "RuntimeResolved"
+    """Only for a job with spec.runtimeRef: True once the runtime was read and merged (status.runtime);
+    False while the runtime is missing (retried with backoff), a locked field is overridden or the merged
+    spec is invalid, the reason saying which."""
 
 
 HISTORY: Final = 10
@@ -166,6 +171,11 @@ class TorchJobStatus(KubeModel):
     )
     goodput: Goodput | None = Field(
         default=None, description="Time since the gang first ran: productive, or lost by cause."
+    )
+    runtime: RuntimeRecord | None = Field(
+        default=None,
+        description="The runtime (spec.runtimeRef) as read on the job's first reconcile: name, generation, "
+        "hash and spec. The job runs with it even after the runtime is edited or deleted.",
     )
 
     def condition(self, type_: str) -> Condition | None:

@@ -14,12 +14,14 @@ _VERBS: dict[str, str] = {
     "run": "pyroclast.operator",
     "queue": "pyroclast.queue_cli",
     "job": "pyroclast.job_cli",
+    "runtime": "pyroclast.runtime_cli",
 }
 
 Handler = Callable[[argparse.Namespace], int]
 DESCRIPTION = (
     "Distributed PyTorch training on Kubernetes with Volcano gangs: run the TorchJob operator (run), "
-    "submit and follow jobs (job), administer Volcano queues (queue), print the CRD (crd). "
+    "submit and follow jobs (job), administer Volcano queues (queue), read runtimes (runtime), print the "
+    "CRDs (crd). "
     "`pyroclast VERB --help` for each."
 )
 

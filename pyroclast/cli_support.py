@@ -106,9 +106,30 @@ async def connect(kubeconfig: str | Path | None, context: str | None) -> Client:
         ) from exc
 
 
+def sub_command(
+    sub: Any, common: argparse.ArgumentParser, epilog: str, key: str
+) -> Callable[[str, object, str], argparse.ArgumentParser]:
+    """`verb(name, func, help)`: adds sub-command `name` of `sub` (connection flags from `common`, `epilog`
+    under its help), whose function is stored in `args.<key>`."""
+
+    def verb(name: str, func: object, help_: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        p.set_defaults(**{key: func})
+        return p
+
+    return verb
+
+
 def command_name(args: argparse.Namespace) -> str:
     """`pyroclast job submit`: the command line's verbs, the name of its span."""
-    verbs = [getattr(args, "verb", None), getattr(args, "job_verb", None), getattr(args, "queue_verb", None)]
+    verbs = [getattr(args, k, None) for k in ("verb", "job_verb", "queue_verb", "runtime_verb")]
     return " ".join(["pyroclast", *(str(v) for v in verbs if v)])
 
 

@@ -1,4 +1,4 @@
-"""`pyroclast crd`: print the TorchJob CRD rendered by :mod:`api.crd`, or write it into a folder."""
+"""`pyroclast crd`: print the CRDs rendered by :mod:`api.crd`, or write them into a folder."""
 
 from __future__ import annotations
 
@@ -7,28 +7,34 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from api.crd import CRD_FILENAME, render, write
+from api.crd import CRD_FILENAME, render_all, write
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.write is None:
-        sys.stdout.write(render())
+        sys.stdout.write(render_all())
         return 0
-    print(write(Path(args.write)))
+    for path in write(Path(args.write)):
+        print(path)
     return 0
 
 
 CRD_HELP: Final = (
-    "Print the TorchJob CustomResourceDefinition (pyroclast.dev/v1alpha1) as YAML, or write it into a "
-    "folder with --write. Install it with `pyroclast crd | kubectl apply --server-side -f -` before the "
-    "operator starts; it is the same file as deploy/crd/ and the Helm chart's crds/."
+    "Print the CustomResourceDefinitions (pyroclast.dev/v1alpha1: TorchJob, ClusterTorchRuntime, "
+    "TorchRuntime) as YAML, or write them into a folder with --write. Install them with `pyroclast crd | "
+    "kubectl apply --server-side -f -` before the operator starts; they are the same files as deploy/crd/ "
+    "and the Helm chart's crds/."
 )
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `pyroclast crd` on the command's subparsers."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "crd", help="print or write the TorchJob CRD", description=CRD_HELP
+        "crd", help="print or write the CRDs", description=CRD_HELP
     )
-    parser.add_argument("--write", metavar="DIR", help=f"write {CRD_FILENAME} into DIR instead of printing")
+    parser.add_argument(
+        "--write",
+        metavar="DIR",
+        help=f"write {CRD_FILENAME} and the runtimes' CRDs into DIR instead of printing",
+    )
     parser.set_defaults(func=_run)

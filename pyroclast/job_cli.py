@@ -65,7 +65,7 @@ def _jobs_to_submit(args: argparse.Namespace) -> list[TorchJob]:
             )
         return _read_jobs(args.filename)
     if not args.name:
-        raise JobSpecError("give a job NAME and --image ... -- COMMAND, or -f FILE")
+        raise JobSpecError("give a job NAME and --image (or --runtime) ... -- COMMAND, or -f FILE")
     return [
         build_job(
             args.name,
@@ -83,6 +83,7 @@ def _jobs_to_submit(args: argparse.Namespace) -> list[TorchJob]:
             preemptible=args.preemptible,
             env=args.env,
             suspend=args.suspend,
+            runtime=args.runtime,
         )
     ]
 
@@ -101,6 +102,7 @@ _JOB_FLAGS: Final = (
     "preemptible",
     "env",
     "suspend",
+    "runtime",
 )
 
 
@@ -118,7 +120,9 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
             print(dump(_clean(created), args.output))
         else:
             suffix = " (dry run)" if args.dry_run else ""
-            print(f"torchjob/{created.metadata.name} submitted to queue {job.spec.scheduling.queue}{suffix}")
+            ref = job.spec.runtime_ref
+            where = f"with {ref.kind} {ref.name}" if ref else f"to queue {job.spec.scheduling.queue}"
+            print(f"torchjob/{created.metadata.name} submitted {where}{suffix}")
     return EXIT_OK
 
 
@@ -303,6 +307,12 @@ def _submit_flags(p: argparse.ArgumentParser) -> None:
     p.set_defaults(takes_command=True)  # what follows `--` is what torchrun runs: -- -m train --steps 10
     p.add_argument("-f", "--filename", help="YAML with kind: TorchJob documents (- for stdin)")
     p.add_argument("--image", help="container image with torch and the training code")
+    p.add_argument(
+        "--runtime",
+        metavar="[KIND/]NAME",
+        help="start from a runtime: NAME of a ClusterTorchRuntime, or TorchRuntime/NAME in the job's "
+        "namespace (its image, env, volumes, queue, ...; flags override what it does not lock)",
+    )
     p.add_argument("--nodes", type=int, help="worker pods (nodes); the count of a fixed-size job")
     p.add_argument("--min-nodes", type=int, help="elastic: fewest nodes (the gang minimum); with --max-nodes")
     p.add_argument("--max-nodes", type=int, help="elastic: most nodes; --nodes defaults to it")
@@ -349,7 +359,9 @@ def add_parser(subparsers: Any) -> None:
         return p
 
     p = verb("submit", _submit, "submit a TorchJob from YAML (-f) or flags", named=False)
-    p.usage = "pyroclast job submit (-f FILE | NAME --image IMAGE [flags] -- COMMAND [ARG...])"
+    p.usage = (
+        "pyroclast job submit (-f FILE | NAME (--image IMAGE | --runtime NAME) [flags] -- COMMAND [ARG...])"
+    )
     _submit_flags(p)
 
     p = verb(

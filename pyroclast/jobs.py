@@ -28,6 +28,7 @@ from api import TorchJob
 from api.constants import LABEL_JOB_NAME, LABEL_REPLICA_INDEX, TRAINER_CONTAINER
 from api.podgroup import PodGroup
 from api.queue import QueueState
+from api.runtime import RuntimeRecord
 from controller.runtime import objects, tracing
 from controller.runtime.client import Client
 from controller.runtime.errors import AlreadyExists, Forbidden, NotFound, error_from_status
@@ -35,9 +36,11 @@ from controller.runtime.objects import JsonObject
 from controller.runtime.resource import EVENTS, PODS
 from controller.torchjob.kinds import PODGROUPS, PRIORITY_CLASSES, QUEUES, TORCHJOBS
 from controller.torchjob.observe import observe_podgroup
+from controller.torchjob.runtime import Unresolved, effective_job
 from pyroclast.errors import EXIT_TIMEOUT, NotFoundError, PyroclastError, RefusedError
 from pyroclast.jobspec import submit_manifest
 from pyroclast.jobview import JobDetails, WaitFor, wait_outcome
+from pyroclast.runtimes import effective_for_submit
 from scheduling import podgroup_name
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,23 @@ class JobModelError(PyroclastError):
 
 
 def _job(obj: JsonObject) -> TorchJob:
+    """The job as it runs: a job resolved against a runtime shows the merged spec (what its pods get)."""
+    return _stored(_effective(obj))
+
+
+def _effective(obj: JsonObject) -> JsonObject:
+    status: JsonObject = obj.get("status") or {}
+    spec: JsonObject = obj.get("spec") or {}
+    record: object = status.get("runtime")
+    if not spec.get("runtimeRef") or not record:
+        return obj
+    try:
+        return effective_job(obj, RuntimeRecord.model_validate(record))
+    except (Unresolved, ValidationError):  # refused since (a locked field set): show the job as stored
+        return obj
+
+
+def _stored(obj: JsonObject) -> TorchJob:
     try:
         return TorchJob.from_k8s(obj)
     except ValidationError as exc:
@@ -197,8 +217,8 @@ async def submit_job(
     """
     ns = namespace or job.metadata.namespace or DEFAULT_NAMESPACE
     with _span("submit", ns, job.metadata.name):
-        if check:
-            await check_admission(client, job)
+        if check:  # as the job's runtime makes it: its queue and priority class, its locked fields
+            await check_admission(client, await effective_for_submit(client, job, ns))
         manifest = submit_manifest(job, ns)
         if not dry_run:
             tracing.carry_current(manifest)  # the operator's reconciles of the job join this trace

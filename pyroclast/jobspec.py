@@ -17,6 +17,7 @@ from api.quantity import parse_quantity
 from api.torchjob import NAME_PATTERN
 from controller.runtime.objects import JsonObject
 from pyroclast.errors import UsageError
+from pyroclast.runtimes import parse_ref
 
 GPU: Final = "nvidia.com/gpu"
 
@@ -165,20 +166,32 @@ def build_job(
     preemptible: bool | None = None,
     env: Sequence[str] = (),
     suspend: bool = False,
+    runtime: str | None = None,
 ) -> TorchJob:
-    """A TorchJob from `pyroclast job submit` flags; unset values keep the API's defaults.
+    """A TorchJob from `pyroclast job submit` flags; unset values keep the API's defaults, or the runtime's
+    (`runtime`: NAME of a ClusterTorchRuntime, or TorchRuntime/NAME).
 
     An elastic job (min and max) without `nodes` starts at max: the gang needs only min to run.
     """
-    if not image:
-        raise JobSpecError("--image is required when submitting from flags (or give -f FILE)")
+    if not image and not runtime:
+        raise JobSpecError(
+            "--image is required when submitting from flags without --runtime (or give -f FILE)"
+        )
     if not command:
         raise JobSpecError(
             "the command is missing: put what torchrun runs after --, e.g. -- -m workloads.train --steps 100"
         )
     if (min_nodes is None) != (max_nodes is None):
         raise JobSpecError("--min-nodes and --max-nodes go together (an elastic job needs both)")
-    spec: JsonObject = {"image": image, "command": list(command)}
+    spec: JsonObject = {"command": list(command)}
+    if image:
+        spec["image"] = image
+    if runtime:
+        try:
+            kind, runtime_name = parse_ref(runtime)
+        except ValueError as exc:
+            raise JobSpecError(str(exc)) from None
+        spec["runtimeRef"] = {"kind": kind.value, "name": runtime_name}
     node_spec: JsonObject = {}
     if nodes is not None:
         node_spec["count"] = nodes

@@ -238,6 +238,15 @@ def _placement_and_success(spec: TorchJobSpec) -> list[tuple[str, object]]:
     return lines
 
 
+def runtime_of(job: TorchJob) -> str:
+    """`ClusterTorchRuntime/a100-ib (generation 3, hash ...)` once resolved; the reference before; `-`."""
+    record = job.status.runtime if job.status is not None else None
+    if record is not None:
+        return f"{record.kind}/{record.name} (generation {record.generation}, hash {record.hash})"
+    ref = job.spec.runtime_ref
+    return f"{ref.kind}/{ref.name} (not resolved yet)" if ref is not None else "-"
+
+
 def describe_text(details: JobDetails, now: datetime) -> str:
     """The `job describe` report."""
     job, status = details.job, details.job.status
@@ -250,7 +259,8 @@ def describe_text(details: JobDetails, now: datetime) -> str:
             "Created",
             f"{job.metadata.creation_timestamp} ({age(job.metadata.creation_timestamp, now)} ago)",
         ),
-        ("Image", spec.image),
+        ("Image", spec.image or "(from the runtime)"),
+        ("Runtime", runtime_of(job)),
         ("Command", " ".join([*spec.command, *(spec.args or [])])),
         (
             "Nodes",

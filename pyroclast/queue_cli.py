@@ -15,7 +15,7 @@ from api.queue import Queue, QueueState
 from controller.runtime.client import Client
 from controller.runtime.errors import AlreadyExists, NotFound
 from pyroclast import queues as sdk
-from pyroclast.cli_support import connection_flags, dump, err, run_command
+from pyroclast.cli_support import connection_flags, dump, err, run_command, sub_command
 from pyroclast.errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -238,12 +238,7 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="queue_verb", required=True, metavar="COMMAND")
 
-    def verb(name: str, func: Command, help_: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(
-            name, help=help_, description=help_, epilog=EPILOG, formatter_class=fmt, parents=[common]
-        )
-        p.set_defaults(queue_func=func)
-        return p
+    verb = sub_command(sub, common, EPILOG, "queue_func")
 
     p = verb("create", _create, "create a queue")
     p.add_argument("name")

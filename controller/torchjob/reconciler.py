@@ -61,6 +61,7 @@ from controller.torchjob.queue_gate import QueueProblem
 from controller.torchjob.queue_reader import QueueReader
 from controller.torchjob.rates import Rates
 from controller.torchjob.refusal import Refusal, created, refused
+from controller.torchjob.runtime import RuntimeResolver
 from controller.torchjob.service import WORKERS_SERVICE
 from scheduling import podgroup_name
 
@@ -171,6 +172,7 @@ class TorchJobReconciler:
         self.podgroups = manager.informer(PODGROUPS, transform=prune_podgroup, paged_first_list=True).cache
         self.services = manager.informer(SERVICES).cache
         self.queues = QueueReader(self.client, monotonic=monotonic)
+        self.runtimes = RuntimeResolver(self.client, recorder, TORCHJOBS)
         for cache in (self.pods, self.podgroups, self.services):
             cache.add_index(OWNER_INDEX, owner_uid_index)
         self.clock = clock
@@ -222,8 +224,18 @@ class TorchJobReconciler:
             if self.progress is not None:
                 self.progress.forget(request.key)
             return Result()
+        fresh: Callable[[], JsonObject] = lambda: deep_copy(raw)  # noqa: E731
+        spec: JsonObject = raw.get("spec") or {}
+        if spec.get("runtimeRef") is not None:
+            resolution = await self.runtimes.resolve(request, raw, self.clock())
+            if resolution.result is not None:
+                if resolution.written:
+                    self.expectations.status_written(request.key, objects.resource_version(raw))
+                return resolution.result
+            effective = resolution.job
+            fresh = lambda: deep_copy(effective)  # noqa: E731
         try:
-            job = self.parsed.get(request.key, raw, lambda: deep_copy(raw))
+            job = self.parsed.get(request.key, raw, fresh)
         except ValidationError as err:
             raise TerminalError(f"TorchJob {request} does not parse: {err}") from err
         uid = job.metadata.uid or ""

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from api import CRD_NAME
-from api.crd import render as render_crd
+from api.crd import render_all as render_crd
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.ports import HOST, free_port
 from e2e.cluster.process import Component
@@ -30,13 +30,15 @@ OPERATOR = "pyroclast-operator"
 
 
 def install_crd(cluster: Cluster) -> str:
-    """Apply the generated TorchJob CRD (idempotent) and wait until it is served; returns its name."""
+    """Apply the generated CRDs (TorchJob and the runtimes; idempotent) and wait until they are served;
+    returns the TorchJob CRD's name."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=render_crd())
     deadline = time.monotonic() + 60
-    while cluster.kubectl("get", "torchjobs", "-A", check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the TorchJob CRD was not served within 60 s")
-        time.sleep(0.5)
+    for plural in ("torchjobs", "clustertorchruntimes", "torchruntimes"):
+        while cluster.kubectl("get", plural, "-A", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {plural} CRD was not served within 60 s")
+            time.sleep(0.5)
     print(f"crd: {CRD_NAME}", flush=True)
     return CRD_NAME
 

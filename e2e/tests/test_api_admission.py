@@ -210,7 +210,7 @@ def test_status_subresource_and_printer_columns(cluster: Cluster, crd: str, name
     assert job.status.progress.loss == 0.75
     table = cluster.kubectl("get", "-n", namespace, "tj", "shown", "-o", "wide").stdout.splitlines()
     header, row = table[0].split(), table[1].split()
-    assert header[:10] == [
+    assert header[:11] == [
         "NAME",
         "PHASE",
         "READY",
@@ -220,6 +220,7 @@ def test_status_subresource_and_printer_columns(cluster: Cluster, crd: str, name
         "PREEMPTIONS",
         "CHECKPOINT",
         "GOODPUT",
+        "RUNTIME",
         "AGE",
     ]
     assert row[:9] == ["shown", "Running", "2", "2", "default", "1", "3", "1200", "87.5"]

@@ -93,7 +93,26 @@ S: Final = "spec"
 T: Final = ("spec", "template", "spec")
 
 INVALID_CASES: Final[list[InvalidCase]] = [
-    InvalidCase("image-missing", [((S, "image"), DELETE)], ("spec.image", "Required value")),
+    InvalidCase(
+        "image-missing",
+        [((S, "image"), DELETE)],
+        ("spec", "spec.image is required unless spec.runtimeRef names a runtime that sets it"),
+    ),
+    InvalidCase(
+        "runtime-ref-kind",
+        [((S, "runtimeRef"), {"kind": "Runtime", "name": "gpu"})],
+        ("spec.runtimeRef.kind", "Unsupported value"),
+    ),
+    InvalidCase(
+        "runtime-ref-name-missing",
+        [((S, "runtimeRef"), {"kind": "TorchRuntime"})],
+        ("spec.runtimeRef.name", "Required value"),
+    ),
+    InvalidCase(
+        "runtime-ref-name",
+        [((S, "runtimeRef"), {"name": "GPU_A100"})],
+        ("spec.runtimeRef.name", "should match"),
+    ),
     InvalidCase("image-empty", [((S, "image"), "")], ("spec.image", "at least 1 chars")),
     InvalidCase("command-missing", [((S, "command"), DELETE)], ("spec.command", "Required value")),
     InvalidCase("command-empty", [((S, "command"), [])], ("spec.command", "at least 1 items")),
@@ -332,4 +351,76 @@ INVALID_CASES: Final[list[InvalidCase]] = [
     InvalidCase("unknown-field", [((S, "replicas"), 3)], ("spec.replicas", "unknown field")),
     InvalidCase("name-starts-with-digit", [], ("metadata.name", "must start with a letter"), name="1job"),
     InvalidCase("name-too-long", [], ("metadata.name", "Too long"), name="j" * 49),
+]
+
+
+def base_runtime(name: str = "gpu", kind: str = "ClusterTorchRuntime") -> dict[str, Any]:
+    """A valid runtime: NCCL env, a dataset volume, a toleration, a queue; the queue and an env var locked."""
+    return {
+        "apiVersion": "pyroclast.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {
+            "defaults": {
+                "image": "ghcr.io/example/train:1.0",
+                "env": [{"name": "NCCL_IB_HCA", "value": "mlx5"}, {"name": "NCCL_DEBUG", "value": "WARN"}],
+                "scheduling": {"queue": "gpu", "priorityClassName": "training"},
+                "failurePolicy": {"maxFailureRestarts": 5},
+                "template": {
+                    "spec": {
+                        "volumes": [{"name": "datasets", "persistentVolumeClaim": {"claimName": "datasets"}}],
+                        "volumeMounts": [{"name": "datasets", "mountPath": "/datasets", "readOnly": True}],
+                        "tolerations": [
+                            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                        ],
+                        "nodeSelector": {"pool": "gpu"},
+                    }
+                },
+            },
+            "locked": ["scheduling.queue", "env[NCCL_IB_HCA]"],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class InvalidRuntimeCase:
+    """A runtime the API must refuse: `edits` applied to the base runtime; `expect` as for InvalidCase."""
+
+    id: str
+    edits: list[tuple[Path, Any]]
+    expect: tuple[str, ...]
+
+    def manifest(self, kind: str = "ClusterTorchRuntime") -> dict[str, Any]:
+        """The invalid runtime."""
+        return edited(base_runtime(kind=kind), self.edits)
+
+
+LOCKED_MESSAGE_START: Final = "locked: each entry is a TorchJob spec path"
+
+INVALID_RUNTIME_CASES: Final[list[InvalidRuntimeCase]] = [
+    InvalidRuntimeCase(
+        "locked-unknown-field", [((S, "locked"), ["gpus"])], ("spec.locked[0]", LOCKED_MESSAGE_START)
+    ),
+    InvalidRuntimeCase(
+        "locked-runtime-ref", [((S, "locked"), ["runtimeRef.name"])], ("spec.locked[0]", LOCKED_MESSAGE_START)
+    ),
+    InvalidRuntimeCase(
+        "locked-malformed", [((S, "locked"), ["env[NCCL"])], ("spec.locked[0]", "should match")
+    ),
+    InvalidRuntimeCase(
+        "locked-duplicate", [((S, "locked"), ["image", "image"])], ("spec.locked[1]", "Duplicate value")
+    ),
+    InvalidRuntimeCase(
+        "defaults-unknown-field", [((S, "defaults", "gpus"), 8)], ("spec.defaults.gpus", "unknown field")
+    ),
+    InvalidRuntimeCase(
+        "defaults-env-type",
+        [((S, "defaults", "env"), "NCCL_DEBUG=INFO")],
+        ("spec.defaults.env", "must be of type array"),
+    ),
+    InvalidRuntimeCase(
+        "defaults-queue-name",
+        [((S, "defaults", "scheduling", "queue"), "GPU")],
+        ("spec.defaults.scheduling.queue", "should match"),
+    ),
 ]

@@ -12,7 +12,17 @@ import yaml
 from celpy.celparser import CELParseError  # pyright: ignore[reportMissingTypeStubs]
 
 from api import TorchJob
-from api.crd import CRD_FILENAME, PRINTER_COLUMNS, SCALE, render, torchjob_crd, torchjob_schema
+from api.crd import (
+    CRD_FILENAME,
+    PRINTER_COLUMNS,
+    RUNTIME_CRD_FILENAMES,
+    SCALE,
+    render,
+    render_all,
+    render_runtime,
+    torchjob_crd,
+    torchjob_schema,
+)
 from api.structural import structural_violations, undocumented
 from pyroclast.cli import main
 from tests.api.api_cases import base_job
@@ -154,6 +164,10 @@ def test_committed_crd_matches_the_models() -> None:
     assert COMMITTED_CRD.read_text(encoding="utf-8") == render(), (
         "deploy/crd is stale: run `pyroclast crd --write deploy/crd`"
     )
+    for kind, name in RUNTIME_CRD_FILENAMES.items():
+        assert (COMMITTED_CRD.parent / name).read_text(encoding="utf-8") == render_runtime(kind), (
+            "deploy/crd is stale: run `make crd`"
+        )
 
 
 def test_render_is_deterministic() -> None:
@@ -205,12 +219,20 @@ def test_schema_defaults_equal_model_defaults() -> None:
 
 def test_cli_prints_the_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd"]) == 0
-    assert capsys.readouterr().out == render()
+    out = capsys.readouterr().out
+    assert out == render_all()
+    kinds = [d["spec"]["names"]["kind"] for d in yaml.safe_load_all(out)]
+    assert kinds == ["TorchJob", "ClusterTorchRuntime", "TorchRuntime"]
 
 
 def test_cli_writes_the_crd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd", "--write", str(tmp_path / "crd")]) == 0
     written = tmp_path / "crd" / CRD_FILENAME
     assert written.read_text(encoding="utf-8") == render()
-    assert str(written) in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert str(written) in out
     assert yaml.safe_load(written.read_text())["kind"] == "CustomResourceDefinition"
+    for kind, name in RUNTIME_CRD_FILENAMES.items():
+        runtime = tmp_path / "crd" / name
+        assert runtime.read_text(encoding="utf-8") == render_runtime(kind)
+        assert str(runtime) in out

@@ -12,7 +12,8 @@ DEVELOPER_WORDS = ("Register", "registers itself", "module", "subparsers")
 @pytest.mark.parametrize(
     ("argv", "opening"),
     [
-        (["crd", "--help"], "Print the TorchJob CustomResourceDefinition"),
+        (["crd", "--help"], "Print the CustomResourceDefinitions"),
+        (["runtime", "--help"], "list and show the runtimes"),
         (["--help"], "Distributed PyTorch training on Kubernetes"),
     ],
 )

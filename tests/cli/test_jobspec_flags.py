@@ -46,6 +46,10 @@ def test_flags_become_the_spec_and_leave_the_rest_to_the_api_defaults() -> None:
     ("kwargs", "message"),
     [
         ({"image": None}, "--image is required"),
+        (
+            {"image": None, "runtime": "Runtime/gpu"},
+            "--runtime 'Runtime/gpu': the kind is ClusterTorchRuntime",
+        ),
         ({"command": []}, "put what torchrun runs after --"),
         ({"min_nodes": 2}, "--min-nodes and --max-nodes go together"),
         ({"cpu": "lots"}, "--cpu: 'lots' is not a quantity"),
@@ -69,6 +73,17 @@ def test_bad_flags_name_the_flag(kwargs: dict[str, object], message: str) -> Non
     # Never pydantic's own vocabulary: union member names, "Value error", the bare regular expression.
     for internal in ("constrained-", "function-", "Value error", "valid string", "should match pattern"):
         assert internal not in str(exc.value)
+
+
+def test_a_runtime_stands_in_for_the_image() -> None:
+    wire = submit_manifest(build_job("r", image=None, command=["t.py"], runtime="a100-ib"), "default")
+    assert wire["spec"] == {
+        "command": ["t.py"],
+        "runtimeRef": {"kind": "ClusterTorchRuntime", "name": "a100-ib"},
+    }
+    job = build_job("r", image="mine:1", command=["t.py"], runtime="TorchRuntime/team")
+    assert submit_manifest(job, "default")["spec"]["runtimeRef"] == {"kind": "TorchRuntime", "name": "team"}
+    assert submit_manifest(job, "default")["spec"]["image"] == "mine:1"
 
 
 def test_yaml_documents_become_jobs_and_other_kinds_are_refused() -> None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from api.crd import CRD_FILENAME, render
+from api.crd import CRD_FILENAME, RUNTIME_CRD_FILENAMES, render, render_runtime
 from controller.runtime.metrics import REGISTRY
 from controller.runtime.objects import JsonObject
 from controller.runtime.throttle import RATE_LIMITER_DURATION
@@ -125,6 +125,8 @@ def test_volcano_queues_are_only_read_one_by_one() -> None:
 def test_chart_crd_is_the_generated_one() -> None:
     chart_crd = DEPLOY / "helm" / "pyroclast" / "crds" / CRD_FILENAME
     assert chart_crd.read_text() == render(), "stale: run `make crd` (pyroclast crd --write ... for both)"
+    for kind, name in RUNTIME_CRD_FILENAMES.items():
+        assert (chart_crd.parent / name).read_text() == render_runtime(kind), "stale: run `make crd`"
 
 
 def test_chart_defaults_match_the_kustomize_base() -> None:
