@@ -12,6 +12,7 @@ from api.accounting import Goodput, Usage
 from api.base import KubeModel
 from api.fields import map_list
 from api.meta import Condition
+from api.ports import JobPorts
 
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -166,6 +167,10 @@ class TorchJobStatus(KubeModel):
     )
     goodput: Goodput | None = Field(
         default=None, description="Time since the gang first ran: productive, or lost by cause."
+    )
+    ports: JobPorts | None = Field(
+        default=None,
+        description="With hostNetwork: the host ports the operator allocated to this job's workers.",
     )
 
     def condition(self, type_: str) -> Condition | None:

@@ -53,6 +53,7 @@ def test_minimal_job_gets_every_default() -> None:
         },
         "failurePolicy": {"maxFailureRestarts": 3, "maxPreemptionRestarts": 20},
         "runPolicy": {"suspend": False, "cleanPodPolicy": "Running"},
+        "sharedMemory": {"enabled": True},
     }
 
 
