@@ -336,7 +336,7 @@ class PodContainer(OpenKubeModel):
         return self
 
 
-_OWNED_POD_FIELDS: Final = {
+OWNED_POD_FIELDS: Final = {
     "schedulerName": "is set by the operator: Volcano schedules the workers as one gang",
     "priorityClassName": "is set from spec.scheduling.priorityClassName (the PodGroup carries it too): "
     "set it there",
@@ -352,7 +352,7 @@ _OWNED_POD_FIELDS: Final = {
 
 def owned_pod_field_message(field: str) -> str:
     """The complaint about the template setting the operator-owned pod field `field`."""
-    return f"template.spec.{field} {_OWNED_POD_FIELDS[field]}"
+    return f"template.spec.{field} {OWNED_POD_FIELDS[field]}"
 
 
 _MOUNTS_CEL = (
@@ -382,7 +382,7 @@ class PodOverlaySpec(KubeModel):
             ),
             *(
                 rule(f"!has(self.{field})", owned_pod_field_message(field), field_path=f".{field}")
-                for field in _OWNED_POD_FIELDS
+                for field in OWNED_POD_FIELDS
             ),
         )
     )
@@ -468,8 +468,12 @@ class PodOverlaySpec(KubeModel):
         description="Use the node's network (RDMA/InfiniBand): the operator then allocates the job's "
         "rendezvous port (status.ports) and defaults dnsPolicy to ClusterFirstWithHostNet.",
     )
-    host_ipc: StrictBool | None = Field(default=None, description="Use the node's IPC namespace.")
-    host_pid: StrictBool | None = Field(default=None, description="Use the node's PID namespace.")
+    host_ipc: StrictBool | None = Field(
+        default=None, alias="hostIPC", description="Use the node's IPC namespace."
+    )
+    host_pid: StrictBool | None = Field(
+        default=None, alias="hostPID", description="Use the node's PID namespace."
+    )
     host_users: StrictBool | None = Field(default=None, description="Use the node's user namespace.")
     share_process_namespace: StrictBool | None = Field(
         default=None, description="One PID namespace for all containers of the pod."
@@ -501,7 +505,7 @@ class PodOverlaySpec(KubeModel):
     @model_validator(mode="after")
     def _check(self) -> Self:
         written = self.to_k8s()
-        for field in _OWNED_POD_FIELDS:
+        for field in OWNED_POD_FIELDS:
             if field in written:
                 raise ValueError(owned_pod_field_message(field))
         for field, items in (

@@ -270,8 +270,9 @@ class TorchJobReconciler:
         account(job, old, step.status, owned_pods, now, self.rates)
         self._log_recomputed(request, old, step.status)
         queue_name = job.spec.scheduling.queue
-        # A new job: no worker yet, never started. Its first worker is dry-run before anything is created.
-        fresh = not owned_pods and old.start_time is None
+        # A new job: its first gang attempt, nothing created yet. Its first worker is dry-run before anything
+        # is created.
+        fresh = not owned_pods and podgroup is None and attempt_of(old) == 0
         if step.commit_first:
             deferred = await self._write_status(request, raw, old, step, queue=queue_name)
             written = step.status.model_copy(deep=True)
