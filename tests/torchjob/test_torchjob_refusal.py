@@ -67,6 +67,17 @@ def refusing(
     return fake, reconciler, refuse
 
 
+async def creates_succeed(fake: FakeApiServer, reconciler: TorchJobReconciler, refuse: Refuse) -> None:
+    """The refusal goes away: the next pass creates the gang and turns the condition False."""
+    refuse.error = None
+    sync(fake, reconciler)
+    await reconcile(reconciler)
+    assert len(fake.objects[PODS]) == 2
+    cond = condition(fake, "CreateFailed")
+    assert cond is not None
+    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
+
+
 def condition(fake: FakeApiServer, type_: str) -> JsonObject | None:
     return next((c for c in job_status(fake).get("conditions") or [] if c["type"] == type_), None)
 
@@ -116,13 +127,7 @@ async def test_a_refused_pod_is_visible_within_one_reconcile_and_cleared_by_a_cr
     assert "violates PodSecurity" in (condition(fake, "CreateFailed") or {})["message"]
 
     # The quota frees up: the creates succeed, the condition turns False, the job waits for Volcano.
-    refuse.error = None
-    sync(fake, reconciler)
-    await reconcile(reconciler)
-    assert len(fake.objects[PODS]) == 2
-    cond = condition(fake, "CreateFailed")
-    assert cond is not None
-    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
+    await creates_succeed(fake, reconciler, refuse)
     assert job_status(fake)["phase"] == "Queued"
     set_pods(fake, "Running")
     sync(fake, reconciler)
@@ -153,13 +158,7 @@ async def test_an_invalid_first_worker_is_refused_in_a_dry_run_before_anything_e
         assert fake.objects.get(collection, {}) == {}
 
     # The job is fixed: the dry run passes, the gang is created, the condition turns False.
-    refuse.error = None
-    sync(fake, reconciler)
-    await reconcile(reconciler)
-    assert len(fake.objects[PODS]) == 2
-    cond = condition(fake, "CreateFailed")
-    assert cond is not None
-    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
+    await creates_succeed(fake, reconciler, refuse)
     # A job with workers is not new: no further dry runs.
     calls = refuse.dry_run_calls
     set_pods(fake, "Running")
