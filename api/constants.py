@@ -24,6 +24,7 @@ LABEL_JOB_NAME: Final = "pyroclast.dev/job-name"
 LABEL_REPLICA_INDEX: Final = "pyroclast.dev/replica-index"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "pyroclast"
+LABEL_ATTEMPT: Final = "pyroclast.dev/attempt"  # the gang attempt a worker pod belongs to
 
 # The trainer container's name in every worker pod; extra containers may not take it.
 TRAINER_CONTAINER: Final = "trainer"
@@ -31,6 +32,8 @@ TRAINER_CONTAINER: Final = "trainer"
 RESERVED_VOLUME_PREFIX: Final = "pyroclast-"
 CHECKPOINT_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}checkpoint"  # the checkpoint source
 PROGRESS_TOKEN_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}progress-token"  # the live-progress token
+SHARED_MEMORY_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}shm"  # the trainer's memory-backed /dev/shm
+SHARED_MEMORY_PATH: Final = "/dev/shm"
 # Longest job name: pods are `<job>-worker-<index>` and must stay a DNS-1123 label (63 characters).
 MAX_JOB_NAME_LENGTH: Final = 48
 

@@ -11,10 +11,16 @@ from api.cel import rule, rules
 from api.constants import RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES, is_reserved_env
 from api.fields import ENV_NAME_PATTERN, Unstructured
 
-_RESERVED_ENV_CEL = " || ".join(
-    [f"self.name.startsWith('{prefix}')" for prefix in RESERVED_ENV_PREFIXES]
-    + ["self.name in [" + ", ".join(f"'{name}'" for name in RESERVED_ENV_NAMES) + "]"]
-)
+
+def reserved_env_cel(name: str) -> str:
+    """A CEL expression true when the string `name` (a CEL expression) is a reserved variable name."""
+    return " || ".join(
+        [f"{name}.startsWith('{prefix}')" for prefix in RESERVED_ENV_PREFIXES]
+        + [f"{name} in [" + ", ".join(f"'{n}'" for n in RESERVED_ENV_NAMES) + "]"]
+    )
+
+
+_RESERVED_ENV_CEL = reserved_env_cel("self.name")
 
 
 _RESERVED_REASON: Final = " is reserved: Pyroclast sets it for torchrun and the workload"

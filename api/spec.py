@@ -12,12 +12,13 @@ from api.checkpoint import Checkpoint
 from api.env import EnvVar
 from api.fields import duplicates, map_list
 from api.nodes import Nodes, NprocPerNode
-from api.pod import PodTemplateOverlay
+from api.pod import PodTemplateOverlay, reserved_mount_error, reserved_mounts_rule
 from api.policy import FailurePolicy, RunPolicy
 from api.rendezvous import Rendezvous
 from api.resources import ResourceRequirements
 from api.runtime_ref import RuntimeRef
 from api.scheduling import Scheduling
+from api.sharedmemory import SharedMemory
 
 # The first word of `command` may not be a launcher: Pyroclast starts torchrun, which starts Python.
 LAUNCHERS: Final = ("torchrun", "python", "python3")
@@ -75,8 +76,13 @@ class TorchJobSpec(KubeModel):
     )
     template: PodTemplateOverlay | None = Field(
         default=None,
-        description="Additions to every worker pod: labels, volumes, node selector, tolerations, affinity, "
-        "service account, init containers and sidecars.",
+        description="The worker pods' template: any core PodTemplateSpec field (containers, volumes, "
+        "hostNetwork, affinity, topology spread, scheduling gates, ...) except those the operator owns.",
+    )
+    shared_memory: SharedMemory = Field(
+        default_factory=SharedMemory,
+        description="The trainer's memory-backed /dev/shm (on by default; half the memory limit).",
+        json_schema_extra={"default": {}},
     )
     scheduling: Scheduling = Field(
         default_factory=Scheduling,
@@ -123,6 +129,9 @@ class TorchJobSpec(KubeModel):
             raise ValueError(LAUNCHER_MESSAGE)
         if self.env and (repeated := duplicates(self.env, lambda e: e.name)):
             raise ValueError(f"env: duplicate name {repeated[0]}")
+        checkpoint_path = self.checkpoint.path if self.checkpoint is not None else None
+        if error := reserved_mount_error(self.template, checkpoint_path, self.shared_memory.enabled):
+            raise ValueError(error)
         return self
 
     def update_errors(self, old: TorchJobSpec) -> list[str]:
@@ -145,8 +154,8 @@ class TorchJobSpec(KubeModel):
 
 
 def _image_from_runtime(schema: dict[str, Any]) -> None:
-    """A job may leave its image to its runtime: required only without a runtimeRef (the effective spec, the
-    runtime merged in, always has one: the operator checks it before building pods)."""
+    """The spec's CEL rules. A job may leave its image to its runtime: required only without a runtimeRef (the
+    effective spec, the runtime merged in, always has one: the operator checks it before building pods)."""
     schema.update(
         rules(
             rule(
@@ -156,6 +165,7 @@ def _image_from_runtime(schema: dict[str, Any]) -> None:
                 SHAPE_MESSAGE,
             ),
             rule("has(self.image) || has(self.runtimeRef)", IMAGE_MESSAGE),
+            reserved_mounts_rule(),
         )
     )
 

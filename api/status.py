@@ -12,6 +12,7 @@ from api.accounting import Goodput, Usage
 from api.base import KubeModel
 from api.fields import map_list
 from api.meta import Condition
+from api.ports import JobPorts
 from api.runtime import RuntimeRecord
 
 Count = Annotated[StrictInt, Field(ge=0)]
@@ -176,6 +177,10 @@ class TorchJobStatus(KubeModel):
         default=None,
         description="The runtime (spec.runtimeRef) as read on the job's first reconcile: name, generation, "
         "hash and spec. The job runs with it even after the runtime is edited or deleted.",
+    )
+    ports: JobPorts | None = Field(
+        default=None,
+        description="With hostNetwork: the host ports the operator allocated to this job's workers.",
     )
 
     def condition(self, type_: str) -> Condition | None:

@@ -299,17 +299,21 @@ class Client:
         namespace: str | None = None,
         *,
         field_manager: str | None = None,
+        dry_run: bool = False,
     ) -> JsonObject:
-        """POST a new object; raises ``AlreadyExists``."""
+        """POST a new object; raises ``AlreadyExists``. `dry_run`: the apiserver validates and admits it
+        (strictly: an unknown field is an error) but stores nothing."""
         ns = namespace or obj.get("metadata", {}).get("namespace")
-        params = {"fieldManager": field_manager} if field_manager else None
+        params: dict[str, str] = {"fieldManager": field_manager} if field_manager else {}
+        if dry_run:
+            params.update(dryRun="All", fieldValidation="Strict")
         return await self._call(
             "create",
             "POST",
             resource,
             resource.path(ns),
             namespace=ns,
-            params=params,
+            params=params or None,
             body=json.dumps(obj).encode(),
             content_type="application/json",
         )

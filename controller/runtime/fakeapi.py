@@ -342,6 +342,8 @@ class FakeApiServer:
             if (meta.get("namespace", ""), meta["name"]) in store:
                 return Response(409, _status(409, "AlreadyExists", f"{meta['name']} already exists"))
             meta.pop("resourceVersion", None)
+            if params.get("dryRun") == "All":  # admitted, stored nowhere
+                return Response(201, json.dumps(obj).encode())
             return Response(201, json.dumps(self.put_object(*route.collection, obj)).encode())
         current = store.get(key)
         if current is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from api import API_VERSION, KIND, OwnerReference, TorchJob
+from api.constants import LABEL_ATTEMPT as ATTEMPT_LABEL
 from api.constants import LABEL_JOB_NAME as JOB_NAME_LABEL
 from api.constants import LABEL_MANAGED_BY as MANAGED_BY_LABEL
 from api.constants import LABEL_REPLICA_INDEX as REPLICA_INDEX_LABEL
@@ -23,7 +24,6 @@ __all__ = [
     "worker_selector",
 ]
 
-ATTEMPT_LABEL: Final = "pyroclast.dev/attempt"
 WORKER_ROLE: Final = "worker"
 
 

@@ -36,7 +36,7 @@ from controller.torchjob.accounting import account
 from controller.torchjob.disruption import EVICT_EVENT, NONE_DEPARTED, Departures, vanished
 from controller.torchjob.expectations import Expectations
 from controller.torchjob.kinds import PODGROUPS, TORCHJOBS
-from controller.torchjob.labels import worker_name
+from controller.torchjob.labels import JOB_NAME_LABEL, REPLICA_INDEX_LABEL, worker_name
 from controller.torchjob.metrics import JobMetrics
 from controller.torchjob.observe import observe_worker, worker_slot
 from controller.torchjob.parsed import ParsedJobs
@@ -55,6 +55,7 @@ from controller.torchjob.plan import (
     attempt_of,
     plan,
 )
+from controller.torchjob.ports import allocate, needs_host_ports, taken_ports
 from controller.torchjob.progress_endpoint import Address, ProgressEndpoint
 from controller.torchjob.prune import prune_pod, prune_podgroup
 from controller.torchjob.queue_gate import QueueProblem
@@ -83,6 +84,7 @@ _MAJOR_FIELDS: Final = (
     "lastCheckpoint",
 )
 _TRANSIENT: Final = frozenset({None, Phase.PENDING, Phase.QUEUED})
+_DONE: Final = frozenset(p for p in Phase if p.finished)
 _WAITING: Final = frozenset({Phase.PENDING, Phase.QUEUED, Phase.PREEMPTED})
 """A new job moving among these phases is transient: a gang admitted within ``STATUS_BATCH`` goes straight
 to Running in one write; one that really waits shows Queued (with the reason) ``STATUS_BATCH`` later."""
@@ -249,6 +251,10 @@ class TorchJobReconciler:
             log.debug("torchjob %s: waiting for the cache to show earlier writes", request)
             return Result(requeue_after=CACHE_WAIT)
 
+        if needs_host_ports(job) and not (job.status is not None and job.status.phase in _DONE):
+            await self._allocate_ports(request, raw, job)
+            return Result(requeue_after=CACHE_WAIT)
+
         pg_name = podgroup_name(job)
         podgroup = next((p for p in owned_pgs if objects.name(p) == pg_name), None)
         service = self.services.get(f"{request.namespace}/{WORKERS_SERVICE}", copy=False)
@@ -275,23 +281,28 @@ class TorchJobReconciler:
         account(job, old, step.status, owned_pods, now, self.rates)
         self._log_recomputed(request, old, step.status)
         queue_name = job.spec.scheduling.queue
+        # A new job: its first gang attempt, nothing created yet. Its first worker is dry-run before anything
+        # is created.
+        new_job = not owned_pods and podgroup is None and attempt_of(old) == 0
         if step.commit_first:
             deferred = await self._write_status(request, raw, old, step, queue=queue_name)
             written = step.status.model_copy(deep=True)
-            refusal = await self._apply(request, job, step)
+            refusal = await self._apply(request, job, step, dry_run_first=new_job)
             if self._settle(request, old, step, refusal, now):
                 step.commit_first = False
                 deferred = await self._write_status(
                     request, raw, written, step, urgent=True, queue=queue_name
                 )
         else:
-            refusal = await self._apply(request, job, step)
+            refusal = await self._apply(request, job, step, dry_run_first=new_job)
             urgent = self._settle(request, old, step, refusal, now)
             deferred = await self._write_status(request, raw, old, step, urgent=urgent, queue=queue_name)
         queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
         self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
             self.metrics.observe(request.key, step.status.phase, job.spec.scheduling.queue)
+        if refusal is not None and refusal.final:
+            return Result()  # only an edit of the job can help, and the edit brings it back
         if refusal is not None:
             return Result(requeue=True)  # retried with the queue's per-item exponential backoff
         if deferred is not None:
@@ -478,7 +489,47 @@ class TorchJobReconciler:
         JobMetrics.accounted(request.namespace, queue, old, step.status)
         return None
 
-    async def _apply(self, request: Request, job: TorchJob, step: Plan) -> Refusal | None:
+    async def _allocate_ports(self, request: Request, raw: JsonObject, job: TorchJob) -> None:
+        """Choose the job's host ports (:mod:`.ports`) and record them in its status before any worker exists;
+        the write carries the resourceVersion they were chosen from, so two passes cannot choose twice."""
+        uid = job.metadata.uid or ""
+        ports = allocate(uid, taken_ports(self.jobs.list(copy=False), uid))
+        version = objects.resource_version(raw)
+        body: JsonObject = {"metadata": {"resourceVersion": version}, "status": {"ports": ports.to_k8s()}}
+        await self.client.patch_status(TORCHJOBS, request.name, body, request.namespace)
+        self.expectations.status_written(request.key, version)
+        log.info(
+            "torchjob %s: host network: rendezvous port %d allocated",
+            request,
+            ports.rendezvous,
+            extra={"rendezvous_port": ports.rendezvous, "master_port": ports.master},
+        )
+
+    async def _dry_run(self, request: Request, step: Plan) -> Refusal | None:
+        """A server-side dry run of the plan's first worker (index 0), if it creates one."""
+        for action in step.actions:
+            if not _is_pod_create(action):
+                continue
+            assert isinstance(action, CreateObject)
+            labels: JsonObject = action.body["metadata"].get("labels") or {}
+            if labels.get(REPLICA_INDEX_LABEL) != "0" or JOB_NAME_LABEL not in labels:
+                continue
+            name = str(action.body["metadata"]["name"])
+            try:
+                await self.client.create(PODS, action.body, request.namespace, dry_run=True)
+            except AlreadyExists:
+                return None
+            except ApiError as err:
+                if not 400 <= err.code < 500 or err.code == 429:
+                    raise
+                return Refusal("Pod", name, err.code, err.message or str(err), dry_run=True)
+            log.debug("torchjob %s: dry run of %s admitted", request, name)
+            return None
+        return None
+
+    async def _apply(
+        self, request: Request, job: TorchJob, step: Plan, *, dry_run_first: bool = False
+    ) -> Refusal | None:
         """Run the plan's actions in its order; each run of consecutive pod creates in slow-start batches.
 
         Orders that matter (:mod:`.plan`): a PodGroup (the gang's, an elastic job's store's) is created before
@@ -486,8 +537,11 @@ class TorchJobReconciler:
         (first of its run, so alone in the first batch) before the workers that dial it; deletes of an older
         attempt's same-named pods come in plans that create nothing. Pod creates next to each other depend on
         nothing among themselves: only they run in parallel. A create the apiserver refuses (4xx) ends the
-        pass and is returned (what depends on it cannot follow); any other error is raised.
+        pass and is returned (what depends on it cannot follow); any other error is raised. `dry_run_first`:
+        a new job's first worker is dry-run before any create (:mod:`.refusal`).
         """
+        if dry_run_first and (refusal := await self._dry_run(request, step)) is not None:
+            return refusal
         for pods, run in groupby(step.actions, key=_is_pod_create):
             if pods:
                 refusal = await self._create_pods(request, [a for a in run if isinstance(a, CreateObject)])

@@ -8,6 +8,11 @@ distinct refusal once, and a job that is not running yet shows the phase ``Creat
 keeps retrying with backoff (a quota may free up); the first pass with no refused create (its creates
 succeeded, or it needs none any more: suspended, finished) turns the condition False (reason Resolved),
 and the plan moves the phase on.
+
+The first worker of a new job is created as a server-side dry run first (strict field validation), so the
+pod template's pass-through fields are checked by the apiserver before the gang exists. A dry run refused
+as invalid (400, 422) is :attr:`Refusal.final`: only an edit of the job can change the answer, and the edit
+brings the job back, so it is not retried.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ class Refusal:
     name: str
     code: int
     message: str
+    dry_run: bool = False
+    """Refused in the server-side dry run of a new job's first worker."""
+
+    @property
+    def final(self) -> bool:
+        """A dry run refused as invalid: retrying the same spec cannot help."""
+        return self.dry_run and self.code in (400, 422)
 
     @property
     def reason(self) -> str:
@@ -45,7 +57,8 @@ class Refusal:
 
     def describe(self) -> str:
         """What the user reads: the object and the apiserver's own words."""
-        return f"creating {self.kind} {self.name} was refused ({self.code}): {self.message}"[:MESSAGE_LIMIT]
+        what = "a dry run of creating" if self.dry_run else "creating"
+        return f"{what} {self.kind} {self.name} was refused ({self.code}): {self.message}"[:MESSAGE_LIMIT]
 
 
 def refused(old: TorchJobStatus, step: Plan, refusal: Refusal, now: datetime, generation: int | None) -> bool:

@@ -122,6 +122,13 @@ async def test_fixed_job_trains_to_success_with_real_logs_progress_and_checkpoin
         assert done["lastCheckpoint"]["step"] == TOTAL_STEPS
         assert done["lastCheckpoint"]["path"].endswith(f"step-{TOTAL_STEPS:012d}")
         assert done.get("failureRestarts", 0) == 0
+        # The trainers ran with the operator's memory-backed /dev/shm (the stand-in kubelet backs a Memory
+        # emptyDir with the host's tmpfs); without a memory limit it has no size limit.
+        for pod in await worker_pods(client, namespace, "fixed"):
+            shm = next(v for v in pod["spec"]["volumes"] if v["name"] == "pyroclast-shm")
+            assert shm["emptyDir"] == {"medium": "Memory"}
+            trainer = pod["spec"]["containers"][0]
+            assert {"name": "pyroclast-shm", "mountPath": "/dev/shm"} in trainer["volumeMounts"]
 
         progress = job_events(cluster, namespace, workers("fixed", 2), "progress")
         assert [e["step"] for e in progress] == list(range(1, TOTAL_STEPS + 1)), progress[-3:]

@@ -424,3 +424,124 @@ INVALID_RUNTIME_CASES: Final[list[InvalidRuntimeCase]] = [
         ("spec.defaults.scheduling.queue", "should match"),
     ),
 ]
+
+# The operator's own fields of the pod template, refused with the reason.
+_OWNED_POD: Final = {
+    "schedulerName": ("default-scheduler", "is set by the operator: Volcano schedules the workers"),
+    "priorityClassName": ("high", "is set from spec.scheduling.priorityClassName"),
+    "priority": (1000, "is computed by the apiserver from the priority class"),
+    "nodeName": ("node-1", "would bypass Volcano's gang scheduling"),
+    "restartPolicy": ("OnFailure", "is set by the operator (Never)"),
+    "hostname": ("worker", "is set by the operator: each worker's stable DNS name is its rendezvous address"),
+    "subdomain": (
+        "workers",
+        "is set by the operator: the job's headless Service gives the workers their DNS names",
+    ),
+}
+_OWNED_TRAINER: Final = {
+    "image": ("other:1", "set spec.image"),
+    "command": (["python", "x.py"], "the trainer runs torchrun with spec.command"),
+    "args": (["--x"], "set spec.args"),
+    "imagePullPolicy": ("Always", "set spec.imagePullPolicy"),
+    "resources": ({"limits": {"cpu": "1"}}, "set spec.resources"),
+    "terminationMessagePath": ("/tmp/msg", "the operator reads the worker's report from it"),
+    "terminationMessagePolicy": ("File", "the operator reads the worker's report from it"),
+}
+M: Final = ("spec", "template", "metadata")
+
+TEMPLATE_CASES: Final[list[InvalidCase]] = [
+    *(
+        InvalidCase(
+            f"template-owned-{field}",
+            [((*T, field), value)],
+            (f"spec.template.spec.{field}", f"template.spec.{field} {why}"),
+        )
+        for field, (value, why) in _OWNED_POD.items()
+    ),
+    *(
+        InvalidCase(
+            f"template-trainer-{field}",
+            [((*T, "containers"), [{"name": "trainer", field: value}])],
+            (
+                f"spec.template.spec.containers[0].{field}",
+                f"containers[trainer].{field} is owned by the operator: {why}",
+            ),
+        )
+        for field, (value, why) in _OWNED_TRAINER.items()
+    ),
+    InvalidCase(
+        "template-trainer-env-reserved",
+        [
+            (
+                (*T, "containers"),
+                [
+                    {
+                        "name": "trainer",
+                        "env": [
+                            {"name": "NCCL_IB_HCA", "value": "mlx5"},
+                            {"name": "MASTER_PORT", "value": "1"},
+                        ],
+                    }
+                ],
+            )
+        ],
+        (
+            "spec.template.spec.containers[0].env",
+            "containers[trainer].env: PET_*, TORCHELASTIC_*, PYROCLAST_*",
+        ),
+    ),
+    InvalidCase(
+        "template-container-no-image",
+        [((*T, "containers"), [{"name": "exporter"}])],
+        ("spec.template.spec.containers[0].image", "image is required for every container but trainer"),
+    ),
+    InvalidCase(
+        "template-label-owned",
+        [((*M, "labels"), {"team": "a", "pyroclast.dev/job-name": "other"})],
+        ("spec.template.metadata.labels", "are set by the operator: they select the job's pods"),
+    ),
+    InvalidCase(
+        "template-annotation-owned",
+        [((*M, "annotations"), {"volcano.sh/preemptable": "true"})],
+        (
+            "spec.template.metadata.annotations",
+            "are set by the operator: they put the pods in the job's Volcano gang",
+        ),
+    ),
+    InvalidCase(
+        "template-mount-shm",
+        [((*T, "volumeMounts"), [{"name": "data", "mountPath": "/dev/shm"}])],
+        ("spec.template", "a trainer volumeMount uses a path the operator mounts"),
+    ),
+    InvalidCase(
+        "template-mount-checkpoint",
+        [
+            (
+                (*T, "containers"),
+                [{"name": "trainer", "volumeMounts": [{"name": "data", "mountPath": "/checkpoints"}]}],
+            )
+        ],
+        ("spec.template", "a trainer volumeMount uses a path the operator mounts"),
+    ),
+    InvalidCase(
+        "template-mount-progress-token",
+        [((*T, "volumeMounts"), [{"name": "data", "mountPath": "/var/run/secrets/pyroclast.dev/progress"}])],
+        ("spec.template", "a trainer volumeMount uses a path the operator mounts"),
+    ),
+    InvalidCase(
+        "template-unknown-field",
+        [((*T, "hostNetwrok"), True)],
+        ("spec.template.spec.hostNetwrok", "unknown field"),
+    ),
+    InvalidCase(
+        "template-dns-policy",
+        [((*T, "dnsPolicy"), "HostFirst")],
+        ("spec.template.spec.dnsPolicy", "Unsupported value"),
+    ),
+    InvalidCase(
+        "shared-memory-size",
+        [((S, "sharedMemory"), {"sizeLimit": "lots"})],
+        ("spec.sharedMemory.sizeLimit", "should match"),
+    ),
+]
+INVALID_CASES.extend(TEMPLATE_CASES)

@@ -54,6 +54,7 @@ def test_minimal_job_gets_every_default() -> None:
         "failurePolicy": {"maxFailureRestarts": 3, "maxPreemptionRestarts": 20},
         "runPolicy": {"suspend": False, "cleanPodPolicy": "Running"},
         "successPolicy": "AllWorkers",
+        "sharedMemory": {"enabled": True},
     }
 
 

@@ -110,7 +110,10 @@ async def test_submit_and_reconciles_are_one_trace_with_http_client_spans() -> N
         assert reconciles
         assert {s.trace_id for s in reconciles} == {trace_id}
         pod_posts = [s for s in named(spans, "POST") if s.attributes.get("pyroclast.k8s.resource") == "pods"]
-        assert len(pod_posts) == 2
+        # The new job's first worker is dry-run first (a span of its own, marked by its query).
+        dry_runs = [s for s in pod_posts if "dryRun=All" in str(s.attributes["url.full"])]
+        assert len(dry_runs) == 1
+        assert len(pod_posts) == 3
         assert {s.parent_span_id for s in pod_posts} <= {s.span_id for s in reconciles}
 
         # Lease renewals (and informer lists and watches) happen outside any reconcile: no trace of their own.

@@ -249,7 +249,7 @@ def test_with_a_progress_url_a_named_service_account_is_kept() -> None:
 def test_without_a_progress_url_the_pod_is_unchanged() -> None:
     job = make_job()
     worker = desired_worker(job, 0, 0)
-    assert "volumes" not in worker["spec"]
+    assert TOKEN_VOLUME not in {v["name"] for v in worker["spec"].get("volumes", [])}
     assert "serviceAccountName" not in worker["spec"]
     names = {e["name"] for e in worker["spec"]["containers"][0]["env"]}
     assert not names & {contract.PROGRESS_URL, contract.PROGRESS_TOKEN_FILE}

@@ -108,7 +108,8 @@ def sync(fake: FakeApiServer, reconciler: TorchJobReconciler) -> None:
 
 
 def writes(fake: FakeApiServer, since: int = 0, *, events: bool = False) -> list[tuple[str, str]]:
-    out = [(m, p) for m, p, _ in fake.requests[since:] if m in WRITES]
+    # A dry run writes nothing.
+    out = [(m, p) for m, p, q in fake.requests[since:] if m in WRITES and "dryRun" not in q]
     return out if events else [(m, p) for m, p in out if "/events" not in p]
 
 
@@ -353,7 +354,7 @@ async def test_runs_on_the_manager_with_real_informers() -> None:
         await eventually(lambda: phase_of(fake) == "Succeeded")
         await eventually(lambda: fake.objects[PODGROUPS] == {})
         manager.stop()
-    pod_posts = [p for m, p, _ in fake.requests if m == "POST" and p.endswith("/pods")]
+    pod_posts = [p for m, p, q in fake.requests if m == "POST" and p.endswith("/pods") and "dryRun" not in q]
     assert len(pod_posts) == 2
     reasons = [e["reason"] for e in fake.objects[EVENTS].values()]
     assert reasons == ["WaitingForScheduler", "AllWorkersRunning", "AllWorkersSucceeded"]

@@ -8,6 +8,7 @@ distinct refusal, retried with the work queue's backoff, and cleared by the firs
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -37,25 +38,44 @@ QUOTA = 'pods "llama-worker-0" is forbidden: exceeded quota: compute, requested:
 
 
 class Refuse:
-    """Wraps the client's create: objects of `kind` are refused with `error` while it is set."""
+    """Wraps the client's create: objects of `kind` are refused with `error` while it is set; dry runs too
+    when `dry_runs` (else they pass: a refusal the dry run could not foresee, such as quota taken between)."""
 
-    def __init__(self, client: Client, kind: str, error: ApiError | None) -> None:
+    def __init__(self, client: Client, kind: str, error: ApiError | None, *, dry_runs: bool = False) -> None:
         self.create = client.create
         self.kind = kind
         self.error = error
+        self.dry_runs = dry_runs
+        self.dry_run_calls = 0
 
-    async def __call__(self, resource: Resource, obj: JsonObject, namespace: str | None = None) -> JsonObject:
-        if self.error is not None and obj["kind"] == self.kind:
+    async def __call__(
+        self, resource: Resource, obj: JsonObject, namespace: str | None = None, *, dry_run: bool = False
+    ) -> JsonObject:
+        self.dry_run_calls += dry_run
+        if self.error is not None and obj["kind"] == self.kind and (self.dry_runs or not dry_run):
             raise self.error
-        return await self.create(resource, obj, namespace)
+        return await self.create(resource, obj, namespace, dry_run=dry_run)
 
 
-def refusing(kind: str, error: ApiError) -> tuple[FakeApiServer, TorchJobReconciler, Refuse]:
-    fake, reconciler, _ = setup()
-    refuse = Refuse(reconciler.client, kind, error)
+def refusing(
+    kind: str, error: ApiError, *, dry_runs: bool = False, **spec: Any
+) -> tuple[FakeApiServer, TorchJobReconciler, Refuse]:
+    fake, reconciler, _ = setup(**spec)
+    refuse = Refuse(reconciler.client, kind, error, dry_runs=dry_runs)
     reconciler.client.create = refuse  # type: ignore[method-assign]
     sync(fake, reconciler)
     return fake, reconciler, refuse
+
+
+async def creates_succeed(fake: FakeApiServer, reconciler: TorchJobReconciler, refuse: Refuse) -> None:
+    """The refusal goes away: the next pass creates the gang and turns the condition False."""
+    refuse.error = None
+    sync(fake, reconciler)
+    await reconcile(reconciler)
+    assert len(fake.objects[PODS]) == 2
+    cond = condition(fake, "CreateFailed")
+    assert cond is not None
+    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
 
 
 def condition(fake: FakeApiServer, type_: str) -> JsonObject | None:
@@ -107,18 +127,50 @@ async def test_a_refused_pod_is_visible_within_one_reconcile_and_cleared_by_a_cr
     assert "violates PodSecurity" in (condition(fake, "CreateFailed") or {})["message"]
 
     # The quota frees up: the creates succeed, the condition turns False, the job waits for Volcano.
-    refuse.error = None
-    sync(fake, reconciler)
-    await reconcile(reconciler)
-    assert len(fake.objects[PODS]) == 2
-    cond = condition(fake, "CreateFailed")
-    assert cond is not None
-    assert (cond["status"], cond["reason"]) == ("False", "Resolved")
+    await creates_succeed(fake, reconciler, refuse)
     assert job_status(fake)["phase"] == "Queued"
     set_pods(fake, "Running")
     sync(fake, reconciler)
     await reconcile(reconciler)
     assert job_status(fake)["phase"] == "Running"
+
+
+INVALID = (
+    'Pod "llama-worker-0" is invalid: spec.containers[1].image: Required value; '
+    'strict decoding error: unknown field "spec.hostNetwrok"'
+)
+
+
+async def test_an_invalid_first_worker_is_refused_in_a_dry_run_before_anything_exists() -> None:
+    fake, reconciler, refuse = refusing("Pod", Invalid(422, "Invalid", INVALID), dry_runs=True)
+    # Final: only an edit of the job can change the answer (and brings the job back): no retry loop.
+    assert await reconcile(reconciler) == Result()
+    assert refuse.dry_run_calls == 1
+    assert job_status(fake)["phase"] == "CreateFailed"
+    cond = condition(fake, "CreateFailed")
+    assert cond is not None
+    assert (cond["status"], cond["reason"]) == ("True", "FailedCreatePod")
+    assert cond["message"].startswith("a dry run of creating Pod llama-worker-0 was refused (422): ")
+    assert INVALID in cond["message"]
+    assert [e for e in events(fake) if e[0] == "Warning"] == [("Warning", "FailedCreatePod", cond["message"])]
+    # Nothing was created: no gang to clean up, no pod in a loop of refused creates.
+    for collection in (PODGROUPS, SERVICES, PODS):
+        assert fake.objects.get(collection, {}) == {}
+
+    # The job is fixed: the dry run passes, the gang is created, the condition turns False.
+    await creates_succeed(fake, reconciler, refuse)
+    # A job with workers is not new: no further dry runs.
+    calls = refuse.dry_run_calls
+    set_pods(fake, "Running")
+    sync(fake, reconciler)
+    await reconcile(reconciler)
+    assert refuse.dry_run_calls == calls
+
+
+async def test_a_dry_run_refused_for_quota_is_retried_with_backoff() -> None:
+    fake, reconciler, _ = refusing("Pod", Forbidden(403, "Forbidden", QUOTA), dry_runs=True)
+    assert await reconcile(reconciler) == Result(requeue=True)  # a quota may free up
+    assert QUOTA in (condition(fake, "CreateFailed") or {})["message"]
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.controller.torchjob.test_torchjob_reconciler import JOBS, PODS, job_status, reconcile, setup, sync
-
 from controller.torchjob.runtime import RESOLUTIONS
 from tests.api.api_cases import base_runtime
+from tests.controller.torchjob.test_torchjob_reconciler import JOBS, PODS, job_status, reconcile, setup, sync
 
 RUNTIMES = ("apis/pyroclast.dev/v1alpha1", "clustertorchruntimes")
 REF = {"kind": "ClusterTorchRuntime", "name": "gpu"}

@@ -47,7 +47,11 @@ class Trace:
         self.refuse = refuse or {}
         self.log: list[tuple[str, str, str]] = []  # (start|end, kind, name)
 
-    async def __call__(self, resource: Resource, obj: JsonObject, namespace: str | None = None) -> JsonObject:
+    async def __call__(
+        self, resource: Resource, obj: JsonObject, namespace: str | None = None, *, dry_run: bool = False
+    ) -> JsonObject:
+        if dry_run:  # a new job's first worker, checked before anything is created: no create to trace
+            return await self.create(resource, obj, namespace, dry_run=True)
         what = (resource.kind, str(obj["metadata"].get("name") or obj["metadata"].get("generateName")))
         self.log.append(("start", *what))
         try:

