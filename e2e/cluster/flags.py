@@ -100,6 +100,8 @@ class Layout:
     """Where the apiserver writes an audit log of every write (Metadata level), or None (the default): off."""
     pod_host: str | None = None
     """The pod network's host address (listeners for pods bind there), or None: the rig has no pod network."""
+    volcano_jobs: bool = False
+    """Whether vc-controller-manager also runs its job controller (batch.volcano.sh Jobs)."""
 
     @property
     def coredns_kubeconfig(self) -> Path:
@@ -281,12 +283,16 @@ def kwok(lay: Layout) -> list[str]:
 
 
 def vc_controller_manager(lay: Layout) -> list[str]:
-    """Volcano controller manager: queue controller (queues become Open) and pg-controller."""
+    """Volcano controller manager: queue controller (queues become Open) and pg-controller; with
+    `volcano_jobs` also the job controller, as many sync threads as the benchmarks give every operator."""
+    controllers = (*volcano.CONTROLLERS, volcano.JOB_CONTROLLER) if lay.volcano_jobs else volcano.CONTROLLERS
+    threads = [f"--worker-threads={volcano.JOB_WORKER_THREADS}"] if lay.volcano_jobs else []
     return [
         str(lay.binaries["vc-controller-manager"]),
         f"--kubeconfig={lay.admin_kubeconfig}",
         "--leader-elect=false",
-        f"--controllers={','.join(volcano.CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
+        *threads,
         "--scheduler-name=volcano",
         "--enable-healthz=true",
         f"--healthz-address={HOST}:{lay.ports['vc-controller-manager-healthz']}",
