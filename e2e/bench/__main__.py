@@ -1,13 +1,13 @@
 """`make bench` / `make bench-quick`: the figures P1-P5 and the peers' as one table, JSON and plots.
 
 Each benchmark runs as its own process (each starts its own cluster); one failing does not stop the rest.
-Before any of them, every binary, module and tool they use is looked up (and the training-operator built):
+Before any of them, every binary, module and tool they use is looked up (and the Go peers built):
 anything missing stops the run at once with one error saying what and how to get it.
 Results go to e2e/bench/results/<UTC time>[-quick|-smoke]/ (git-ignored): summary.json (the table and every
 figure, time series included), pods.png (pods created and Running over time, every operator), the
 operator's py-spy profile under P1 (profile/), and each benchmark's own JSON.
 
-The scale run compares the operator with Volcano's own job controller (vcjob) and Kubeflow's
+The scale run compares the operator with Volcano's own job controller (vcjob), JobSet and Kubeflow's
 training-operator on the same workload in one rig (time to every pod Running, creates/s, the operator's CPU
 per 1,000 pods, apiserver requests per pod, peak RSS: the per-operator table), and runs the
 failure-recovery scenario (one worker of every running gang deleted at once) for TorchJob and vcjob.
@@ -22,8 +22,8 @@ no data (its benchmark crashed, a reference did not build or timed out): a figur
 pass. ``--report DIR`` renders an earlier run's directory again, with the same verdict.
 
 Smoke (``--smoke``, run by the test suite): the scale run alone at 2 jobs x 4 workers, without the
-training-operator (no Go build); it proves the harness end to end. Its status is 1 when the benchmark failed
-or a row has no data; the targets are not judged at that size.
+training-operator and JobSet (no Go build); it proves the harness end to end. Its status is 1 when the
+benchmark failed or a row has no data; the targets are not judged at that size.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.bench import kubeflow, report
+from e2e.bench import jobset, kubeflow, report
+from e2e.bench.peer import PeerUnavailable
 from e2e.bench.profile import summarise
 from e2e.cluster import modules
 from e2e.cluster.binaries import BinaryNotFoundError, find_all
@@ -70,7 +71,7 @@ def plan(mode: bool | str, out: Path) -> list[list[str]]:
 
     if mode == SMOKE:
         size = ["--jobs", "2", "--workers", "4", "--timeout", "60"]
-        return [["e2e.bench.bench_scale", *size, "--skip-kubeflow", *scale]]
+        return [["e2e.bench.bench_scale", *size, "--skip-kubeflow", "--skip-jobset", *scale]]
     if mode == QUICK:
         return [
             ["e2e.bench.bench_scale", "--jobs", "50", "--workers", "8", "--default-timeout", "120", *scale],
@@ -133,12 +134,17 @@ def prepare(steps: list[list[str]]) -> dict[str, str]:
         )
     if importlib.util.find_spec("matplotlib") is None:
         raise Unprepared("matplotlib is not installed: run `make venv` (the bench extra)")
-    if any(module == "e2e.bench.bench_scale" for module, *_ in steps) and "--skip-kubeflow" not in args:
-        print("building (or reusing) Kubeflow's training-operator ...", flush=True)
-        try:
-            env["TEST_ASSET_TRAINING_OPERATOR"] = str(kubeflow.build())
-        except kubeflow.KubeflowUnavailable as err:
-            raise Unprepared(str(err)) from None
+    scale = any(module == "e2e.bench.bench_scale" for module, *_ in steps)
+    for name, skip, build in (
+        ("training-operator", "--skip-kubeflow", kubeflow.build),
+        ("jobset", "--skip-jobset", jobset.build),
+    ):
+        if scale and skip not in args:
+            print(f"building (or reusing) {name} ...", flush=True)
+            try:
+                env[f"TEST_ASSET_{name.upper().replace('-', '_')}"] = str(build())
+            except PeerUnavailable as err:
+                raise Unprepared(str(err)) from None
     return env
 
 

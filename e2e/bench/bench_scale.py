@@ -13,6 +13,8 @@ One rig (watch cache on, audit off), kwok nodes for every pod, then in turn:
   M batch.volcano.sh Jobs of one N-pod task each, a gang of N in the default queue;
 * recovery: with every gang Running, one worker of each job deleted at once (TorchJob after P5, and vcjob):
   seconds until every gang is Running again, pods recreated and their rate;
+* JobSet (built from its module, 16 threads, QPS 200/400) with Kubernetes' Job controller (16 syncs)
+  making the pods: M JobSets of N one-pod Jobs each, pods scheduled by Volcano (no gang: JobSet has none);
 * Kubeflow training-operator v1.9.4 (``--gang-scheduler-name=volcano``) tuned (16 threads, QPS 200/burst
   400) and with its defaults (1 thread, QPS 20/burst 30), M PyTorchJobs of N Worker replicas each.
   P2 = our time to every pod Running / the tuned reference's.
@@ -38,9 +40,10 @@ from typing import Any
 
 from controller.resource import Resource
 from controller.torchjob.reconciler import TORCHJOBS
-from e2e.bench import kubeflow
+from e2e.bench import jobset, kubeflow
 from e2e.bench.cpu import CpuMeter, format_cpu
 from e2e.bench.harness import job, new_namespace, start_operator, start_rig, stop_operator, wait_until
+from e2e.bench.peer import PeerUnavailable
 from e2e.bench.recovery import recover
 from e2e.bench.requests import RequestMeter, format_requests
 from e2e.bench.restarts import pod_creates
@@ -251,11 +254,47 @@ def _recovery(cluster: Cluster, label: str, ns: str, jobs: list[str], args: argp
     return figures
 
 
-def _operator_figures(phase: Phase, pid: int) -> None:
-    """The operator's own CPU seconds per 1,000 pods, requests per pod and peak RSS, into the phase."""
+def _jobset(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonObject) -> None:
+    """The same workload as JobSets of N one-pod Jobs; Kubernetes' Job controller makes the pods."""
+    try:
+        binary = jobset.build()
+        jobset.install(cluster)
+    except (PeerUnavailable, subprocess.CalledProcessError) as err:
+        out["jobset_error"] = str(err)
+        print(f"JobSet unavailable: {err}")
+        return
+    out["jobset_version"] = jobset.version()
+    m, n = args.jobs, args.workers
+    ns = new_namespace(cluster, "bench-jobset")
+    proc = jobset.start(cluster, binary, jobset.TUNED, cluster.workdir / "logs" / "jobset.log")
+    try:
+        bodies = [jobset.jobset(f"js-{i:05d}", pool, workers=n) for i in range(m)]
+        meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
+        phase = run_phase(cluster, "jobset", ns, jobset.JOBSETS, bodies, m * n, args.timeout)
+        phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+        # The pods are the Job controller's work: it counts as the JobSet's own.
+        _operator_figures(phase, proc.pid, also=("kube-controller-manager",))
+        out["jobset"] = phase.summary() | {"flags": list(jobset.TUNED)}
+        _print_phase(phase)
+    finally:
+        stop_operator(proc)
+    clear_namespace(
+        cluster, ns,
+        [f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{ns}/jobsets",
+         f"/apis/batch/v1/namespaces/{ns}/jobs",
+         f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+    )  # fmt: skip
+
+
+def _operator_figures(phase: Phase, pid: int, also: tuple[str, ...] = ()) -> None:
+    """The operator's own CPU seconds per 1,000 pods (with the processes named in `also`, that do part of
+    its work), requests per pod and peak RSS (its own process), into the phase."""
     cpu: dict[str, float] = phase.extra["cpu"]
     pods = max(1, phase.pods)
-    phase.extra["operator_cpu_per_1000_pods"] = round(cpu["operator"] * 1000 / pods, 3)
+    own = cpu["operator"] + sum(cpu[name] for name in also)
+    phase.extra["operator_cpu_per_1000_pods"] = round(own * 1000 / pods, 3)
+    if also:
+        phase.extra["operator_cpu_includes"] = list(also)
     requests: dict[str, int] = phase.extra["requests"]
     phase.extra["requests_per_pod"] = {k: round(v / pods, 3) for k, v in requests.items()}
     phase.extra["operator_peak_rss_mib"] = round(rss_mib(pid, "VmHWM"), 1)
@@ -303,6 +342,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-kubeflow", action="store_true")
     parser.add_argument("--skip-vcjob", action="store_true", help="no Volcano job controller run")
+    parser.add_argument("--skip-jobset", action="store_true", help="no JobSet run (no Go build)")
     parser.add_argument("--skip-recovery", action="store_true", help="no failure-recovery scenario")
     parser.add_argument("--skip-ours", action="store_true", help="only the raw rate and Kubeflow")
     parser.add_argument("--profile", type=Path, help="py-spy the operator during P1 into this directory")
@@ -311,9 +351,12 @@ def main() -> None:
     pods = args.jobs * args.workers
     out: JsonObject = {"jobs": args.jobs, "workers": args.workers, "pods": pods}
     # A peer left out on purpose has no rows in the table (one that failed has rows without data).
-    skipped = {"recovery": args.skip_recovery, "kubeflow": args.skip_kubeflow, "vcjob": args.skip_vcjob}
+    skipped = {
+        "recovery": args.skip_recovery, "kubeflow": args.skip_kubeflow, "vcjob": args.skip_vcjob,
+        "jobset": args.skip_jobset,
+    }  # fmt: skip
     out |= {f"{name}_skipped": True for name, skip in skipped.items() if skip}
-    cluster = start_rig(audit=False, volcano_jobs=not args.skip_vcjob)
+    cluster = start_rig(audit=False, volcano_jobs=not args.skip_vcjob, kube_jobs=not args.skip_jobset)
     try:
         pool = NodePool(cluster)
         pool(max(2, -(-pods // PODS_PER_NODE)), cpu=str(PODS_PER_NODE), memory="1Ti", gpus=8, pods=110)
@@ -329,6 +372,8 @@ def main() -> None:
             _ours(cluster, args, pool, out)
         if not args.skip_vcjob:
             _vcjob(cluster, args, pool, out)
+        if not args.skip_jobset:
+            _jobset(cluster, args, pool, out)
         if not args.skip_kubeflow:
             _kubeflow(cluster, args, pool, out)
         pool.delete_all()

@@ -136,7 +136,7 @@ def scale_rows(scale: JsonObject) -> list[Row]:
     return rows
 
 
-GO_PEERS = ("vcjob", "kubeflow_tuned", "kubeflow_default")
+GO_PEERS = ("vcjob", "jobset", "kubeflow_tuned", "kubeflow_default")
 """The Go operators bench_scale runs the same workload with (keys of its JSON)."""
 
 
@@ -171,6 +171,15 @@ def peer_rows(scale: JsonObject, missing_ours: str) -> list[Row]:
         against("   pod creates/s vs vcjob", ours.get("create_rate"), vc.get("create_rate"), None,
                 why_missing=why),
     ] if with_vcjob else []  # fmt: skip
+    if not scale.get("jobset_skipped"):
+        js: JsonObject = scale.get("jobset") or {}
+        why_js = missing_ours if ours.get("running_seconds") is None else _why_peer(scale, "jobset", "")
+        rows += [
+            against("P2 s to all Running vs JobSet", ours.get("running_seconds"), js.get("running_seconds"),
+                    None, "JobSet: no gang", why_missing=why_js),
+            against("   pod creates/s vs JobSet", ours.get("create_rate"), js.get("create_rate"), None,
+                    why_missing=why_js),
+        ]  # fmt: skip
     best = best_go_cpu(scale)
     mine = None if ours.get("timed_out") else ours.get("operator_cpu_per_1000_pods")
     why = missing_ours if mine is None else "no Go peer finished"
@@ -195,8 +204,8 @@ def peer_rows(scale: JsonObject, missing_ours: str) -> list[Row]:
     return rows
 
 
-OPERATORS = {"ours": "pyroclast", "vcjob": "vcjob", "kubeflow_tuned": "kubeflow tuned",
-             "kubeflow_default": "kubeflow defaults"}  # fmt: skip
+OPERATORS = {"ours": "pyroclast", "vcjob": "vcjob", "jobset": "jobset (+ Job ctl)",
+             "kubeflow_tuned": "kubeflow tuned", "kubeflow_default": "kubeflow defaults"}  # fmt: skip
 
 
 def operators_table(scale: JsonObject, top: int = 6) -> str:
@@ -334,7 +343,7 @@ def plot(scale: JsonObject, path: Path) -> bool:
         return False
     runs = [
         (k, run)
-        for k in ("ours", "vcjob", "kubeflow_tuned", "kubeflow_default")
+        for k in ("ours", "vcjob", "jobset", "kubeflow_tuned", "kubeflow_default")
         if (run := scale.get(k) or {}).get("series")
     ]
     if not runs:
@@ -358,6 +367,7 @@ def plot(scale: JsonObject, path: Path) -> bool:
 _LABELS = {
     "ours": "pyroclast (16 workers, QPS 200/400)",
     "vcjob": "Volcano job controller v1.14.1 (16 threads, QPS 200/400)",
+    "jobset": "JobSet v0.12.0 + Job controller (16 threads each, QPS 200/400)",
     "kubeflow_tuned": "training-operator v1.9.4 tuned (16 threads, QPS 200/400)",
     "kubeflow_default": "training-operator v1.9.4 defaults (1 thread, QPS 20/30)",
 }

@@ -169,7 +169,7 @@ def test_the_run_fails_when_a_benchmark_wrote_no_figures(tmp_path: Path) -> None
     assert set(sources) == {"writes"}
     code, lines = bench_main.verdict(rows, [], len(steps))
     assert code == 1
-    assert lines[1].startswith("targets: 2 met, 16 missed or without data")
+    assert lines[1].startswith("targets: 2 met, 18 missed or without data")
     assert "P4 RSS MB on the rig, ? TorchJobs listed" in lines[1]
 
 
@@ -236,8 +236,8 @@ def test_a_missing_vcjob_run_is_a_miss_but_a_skipped_peer_has_no_rows() -> None:
     rows = by_figure(scale_rows(scale()))
     assert rows["P2 s to all Running vs vcjob"].passed is False
     assert rows["Gang recovery s vs vcjob"].note.startswith("no data")
-    skipped = by_figure(scale_rows(scale(vcjob_skipped=True, kubeflow_skipped=True)))
-    assert not [f for f in skipped if "vcjob" in f or "Kubeflow" in f]
+    skipped = by_figure(scale_rows(scale(vcjob_skipped=True, kubeflow_skipped=True, jobset_skipped=True)))
+    assert not [f for f in skipped if "vcjob" in f or "Kubeflow" in f or "JobSet" in f]
 
 
 def test_help_prints_usage_and_runs_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -271,5 +271,6 @@ def test_the_smoke_plan_is_the_scale_run_alone_without_a_go_build(tmp_path: Path
     (step,) = bench_main.plan(bench_main.SMOKE, tmp_path)
     assert step[0] == "e2e.bench.bench_scale"
     assert "--skip-kubeflow" in step
+    assert "--skip-jobset" in step
     assert "--profile" in step
     assert bench_main.expected([step]) == ["scale"]
