@@ -296,7 +296,6 @@ def vc_controller_manager(lay: Layout) -> list[str]:
         f"--kubeconfig={lay.admin_kubeconfig}",
         "--leader-elect=false",
         f"--controllers={','.join(controllers)}",
-        *(["--concurrent-job-syncs=16"] if lay.kube_jobs else []),  # as many as every operator has
         *threads,
         "--scheduler-name=volcano",
         "--enable-healthz=true",

@@ -176,6 +176,7 @@ def test_the_peers_job_controllers_run_only_when_asked(tmp_path: Path) -> None:
     vc, kcm = flags.vc_controller_manager(lay), flags.kube_controller_manager(lay)
     assert "--controllers=queue-controller,pg-controller,job-controller" in vc
     assert "--worker-threads=16" in vc
+    assert not [a for a in vc if a.startswith("--concurrent")]  # a KCM flag, fatal to vc-controller-manager
     [controllers] = [a.split("=", 1)[1] for a in kcm if a.startswith("--controllers=")]
     assert "job-controller" in controllers.split(",")
     assert "--concurrent-job-syncs=16" in kcm
