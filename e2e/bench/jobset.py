@@ -15,6 +15,7 @@ from typing import Any
 
 from controller.resource import Resource
 from e2e.bench import peer
+from e2e.bench.vcjob import worker_container
 from e2e.cluster import Cluster
 from e2e.cluster.modules import module_dir
 from e2e.cluster.pool import NodePool
@@ -52,17 +53,11 @@ def jobset(name: str, pool: NodePool, *, workers: int) -> JsonObject:
     """One JobSet of `workers` one-pod Jobs (replicas of one replicatedJob), pods shaped like the bench's
     TorchJob workers (1 CPU, 1Gi) and scheduled by Volcano. JobSet itself has no gang: Volcano's
     pg-controller gives each Job's pod its own PodGroup."""
-    container = {
-        "name": "trainer",
-        "image": "example.invalid/train:1",
-        "command": ["torchrun", "-m", "train"],
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
-    }
     pod = {
         "restartPolicy": "Never",
         "schedulerName": "volcano",
         "nodeSelector": pool.node_selector,
-        "containers": [container],
+        "containers": [worker_container()],
     }
     job = {
         "parallelism": 1,

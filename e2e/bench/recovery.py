@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
 
 from controller.client import Client
 from controller.resource import PODS
+from e2e.bench.timeline import PodWatch
 from e2e.cluster import Cluster
-from e2e.cluster.api import ApiError
 
 JsonObject = dict[str, Any]
 
@@ -31,28 +30,12 @@ def job_of(pod: str) -> str:
 
 
 @dataclass
-class GangWatch:
-    """Every pod of a namespace by UID (a background watch): its job, phase, whether it is going away."""
+class GangWatch(PodWatch):
+    """Every pod of a namespace by UID: its job, phase, whether it is going away; when each was first seen."""
 
-    cluster: Cluster
-    namespace: str
     pods: dict[str, tuple[str, str, bool]] = field(default_factory=dict[str, tuple[str, str, bool]])
     first_seen: dict[str, float] = field(default_factory=dict[str, float])
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> GangWatch:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
 
     def running_gangs(self, jobs: int, workers: int, replaced: set[str] | None = None) -> bool:
         """Whether `jobs` jobs each have `workers` Running pods and no pod is going away; with `replaced`
@@ -72,8 +55,13 @@ class GangWatch:
         return len(per_job) == jobs and all(n == workers for n in per_job.values())
 
     def uids(self) -> set[str]:
+        """UIDs of the pods there now."""
         with self._lock:
             return set(self.pods)
+
+    def _relisted(self) -> None:
+        with self._lock:
+            self.pods.clear()
 
     def _see(self, event: str, pod: JsonObject, now: float) -> None:
         meta: JsonObject = pod.get("metadata") or {}
@@ -85,36 +73,6 @@ class GangWatch:
             self.first_seen.setdefault(uid, now)
             phase = str((pod.get("status") or {}).get("phase", ""))
             self.pods[uid] = (job_of(str(meta.get("name", ""))), phase, bool(meta.get("deletionTimestamp")))
-
-    def _run(self, ready: threading.Event) -> None:
-        api = self.cluster.new_api()
-        path = f"/api/v1/namespaces/{self.namespace}/pods"
-        rv = ""
-        try:
-            while not self._stop.is_set():
-                if not rv:
-                    listed = api.get(path) or {}
-                    now = time.monotonic()
-                    with self._lock:
-                        self.pods.clear()
-                    for pod in listed.get("items") or []:
-                        self._see("ADDED", pod, now)
-                    rv = str((listed.get("metadata") or {}).get("resourceVersion", ""))
-                    ready.set()
-                try:
-                    for event in api.watch(path, rv, timeout_seconds=5):
-                        obj = event.get("object") or {}
-                        if event.get("type") == "ERROR":
-                            rv = ""  # 410: relist
-                            break
-                        rv = str((obj.get("metadata") or {}).get("resourceVersion", rv))
-                        self._see(str(event.get("type")), obj, time.monotonic())
-                        if self._stop.is_set():
-                            break
-                except (httpx.HTTPError, ApiError):
-                    time.sleep(0.2)
-        finally:
-            api.close()
 
 
 def delete_one_worker_each(cluster: Cluster, namespace: str, jobs: list[str], concurrency: int = 32) -> float:

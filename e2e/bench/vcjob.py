@@ -17,15 +17,20 @@ VCJOBS = Resource("batch.volcano.sh", "v1alpha1", "Job", "jobs")
 TASK = "worker"
 
 
-def vcjob(name: str, pool: NodePool, *, workers: int) -> JsonObject:
-    """A Volcano Job of one task of `workers` pods shaped like the bench's TorchJob workers (1 CPU, 1Gi), a
-    gang of all of them in the default queue; pods are named ``<name>-worker-<i>``."""
-    container = {
+def worker_container() -> JsonObject:
+    """The container of a Go peer's worker pod, shaped like the bench's TorchJob workers (1 CPU, 1Gi)."""
+    return {
         "name": "trainer",
         "image": "example.invalid/train:1",
         "command": ["torchrun", "-m", "train"],
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
     }
+
+
+def vcjob(name: str, pool: NodePool, *, workers: int) -> JsonObject:
+    """A Volcano Job of one task of `workers` pods shaped like the bench's TorchJob workers (1 CPU, 1Gi), a
+    gang of all of them in the default queue; pods are named ``<name>-worker-<i>``."""
+    container = worker_container()
     task = {
         "name": TASK,
         "replicas": workers,
