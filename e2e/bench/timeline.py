@@ -12,6 +12,8 @@ import httpx
 from e2e.cluster import Cluster
 from e2e.cluster.api import ApiError
 
+POD_EVENTS = ("ADDED", "MODIFIED", "DELETED")
+
 
 @dataclass
 class PodWatch:
@@ -65,7 +67,8 @@ class PodWatch:
                             rv = ""  # 410: relist
                             break
                         rv = str((obj.get("metadata") or {}).get("resourceVersion", rv))
-                        self._see(str(event.get("type", "")), obj, time.monotonic())
+                        if event.get("type") in POD_EVENTS:  # not a BOOKMARK (no pod in it)
+                            self._see(str(event["type"]), obj, time.monotonic())
                         if self._stop.is_set():
                             break
                 except (httpx.HTTPError, ApiError):

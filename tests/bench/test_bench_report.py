@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from e2e.bench import __main__ as bench_main
 from e2e.bench.audit import Write
 from e2e.bench.bench_writes import attribute
 from e2e.bench.profile import summarise
+from e2e.bench.recovery import GangWatch
 from e2e.bench.report import (
     Row,
     best_go_cpu,
@@ -274,3 +276,39 @@ def test_the_smoke_plan_is_the_scale_run_alone_without_a_go_build(tmp_path: Path
     assert "--skip-jobset" in step
     assert "--profile" in step
     assert bench_main.expected([step]) == ["scale"]
+
+
+class _FakeApi:
+    """Lists one pod, then one watch: a new pod, a BOOKMARK (no pod in it), the first pod deleted."""
+
+    def __init__(self, stop: Any) -> None:
+        self._stop = stop
+
+    def get(self, path: str) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": "1"}, "items": [_pod("w-worker-0", "a", "Running")]}
+
+    def watch(self, path: str, rv: str, timeout_seconds: int) -> Any:
+        yield {"type": "ADDED", "object": _pod("w-worker-1", "b", "Pending")}
+        yield {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "3"}}}
+        self._stop.set()
+        yield {"type": "DELETED", "object": _pod("w-worker-0", "a", "Running")}
+
+    def close(self) -> None:
+        pass
+
+
+def _pod(name: str, uid: str, phase: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "uid": uid, "resourceVersion": "2"}, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("kind", [PodTimeline, GangWatch])
+def test_pod_watches_see_pods_not_bookmarks(kind: type[PodTimeline] | type[GangWatch]) -> None:
+    watch = kind(cluster=None, namespace="ns")  # type: ignore[arg-type]
+    watch.cluster = type("C", (), {"new_api": lambda _self: _FakeApi(watch._stop)})()  # type: ignore[assignment]
+    watch._run(threading.Event())
+    if isinstance(watch, PodTimeline):
+        assert set(watch.created) == {"w-worker-0", "w-worker-1"}
+        assert set(watch.running) == {"w-worker-0"}
+    else:
+        assert set(watch.first_seen) == {"a", "b"}
+        assert watch.uids() == {"b"}  # the deleted pod is gone
