@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,workloads,tracking-server
+# bench: `make test` runs the benchmark harness in its smoke mode, so its tools are always installed.
+EXTRAS ?= dev,workloads,tracking-server,bench
 
 .PHONY: run test unit lint cluster-bin crd bench bench-quick clean
 

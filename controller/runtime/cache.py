@@ -8,11 +8,10 @@ Objects are plain JSON dicts. A *transform* runs at ingest (by default it drops
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
-from controller.runtime import objects
+from controller.runtime import codec, objects
 from controller.runtime.objects import JsonObject
 
 IndexFunc = Callable[[JsonObject], Iterable[str]]
@@ -109,11 +108,11 @@ class Cache:
 
     @staticmethod
     def _load(stored: JsonObject | bytes) -> JsonObject:
-        return json.loads(stored) if isinstance(stored, bytes) else stored
+        return codec.loads(stored) if isinstance(stored, bytes) else stored
 
     def _read(self, stored: JsonObject | bytes, copy: bool) -> JsonObject:
         if isinstance(stored, bytes):
-            return json.loads(stored)
+            return codec.loads(stored)
         return deep_copy(stored) if copy else stored
 
     def add_index(self, name: str, func: IndexFunc) -> None:
@@ -162,7 +161,7 @@ class Cache:
         if old is not None:
             self._unindex(key, old)
         if self.compact:
-            self._items[key] = json.dumps(obj, separators=(",", ":")).encode()
+            self._items[key] = codec.dumps(obj)
             self._versions[key] = objects.resource_version(obj)
         else:
             self._items[key] = obj

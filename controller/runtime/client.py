@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 from opentelemetry import trace
 
-from controller.runtime import metrics
+from controller.runtime import codec, metrics
 from controller.runtime.errors import ApiError, error_from_status
 from controller.runtime.objects import JsonObject
 from controller.runtime.resource import Resource
@@ -136,7 +135,7 @@ class Client:
                 span.set_status(trace.StatusCode.ERROR, err.reason)
                 span.set_attribute("error.type", str(code))  # the HTTP conventions' value for a status
                 raise err
-            return json.loads(resp.body) if resp.body else {}
+            return codec.loads(resp.body) if resp.body else {}
 
     def _span(
         self,
@@ -283,7 +282,7 @@ class Client:
 
                 async def events() -> AsyncIterator[WatchEvent]:
                     async for line in stream.lines():
-                        raw: JsonObject = json.loads(line)
+                        raw: JsonObject = codec.loads(line)
                         yield WatchEvent(str(raw.get("type", "")), raw.get("object") or {})
 
                 yield events()
@@ -314,7 +313,7 @@ class Client:
             resource.path(ns),
             namespace=ns,
             params=params or None,
-            body=json.dumps(obj).encode(),
+            body=codec.dumps(obj),
             content_type="application/json",
         )
 
@@ -330,7 +329,7 @@ class Client:
             resource,
             resource.path(ns, meta["name"], subresource),
             namespace=ns,
-            body=json.dumps(obj).encode(),
+            body=codec.dumps(obj),
             content_type="application/json",
         )
 
@@ -359,7 +358,7 @@ class Client:
             resource.path(namespace, name, subresource),
             namespace=namespace,
             params=params,
-            body=json.dumps(patch).encode(),
+            body=codec.dumps(patch),
             content_type=patch_type.value,
         )
 
@@ -399,6 +398,6 @@ class Client:
             resource,
             resource.path(namespace, name),
             namespace=namespace,
-            body=json.dumps(body).encode(),
+            body=codec.dumps(body),
             content_type="application/json",
         )

@@ -1,9 +1,16 @@
-"""`make bench` / `make bench-quick`: the issue's figures P1-P5 as one table, JSON and plots, plus the rest.
+"""`make bench` / `make bench-quick`: the figures P1-P5 and the peers' as one table, JSON and plots.
 
 Each benchmark runs as its own process (each starts its own cluster); one failing does not stop the rest.
-Results go to e2e/bench/results/<UTC time>[-quick]/ (git-ignored): summary.json (the table and every figure,
-time series included), pods.png (pods created and Running over time, both operators), the operator's py-spy
-profile under P1 (profile/), and each benchmark's own JSON.
+Before any of them, every binary, module and tool they use is looked up (and the Go peers built):
+anything missing stops the run at once with one error saying what and how to get it.
+Results go to e2e/bench/results/<UTC time>[-quick|-smoke]/ (git-ignored): summary.json (the table and every
+figure, time series included), pods.png (pods created and Running over time, every operator), the
+operator's py-spy profile under P1 (profile/), and each benchmark's own JSON.
+
+The scale run compares the operator with Volcano's own job controller (vcjob), JobSet and Kubeflow's
+training-operator on the same workload in one rig (time to every pod Running, creates/s, the operator's CPU
+per 1,000 pods, apiserver requests per pod, peak RSS: the per-operator table), and runs the
+failure-recovery scenario (one worker of every running gang deleted at once) for TorchJob and vcjob.
 
 Quick: 50 jobs x 8 workers, 2 jobs for P3, P4 in process at 1,000 jobs and on the rig at 1,000 listed
 TorchJobs (about 6 minutes). Full: 1,000 jobs x 8 workers as the issue sets, P4 in process at 10,000 jobs /
@@ -13,19 +20,29 @@ runtime, checkpoint and restart-storm benchmarks.
 The exit status is 1 when a benchmark failed, when any row of the table missed its target, or when a row has
 no data (its benchmark crashed, a reference did not build or timed out): a figure nobody measured is no
 pass. ``--report DIR`` renders an earlier run's directory again, with the same verdict.
+
+Smoke (``--smoke``, run by the test suite): the scale run alone at 2 jobs x 4 workers, without the
+training-operator and JobSet (no Go build); it proves the harness end to end. Its status is 1 when the
+benchmark failed or a row has no data; the targets are not judged at that size.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.bench import report
+from e2e.bench import jobset, kubeflow, report
+from e2e.bench.peer import PeerUnavailable
 from e2e.bench.profile import summarise
+from e2e.cluster import modules
+from e2e.cluster.binaries import BinaryNotFoundError, find_all
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,14 +56,23 @@ TABLES: dict[str, Callable[[report.JsonObject], list[report.Row]]] = {
 """Each benchmark JSON (``<name>.json``) and the rows it gives the table."""
 
 
-def plan(quick: bool, out: Path) -> list[list[str]]:
-    """Module and arguments of every benchmark to run."""
+SMOKE = "smoke"
+QUICK = "quick"
+FULL = "full"
+
+
+def plan(mode: bool | str, out: Path) -> list[list[str]]:
+    """Module and arguments of every benchmark to run (`mode`: FULL, QUICK or SMOKE; True is QUICK)."""
+    mode = QUICK if mode is True else FULL if mode is False else mode
     scale = ["--json", str(out / "scale.json"), "--profile", str(out / "profile")]
 
     def into(name: str) -> list[str]:
         return ["--json", str(out / f"{name}.json")]
 
-    if quick:
+    if mode == SMOKE:
+        size = ["--jobs", "2", "--workers", "4", "--timeout", "60"]
+        return [["e2e.bench.bench_scale", *size, "--skip-kubeflow", "--skip-jobset", *scale]]
+    if mode == QUICK:
         return [
             ["e2e.bench.bench_scale", "--jobs", "50", "--workers", "8", "--default-timeout", "120", *scale],
             ["e2e.bench.bench_writes", "--jobs", "2", "--workers", "4", *into("writes")],
@@ -87,45 +113,111 @@ def rows(out: Path, tables: list[str]) -> tuple[list[report.Row], dict[str, repo
     return found, sources
 
 
-def verdict(rows_: list[report.Row], failed: list[str], ran: int | None) -> tuple[int, list[str]]:
-    """The exit status and the closing lines (`ran` None: an earlier run's results, read again)."""
-    missed = report.missed(rows_)
+class Unprepared(RuntimeError):
+    """Something the planned benchmarks need is missing or failed to build; the message says what and how."""
+
+
+def prepare(steps: list[list[str]]) -> dict[str, str]:
+    """Check every binary, module and tool the planned benchmarks use, and build the training-operator when
+    a step runs it; the environment the benchmarks then run with. Raises Unprepared at the first problem."""
+    env = dict(os.environ)
+    try:
+        find_all()
+        modules.kwok_dir()
+        modules.volcano_dir()
+    except (BinaryNotFoundError, modules.ModuleNotFoundInCacheError) as err:
+        raise Unprepared(str(err)) from None
+    args = [a for _, *rest in steps for a in rest]
+    if "--profile" in args and not (Path(sys.executable).parent / "py-spy").exists():
+        raise Unprepared(
+            f"py-spy is not installed beside {sys.executable}: run `make venv` (the bench extra)"
+        )
+    if importlib.util.find_spec("matplotlib") is None:
+        raise Unprepared("matplotlib is not installed: run `make venv` (the bench extra)")
+    scale = any(module == "e2e.bench.bench_scale" for module, *_ in steps)
+    for name, skip, build in (
+        ("training-operator", "--skip-kubeflow", kubeflow.build),
+        ("jobset", "--skip-jobset", jobset.build),
+    ):
+        if scale and skip not in args:
+            print(f"building (or reusing) {name} ...", flush=True)
+            try:
+                env[f"TEST_ASSET_{name.upper().replace('-', '_')}"] = str(build())
+            except PeerUnavailable as err:
+                raise Unprepared(str(err)) from None
+    return env
+
+
+def verdict(
+    rows_: list[report.Row], failed: list[str], ran: int | None, *, judged: bool = True
+) -> tuple[int, list[str]]:
+    """The exit status and the closing lines (`ran` None: an earlier run's results, read again; `judged`
+    False: only rows without data fail, as in the smoke run)."""
+    missed = report.missed(rows_) if judged else report.without_data(rows_)
     lines = [
         "benchmarks: not run here (--report)"
         if ran is None
         else f"benchmarks: {ran - len(failed)} ran, {len(failed)} failed {failed or ''}".rstrip(),
         f"targets: {sum(r.passed is True for r in rows_)} met, {len(missed)} missed or without data "
+        f"{[r.figure.strip() for r in missed] or ''}".rstrip()
+        if judged
+        else f"targets: not judged at this size; {len(missed)} rows without data "
         f"{[r.figure.strip() for r in missed] or ''}".rstrip(),
     ]
     return (1 if failed or missed else 0), lines
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line (``--help`` prints the module's description)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes (make bench-quick), about 6 minutes")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes, the scale run only (the test suite)")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="render an earlier run's results again")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR",
+                        help=f"where each run's directory goes (default {RESULTS})")  # fmt: skip
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
-    """Run the benchmarks (or re-read a run with ``--report DIR``); 1 when anything failed or missed."""
-    quick = "--quick" in argv
+    """Run the benchmarks (or re-read a run with ``--report DIR``); 1 when anything failed or missed, 2 when
+    something they need is missing."""
+    args = parse(argv)
+    mode = SMOKE if args.smoke else QUICK if args.quick else FULL
     ran: int | None = None
-    if "--report" in argv:
-        out = Path(argv[argv.index("--report") + 1])
-        steps, failed = plan(quick, out), []
+    if args.report is not None:
+        out = args.report
+        steps, failed = plan(mode, out), []
     else:
-        out = RESULTS / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ("-quick" if quick else ""))
+        out = args.results / (
+            time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ("" if mode == FULL else f"-{mode}")
+        )
+        steps, failed = plan(mode, out), []
+        try:
+            env = prepare(steps)
+        except Unprepared as err:
+            print(f"e2e.bench: cannot run: {err}", file=sys.stderr)
+            return 2
         out.mkdir(parents=True, exist_ok=True)
-        steps, failed = plan(quick, out), []
-        for module, *args in steps:
-            print(f"\n=== {module} {' '.join(args)}", flush=True)
-            if subprocess.call([sys.executable, "-m", module, *args]) != 0:
+        for module, *step_args in steps:
+            print(f"\n=== {module} {' '.join(step_args)}", flush=True)
+            if subprocess.call([sys.executable, "-m", module, *step_args], env=env) != 0:
                 failed.append(module)
         ran = len(steps)
     table, sources = rows(out, expected(steps))
     print(f"\n{report.render(table)}")
+    if scale := sources.get("scale"):
+        print(f"\n{report.operators_table(scale)}")
     report.write_json(out / "summary.json", table, sources)
-    if sources.get("scale") and report.plot(sources["scale"], out / "pods.png"):
+    if scale and report.plot(scale, out / "pods.png"):
         print(f"plot: {out / 'pods.png'}")
     if (folded := out / "profile" / "ours-p1.folded").exists():
         (out / "profile" / "top.txt").write_text(summarise(folded))
         print(f"operator profile under P1: {out / 'profile' / 'top.txt'}")
     print(f"results: {out}")
-    code, lines = verdict(table, failed, ran)
+    code, lines = verdict(table, failed, ran, judged=mode != SMOKE)
     print("\n".join(lines))
     return code
 

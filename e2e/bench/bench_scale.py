@@ -9,9 +9,18 @@ One rig (watch cache on, audit off), kwok nodes for every pod, then in turn:
 * P5: the operator is SIGKILLed with every job Running and started again: seconds to /readyz (caches
   synced) and to steady (every job reconciled, queue empty); pod creates after the restart (duplicates);
 * P4: the restarted operator's RSS with every job and pod cached, per cached object;
+* vcjob: Volcano's own job controller (vc-controller-manager's job-controller, 16 threads, QPS 200/400),
+  M batch.volcano.sh Jobs of one N-pod task each, a gang of N in the default queue;
+* recovery: with every gang Running, one worker of each job deleted at once (TorchJob after P5, and vcjob):
+  seconds until every gang is Running again, pods recreated and their rate;
+* JobSet (built from its module, 16 threads, QPS 200/400) with Kubernetes' Job controller (16 syncs)
+  making the pods: M JobSets of N one-pod Jobs each, pods scheduled by Volcano (no gang: JobSet has none);
 * Kubeflow training-operator v1.9.4 (``--gang-scheduler-name=volcano``) tuned (16 threads, QPS 200/burst
   400) and with its defaults (1 thread, QPS 20/burst 30), M PyTorchJobs of N Worker replicas each.
   P2 = our time to every pod Running / the tuned reference's.
+
+Each operator's run also reports its own CPU seconds per 1,000 pods, the apiserver's requests per pod by
+verb/resource (every client: the phases differ only in the operator) and the operator's peak RSS.
 
 Prints the figures; ``--json`` writes them with the time series (the runner turns them into the table/plots).
 """
@@ -31,9 +40,11 @@ from pathlib import Path
 from controller.runtime.objects import JsonObject
 from controller.runtime.resource import Resource
 from controller.torchjob.kinds import TORCHJOBS
-from e2e.bench import kubeflow
+from e2e.bench import jobset, kubeflow
 from e2e.bench.cpu import CpuMeter, format_cpu
 from e2e.bench.harness import job, new_namespace, start_operator, start_rig, stop_operator, wait_until
+from e2e.bench.peer import PeerUnavailable
+from e2e.bench.recovery import recover
 from e2e.bench.requests import RequestMeter, format_requests
 from e2e.bench.restarts import pod_creates
 from e2e.bench.scale import (
@@ -47,7 +58,8 @@ from e2e.bench.scale import (
     wait_steady,
     writes,
 )
-from e2e.cluster import Cluster
+from e2e.bench.vcjob import VCJOBS, vcjob
+from e2e.cluster import Cluster, volcano
 from e2e.cluster.pool import NodePool
 from e2e.cluster.ports import HOST, free_port
 
@@ -78,6 +90,7 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
         meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
         phase = run_phase(cluster, "pyroclast", ns, TORCHJOBS, bodies, m * n, args.timeout)
         phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+        _operator_figures(phase, proc.pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -99,6 +112,10 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
         per_pod = (out["p4"]["rss_mib"] - idle_rss) * 2**20 / max(1, m * n)
         out["p4"]["bytes_per_pod"] = round(per_pod)
         print(f"P4: {per_pod:.0f} B per cached pod above the idle {idle_rss:.1f} MiB (jobs, PodGroups in)")
+        if not args.skip_recovery:
+            out["recovery_ours"] = _recovery(
+                cluster, "pyroclast", ns, [b["metadata"]["name"] for b in bodies], args
+            )
     finally:
         stop_operator(proc)
     clear_namespace(cluster, ns, [f"/apis/pyroclast.dev/v1alpha1/namespaces/{ns}/torchjobs"])
@@ -190,6 +207,7 @@ def _kubeflow(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: J
             meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
             phase = run_phase(cluster, key, ns, PYTORCHJOBS, bodies, m * n, timeout)
             phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+            _operator_figures(phase, proc.pid)
             out[key] = phase.summary() | {"flags": list(flags)}
             _print_phase(phase)
         finally:
@@ -199,6 +217,92 @@ def _kubeflow(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: J
             [f"/apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs",
              f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
         )  # fmt: skip
+
+
+def _vcjob(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonObject) -> None:
+    """The same workload as Volcano Jobs, made into pods by vc-controller-manager's job controller."""
+    m, n = args.jobs, args.workers
+    pid = cluster.pid("vc-controller-manager")
+    assert pid is not None, "vc-controller-manager is not running"
+    ns = new_namespace(cluster, "bench-vcjob")
+    bodies = [vcjob(f"vj-{i:05d}", pool, workers=n) for i in range(m)]
+    meter, requests = _meter(cluster, operator=pid), RequestMeter(cluster).start()
+    phase = run_phase(cluster, "vcjob", ns, VCJOBS, bodies, m * n, args.timeout)
+    phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+    _operator_figures(phase, pid)
+    out["vcjob"] = phase.summary() | {"worker_threads": volcano.JOB_WORKER_THREADS}
+    _print_phase(phase)
+    if not args.skip_recovery and not phase.timed_out:
+        out["recovery_vcjob"] = _recovery(cluster, "vcjob", ns, [b["metadata"]["name"] for b in bodies], args)
+    clear_namespace(
+        cluster, ns,
+        [f"/apis/batch.volcano.sh/v1alpha1/namespaces/{ns}/jobs",
+         f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+    )  # fmt: skip
+
+
+def _recovery(cluster: Cluster, label: str, ns: str, jobs: list[str], args: argparse.Namespace) -> JsonObject:
+    figures = recover(cluster, ns, jobs, args.workers, args.timeout)
+    rate = figures["recreate_rate"]
+    print(
+        f"{label} recovery: {figures['killed']} workers deleted at once; every gang Running again after "
+        f"{figures['recovered_seconds']} s, {figures['recreated']} pods recreated "
+        f"({'n/a' if rate is None else f'{rate:.1f} pods/s'}){' TIMED OUT' if figures['timed_out'] else ''}",
+        flush=True,
+    )
+    return figures
+
+
+def _jobset(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonObject) -> None:
+    """The same workload as JobSets of N one-pod Jobs; Kubernetes' Job controller makes the pods."""
+    try:
+        binary = jobset.build()
+        jobset.install(cluster)
+    except (PeerUnavailable, subprocess.CalledProcessError) as err:
+        out["jobset_error"] = str(err)
+        print(f"JobSet unavailable: {err}")
+        return
+    out["jobset_version"] = jobset.version()
+    m, n = args.jobs, args.workers
+    ns = new_namespace(cluster, "bench-jobset")
+    proc = jobset.start(cluster, binary, jobset.TUNED, cluster.workdir / "logs" / "jobset.log")
+    try:
+        bodies = [jobset.jobset(f"js-{i:05d}", pool, workers=n) for i in range(m)]
+        meter, requests = _meter(cluster, operator=proc.pid), RequestMeter(cluster).start()
+        phase = run_phase(cluster, "jobset", ns, jobset.JOBSETS, bodies, m * n, args.timeout)
+        phase.extra["cpu"], phase.extra["requests"] = meter.stop(), requests.stop()
+        # The pods are the Job controller's work: it counts as the JobSet's own.
+        _operator_figures(phase, proc.pid, also=("kube-controller-manager",))
+        out["jobset"] = phase.summary() | {"flags": list(jobset.TUNED)}
+        _print_phase(phase)
+    finally:
+        stop_operator(proc)
+    clear_namespace(
+        cluster, ns,
+        [f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{ns}/jobsets",
+         f"/apis/batch/v1/namespaces/{ns}/jobs",
+         f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{ns}/podgroups"],
+    )  # fmt: skip
+
+
+def _operator_figures(phase: Phase, pid: int, also: tuple[str, ...] = ()) -> None:
+    """The operator's own CPU seconds per 1,000 pods (with the processes named in `also`, that do part of
+    its work), requests per pod and peak RSS (its own process), into the phase."""
+    cpu: dict[str, float] = phase.extra["cpu"]
+    pods = max(1, phase.pods)
+    own = cpu["operator"] + sum(cpu[name] for name in also)
+    phase.extra["operator_cpu_per_1000_pods"] = round(own * 1000 / pods, 3)
+    if also:
+        phase.extra["operator_cpu_includes"] = list(also)
+    requests: dict[str, int] = phase.extra["requests"]
+    phase.extra["requests_per_pod"] = {k: round(v / pods, 3) for k, v in requests.items()}
+    phase.extra["operator_peak_rss_mib"] = round(rss_mib(pid, "VmHWM"), 1)
+    print(
+        f"{phase.label}: operator CPU {phase.extra['operator_cpu_per_1000_pods']:.2f} s per 1,000 pods, "
+        f"peak RSS {phase.extra['operator_peak_rss_mib']:.1f} MiB, "
+        f"{sum(requests.values()) / pods:.2f} apiserver requests per pod",
+        flush=True,
+    )
 
 
 def _meter(cluster: Cluster, **pids: int) -> CpuMeter:
@@ -236,13 +340,22 @@ def main() -> None:
         "--default-timeout", type=float, default=600, help="for Kubeflow at its defaults (QPS 20), seconds"
     )
     parser.add_argument("--skip-kubeflow", action="store_true")
+    parser.add_argument("--skip-vcjob", action="store_true", help="no Volcano job controller run")
+    parser.add_argument("--skip-jobset", action="store_true", help="no JobSet run (no Go build)")
+    parser.add_argument("--skip-recovery", action="store_true", help="no failure-recovery scenario")
     parser.add_argument("--skip-ours", action="store_true", help="only the raw rate and Kubeflow")
     parser.add_argument("--profile", type=Path, help="py-spy the operator during P1 into this directory")
     parser.add_argument("--json", type=Path, help="write the figures and time series here")
     args = parser.parse_args()
     pods = args.jobs * args.workers
     out: JsonObject = {"jobs": args.jobs, "workers": args.workers, "pods": pods}
-    cluster = start_rig(audit=False)
+    # A peer left out on purpose has no rows in the table (one that failed has rows without data).
+    skipped = {
+        "recovery": args.skip_recovery, "kubeflow": args.skip_kubeflow, "vcjob": args.skip_vcjob,
+        "jobset": args.skip_jobset,
+    }  # fmt: skip
+    out |= {f"{name}_skipped": True for name, skip in skipped.items() if skip}
+    cluster = start_rig(audit=False, volcano_jobs=not args.skip_vcjob, kube_jobs=not args.skip_jobset)
     try:
         pool = NodePool(cluster)
         pool(max(2, -(-pods // PODS_PER_NODE)), cpu=str(PODS_PER_NODE), memory="1Ti", gpus=8, pods=110)
@@ -256,6 +369,10 @@ def main() -> None:
         clear_namespace(cluster, ns, [])
         if not args.skip_ours:
             _ours(cluster, args, pool, out)
+        if not args.skip_vcjob:
+            _vcjob(cluster, args, pool, out)
+        if not args.skip_jobset:
+            _jobset(cluster, args, pool, out)
         if not args.skip_kubeflow:
             _kubeflow(cluster, args, pool, out)
         pool.delete_all()

@@ -21,9 +21,10 @@ OPERATOR_AGENT = ("pyroclast", "kr8s/")
 """User-agent prefixes of the operator's client, current and earlier (the bench writes with kubectl)."""
 
 
-def start_rig(*, audit: bool = True) -> Cluster:
-    """The local rig (watch cache on, as in production), write audit per `audit`, the CRD installed."""
-    cluster = Cluster(audit=audit, watch_cache=True)
+def start_rig(*, audit: bool = True, volcano_jobs: bool = False, kube_jobs: bool = False) -> Cluster:
+    """The local rig (watch cache on, as in production), write audit per `audit`, the CRD installed;
+    `volcano_jobs` also runs Volcano's job controller (the vcjob peer), `kube_jobs` Kubernetes' (JobSet's)."""
+    cluster = Cluster(audit=audit, watch_cache=True, volcano_jobs=volcano_jobs, kube_jobs=kube_jobs)
     cluster.start()
     install_crd(cluster)
     return cluster

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from controller.runtime.objects import JsonObject
 
@@ -97,10 +98,11 @@ def scale_rows(scale: JsonObject) -> list[Row]:
     rows.append(against("P1 same, scheduler stopped (as the raw pods)", alone.get("create_rate"), raw,
                         (">=", 0.8), "no binds, no kwok status updates", why_missing=crashed))  # fmt: skip
     mine = ours.get("running_seconds")
-    for label, key, bound in (
+    kubeflow = () if scale.get("kubeflow_skipped") else (
         ("tuned", "kubeflow_tuned", ("<=", 0.8)),
         ("defaults", "kubeflow_default", None),
-    ):
+    )  # fmt: skip
+    for label, key, bound in kubeflow:
         ref: JsonObject = scale.get(key) or {}
         if ref.get("timed_out"):
             why = f"ref timed out at {ref.get('created')}/{ref.get('pods')} pods"
@@ -112,6 +114,7 @@ def scale_rows(scale: JsonObject) -> list[Row]:
                             bound, why_missing=why))  # fmt: skip
         rows.append(against(f"   pod creates/s vs Kubeflow {label}", rate, ref.get("create_rate"), None,
                             why_missing=why))  # fmt: skip
+    rows += peer_rows(scale, crashed or missing_ours)
     p4: JsonObject = scale.get("p4") or {}
     if p4.get("pods", 0) >= P4_PODS:
         rows.append(limit(f"P4 RSS MB, {p4['jobs']} jobs/{p4['pods']} pods", p4["rss_mib"] * MIB,
@@ -132,6 +135,112 @@ def scale_rows(scale: JsonObject) -> list[Row]:
     rows.append(limit("P5 pods created after the restart", p5.get("pod_creates_after_restart"), ("==", 0), "",
                       "" if p5 else why))  # fmt: skip
     return rows
+
+
+GO_PEERS = ("vcjob", "jobset", "kubeflow_tuned", "kubeflow_default")
+"""The Go operators bench_scale runs the same workload with (keys of its JSON)."""
+
+
+def _why_peer(scale: JsonObject, key: str, fallback: str) -> str:
+    ref: JsonObject = scale.get(key) or {}
+    if ref.get("timed_out"):
+        return f"ref timed out at {ref.get('created')}/{ref.get('pods')} pods"
+    return fallback or str(scale.get(f"{key.split('_')[0]}_error", ""))[:60] or "ref did not run"
+
+
+def best_go_cpu(scale: JsonObject) -> tuple[str, float] | None:
+    """The Go peer (of those that finished) with the least CPU per 1,000 pods, and that figure."""
+    done = [
+        (key, float(run["operator_cpu_per_1000_pods"]))
+        for key in GO_PEERS
+        if (run := scale.get(key) or {}).get("operator_cpu_per_1000_pods") is not None
+        and not run.get("timed_out")
+    ]
+    return min(done, key=lambda kv: kv[1]) if done else None
+
+
+def peer_rows(scale: JsonObject, missing_ours: str) -> list[Row]:
+    """Against Volcano's job controller (time to Running, creates/s, gang recovery) and the best Go peer's
+    CPU per 1,000 pods; `missing_ours` says why our figures are absent, where they are."""
+    ours: JsonObject = scale.get("ours") or {}
+    vc: JsonObject = scale.get("vcjob") or {}
+    why = missing_ours if ours.get("running_seconds") is None else _why_peer(scale, "vcjob", "")
+    with_vcjob = not scale.get("vcjob_skipped")
+    rows = [
+        against("P2 s to all Running vs vcjob", ours.get("running_seconds"), vc.get("running_seconds"),
+                ("<=", 1.0), why_missing=why),
+        against("   pod creates/s vs vcjob", ours.get("create_rate"), vc.get("create_rate"), None,
+                why_missing=why),
+    ] if with_vcjob else []  # fmt: skip
+    if not scale.get("jobset_skipped"):
+        js: JsonObject = scale.get("jobset") or {}
+        why_js = missing_ours if ours.get("running_seconds") is None else _why_peer(scale, "jobset", "")
+        rows += [
+            against("P2 s to all Running vs JobSet", ours.get("running_seconds"), js.get("running_seconds"),
+                    None, "JobSet: no gang", why_missing=why_js),
+            against("   pod creates/s vs JobSet", ours.get("create_rate"), js.get("create_rate"), None,
+                    why_missing=why_js),
+        ]  # fmt: skip
+    best = best_go_cpu(scale)
+    mine = None if ours.get("timed_out") else ours.get("operator_cpu_per_1000_pods")
+    why = missing_ours if mine is None else "no Go peer finished"
+    note = f"best: {best[0]}" if best else ""
+    rows.append(against("Operator CPU s per 1,000 pods vs best Go peer", mine, best[1] if best else None,
+                        ("<=", 1.0), note, why_missing=why))  # fmt: skip
+    if scale.get("recovery_skipped") or not with_vcjob:
+        return rows
+    rec: JsonObject = scale.get("recovery_ours") or {}
+    vc_rec: JsonObject = scale.get("recovery_vcjob") or {}
+    recreated = f"pods recreated {rec.get('recreated', '?')} vs {vc_rec.get('recreated', '?')}"
+    note = f"{rec.get('killed', '?')} deleted; {recreated}"
+    why = missing_ours if not rec else "timed out" if rec.get("timed_out") else ""
+    if rec and not why:
+        why = "vcjob timed out" if vc_rec.get("timed_out") else "" if vc_rec else "vcjob's did not run"
+    rows += [
+        against("Gang recovery s vs vcjob", rec.get("recovered_seconds"), vc_rec.get("recovered_seconds"),
+                ("<=", 1.0), note, why_missing=why),
+        against("   pods recreated/s vs vcjob", rec.get("recreate_rate"), vc_rec.get("recreate_rate"), None,
+                why_missing=why),
+    ]  # fmt: skip
+    return rows
+
+
+OPERATORS = {"ours": "pyroclast", "vcjob": "vcjob", "jobset": "jobset (+ Job ctl)",
+             "kubeflow_tuned": "kubeflow tuned", "kubeflow_default": "kubeflow defaults"}  # fmt: skip
+
+
+def operators_table(scale: JsonObject, top: int = 6) -> str:
+    """Per operator, the same workload: time to all Running, creates/s, own CPU per 1,000 pods, apiserver
+    requests per pod (total, then the busiest verb/resource pairs), peak RSS, and the gang recovery."""
+
+    def num(v: Any, digits: int = 2) -> str:
+        return "n/a" if v is None else f"{float(v):,.{digits}f}"
+
+    head = (f"{'operator':<18} {'s to Running':>12} {'pods/s':>8} {'CPU s/1k pods':>13} {'req/pod':>8} "
+            f"{'peak RSS MiB':>12} {'recovery s':>10} {'recreated/s':>11}")  # fmt: skip
+    lines = [
+        f"{scale.get('jobs', '?')} jobs x {scale.get('workers', '?')} workers, one rig",
+        head,
+        "-" * len(head),
+    ]
+    detail: list[str] = []
+    for key, label in OPERATORS.items():
+        run: JsonObject = scale.get(key) or {}
+        if not run:
+            continue
+        rec: JsonObject = scale.get(f"recovery_{'ours' if key == 'ours' else key}") or {}
+        per_pod: dict[str, float] = run.get("requests_per_pod") or {}
+        total = sum(per_pod.values()) if per_pod else None
+        lines.append(
+            f"{label:<18} {num(run.get('running_seconds'), 1):>12} {num(run.get('create_rate'), 1):>8} "
+            f"{num(run.get('operator_cpu_per_1000_pods')):>13} {num(total):>8} "
+            f"{num(run.get('operator_peak_rss_mib'), 1):>12} {num(rec.get('recovered_seconds')):>10} "
+            f"{num(rec.get('recreate_rate'), 1):>11}" + ("  TIMED OUT" if run.get("timed_out") else "")
+        )
+        if per_pod:
+            busiest = ", ".join(f"{k} {v:.2f}" for k, v in list(per_pod.items())[:top])
+            detail.append(f"  {label} requests/pod: {busiest}")
+    return "\n".join([*lines, *detail])
 
 
 def memory_rows(memory: JsonObject) -> list[Row]:
@@ -214,6 +323,11 @@ def missed(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.passed is False]
 
 
+def without_data(rows: list[Row]) -> list[Row]:
+    """Rows whose figure nobody measured (a crash, a timeout, a reference that did not run)."""
+    return [r for r in rows if r.note.startswith(NO_DATA)]
+
+
 def write_json(path: Path, rows: list[Row], sources: JsonObject) -> None:
     """The table and every source figure (with time series), for history."""
     path.write_text(json.dumps({"rows": [asdict(r) for r in rows], "sources": sources}, indent=1))
@@ -230,7 +344,7 @@ def plot(scale: JsonObject, path: Path) -> bool:
         return False
     runs = [
         (k, run)
-        for k in ("ours", "kubeflow_tuned", "kubeflow_default")
+        for k in ("ours", "vcjob", "jobset", "kubeflow_tuned", "kubeflow_default")
         if (run := scale.get(k) or {}).get("series")
     ]
     if not runs:
@@ -253,6 +367,8 @@ def plot(scale: JsonObject, path: Path) -> bool:
 
 _LABELS = {
     "ours": "pyroclast (16 workers, QPS 200/400)",
+    "vcjob": "Volcano job controller v1.14.1 (16 threads, QPS 200/400)",
+    "jobset": "JobSet v0.12.0 + Job controller (16 threads each, QPS 200/400)",
     "kubeflow_tuned": "training-operator v1.9.4 tuned (16 threads, QPS 200/400)",
     "kubeflow_default": "training-operator v1.9.4 defaults (1 thread, QPS 20/30)",
 }

@@ -73,18 +73,25 @@ class Cluster:
         watch_cache: bool = True,
         audit: bool = False,
         pod_network: bool | None = None,
+        volcano_jobs: bool = False,
+        kube_jobs: bool = False,
     ) -> None:
         """`watch_cache` False serves watches and lists from etcd (see `WATCH_CACHE_NOTE`).
 
         `audit` (off by default) makes the apiserver log every write to :attr:`audit_log` (JSON lines).
         `pod_network` (None: where the machine allows it) creates the pod network (see `network`): CoreDNS and
         the apiserver then also listen on its host address, for pods; False never creates one, True fails the
-        start with the reason when it cannot be created."""
+        start with the reason when it cannot be created. `volcano_jobs` also runs Volcano's own job controller
+        (batch.volcano.sh Jobs become pods), for the benchmarks that compare the operator with it; off by
+        default, so no other controller than the operator's creates worker pods. `kube_jobs` likewise runs
+        kube-controller-manager's Job controller (batch/v1 Jobs become pods), for the JobSet peer."""
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pyroclast-rig-"))
         self.start_timeout = start_timeout
         self.watch_cache = watch_cache
         self.want_pod_network = pod_network
+        self.volcano_jobs = volcano_jobs
+        self.kube_jobs = kube_jobs
         self.pod_network: PodNetwork | None = None
         self.pod_network_unavailable: str | None = None
         """Why the rig has no pod network (None while it has one or before start)."""
@@ -144,6 +151,8 @@ class Cluster:
             watch_cache=self.watch_cache,
             audit_log=self.audit_log,
             pod_host=pod_host,
+            volcano_jobs=self.volcano_jobs,
+            kube_jobs=self.kube_jobs,
         )
         self._mark("prepare", t)
 

@@ -100,6 +100,10 @@ class Layout:
     """Where the apiserver writes an audit log of every write (Metadata level), or None (the default): off."""
     pod_host: str | None = None
     """The pod network's host address (listeners for pods bind there), or None: the rig has no pod network."""
+    volcano_jobs: bool = False
+    """Whether vc-controller-manager also runs its job controller (batch.volcano.sh Jobs)."""
+    kube_jobs: bool = False
+    """Whether kube-controller-manager also runs its Job controller (batch/v1 Jobs)."""
 
     @property
     def coredns_kubeconfig(self) -> Path:
@@ -219,10 +223,12 @@ def _kube_component(lay: Layout, name: str, cert_dir: str) -> list[str]:
 
 
 def kube_controller_manager(lay: Layout) -> list[str]:
-    """KCM with only the controllers the tests need."""
+    """KCM with only the controllers the tests need (and its Job controller with `kube_jobs`)."""
+    controllers = (*KCM_CONTROLLERS, "job-controller") if lay.kube_jobs else KCM_CONTROLLERS
     return [
         *_kube_component(lay, "kube-controller-manager", "kcm-certs"),
-        f"--controllers={','.join(KCM_CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
+        *(["--concurrent-job-syncs=16"] if lay.kube_jobs else []),  # as many as every operator has
         f"--service-account-private-key-file={lay.pki.sa_private_key}",
         f"--root-ca-file={lay.pki.serving_ca}",
         "--node-monitor-period=2s",
@@ -281,12 +287,16 @@ def kwok(lay: Layout) -> list[str]:
 
 
 def vc_controller_manager(lay: Layout) -> list[str]:
-    """Volcano controller manager: queue controller (queues become Open) and pg-controller."""
+    """Volcano controller manager: queue controller (queues become Open) and pg-controller; with
+    `volcano_jobs` also the job controller, as many sync threads as the benchmarks give every operator."""
+    controllers = (*volcano.CONTROLLERS, volcano.JOB_CONTROLLER) if lay.volcano_jobs else volcano.CONTROLLERS
+    threads = [f"--worker-threads={volcano.JOB_WORKER_THREADS}"] if lay.volcano_jobs else []
     return [
         str(lay.binaries["vc-controller-manager"]),
         f"--kubeconfig={lay.admin_kubeconfig}",
         "--leader-elect=false",
-        f"--controllers={','.join(volcano.CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
+        *threads,
         "--scheduler-name=volcano",
         "--enable-healthz=true",
         f"--healthz-address={HOST}:{lay.ports['vc-controller-manager-healthz']}",

@@ -41,6 +41,10 @@ SCHEDULER_CONF: dict[str, Any] = {
 
 # vc-controller-manager: the queue controller opens queues; pg-controller gives bare volcano pods a PodGroup.
 CONTROLLERS = ("queue-controller", "pg-controller")
+# Volcano's own job controller, on request only (`Cluster(volcano_jobs=True)`): the benchmarks' Go peer. Its
+# sync threads match the operator's 16 workers in the benchmarks (upstream's default is 3).
+JOB_CONTROLLER = "job-controller"
+JOB_WORKER_THREADS = 16
 
 
 def write_scheduler_conf(path: Path) -> Path:

@@ -163,6 +163,25 @@ def test_component_flags_follow_the_design(tmp_path: Path) -> None:
     assert "--watch-cache=false" in flags.kube_apiserver(lay)
 
 
+def test_the_peers_job_controllers_run_only_when_asked(tmp_path: Path) -> None:
+    """Default rigs have no controller but the operator's making worker pods; the benchmarks ask for
+    Volcano's job controller (vcjob) and Kubernetes' (under JobSet) with as many threads as every operator."""
+    lay = _layout(tmp_path)
+    vc, kcm = flags.vc_controller_manager(lay), flags.kube_controller_manager(lay)
+    assert "--controllers=queue-controller,pg-controller" in vc
+    assert not [a for a in vc if a.startswith("--worker-threads")]
+    [controllers] = [a.split("=", 1)[1] for a in kcm if a.startswith("--controllers=")]
+    assert "job-controller" not in controllers.split(",")
+    lay.volcano_jobs = lay.kube_jobs = True
+    vc, kcm = flags.vc_controller_manager(lay), flags.kube_controller_manager(lay)
+    assert "--controllers=queue-controller,pg-controller,job-controller" in vc
+    assert "--worker-threads=16" in vc
+    assert not [a for a in vc if a.startswith("--concurrent")]  # a KCM flag, fatal to vc-controller-manager
+    [controllers] = [a.split("=", 1)[1] for a in kcm if a.startswith("--controllers=")]
+    assert "job-controller" in controllers.split(",")
+    assert "--concurrent-job-syncs=16" in kcm
+
+
 def test_defaults_are_a_real_clusters(tmp_path: Path) -> None:
     """Watch cache, ServiceAccount and ResourceQuota admission, and the controllers behind them."""
     lay = _layout(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,14 @@ from e2e.bench import __main__ as bench_main
 from e2e.bench.audit import Write
 from e2e.bench.bench_writes import attribute
 from e2e.bench.profile import summarise
+from e2e.bench.recovery import GangWatch
 from e2e.bench.report import (
     Row,
+    best_go_cpu,
     listed_rows,
     memory_rows,
     missed,
+    operators_table,
     render,
     restarts_rows,
     scale_rows,
@@ -167,7 +171,7 @@ def test_the_run_fails_when_a_benchmark_wrote_no_figures(tmp_path: Path) -> None
     assert set(sources) == {"writes"}
     code, lines = bench_main.verdict(rows, [], len(steps))
     assert code == 1
-    assert lines[1].startswith("targets: 2 met, 11 missed or without data")
+    assert lines[1].startswith("targets: 2 met, 18 missed or without data")
     assert "P4 RSS MB on the rig, ? TorchJobs listed" in lines[1]
 
 
@@ -197,3 +201,114 @@ def test_p3_counts_the_shared_service_in_the_first_jobs_writes() -> None:
     per_job = attribute(writes, ["w-000", "w-001"])
     assert per_job == {"w-000": 4, "w-001": 2}
     assert sum(per_job.values()) == len(writes)  # nothing left unattributed
+
+
+def test_vcjob_and_the_best_go_peer_have_their_verdicts() -> None:
+    figures = scale(
+        ours={"create_rate": 90.0, "running_seconds": 8.0, "operator_cpu_per_1000_pods": 12.0},
+        vcjob={"create_rate": 60.0, "running_seconds": 10.0, "operator_cpu_per_1000_pods": 8.0},
+        kubeflow_tuned={"create_rate": 40.0, "running_seconds": 20.0, "operator_cpu_per_1000_pods": 6.0},
+        recovery_ours={"killed": 10, "recovered_seconds": 6.0, "recreated": 80, "recreate_rate": 20.0},
+        recovery_vcjob={"killed": 10, "recovered_seconds": 3.0, "recreated": 10, "recreate_rate": 5.0},
+    )
+    rows = by_figure(scale_rows(figures))
+    vs_vcjob = rows["P2 s to all Running vs vcjob"]
+    assert (vs_vcjob.ratio, vs_vcjob.passed, vs_vcjob.target) == (0.8, True, "<= 1x")
+    cpu = rows["Operator CPU s per 1,000 pods vs best Go peer"]
+    # The best Go peer is the one of least CPU that finished (Kubeflow at its defaults timed out).
+    assert (cpu.reference, cpu.ratio, cpu.passed, cpu.note) == (6.0, 2.0, False, "best: kubeflow_tuned")
+    recovery = rows["Gang recovery s vs vcjob"]
+    assert (recovery.ratio, recovery.passed) == (2.0, False)
+    assert recovery.note == "10 deleted; pods recreated 80 vs 10"
+    assert rows["pods recreated/s vs vcjob"].ratio == 4.0
+    table = operators_table(figures)
+    assert "pyroclast" in table
+    assert "vcjob" in table
+    assert "kubeflow tuned" in table
+
+
+def test_a_go_peer_that_timed_out_is_not_the_best() -> None:
+    figures = scale(vcjob={"operator_cpu_per_1000_pods": 1.0, "timed_out": True})
+    assert best_go_cpu(figures) is None
+    row = by_figure(scale_rows(figures))["Operator CPU s per 1,000 pods vs best Go peer"]
+    assert row.passed is False
+
+
+def test_a_missing_vcjob_run_is_a_miss_but_a_skipped_peer_has_no_rows() -> None:
+    rows = by_figure(scale_rows(scale()))
+    assert rows["P2 s to all Running vs vcjob"].passed is False
+    assert rows["Gang recovery s vs vcjob"].note.startswith("no data")
+    skipped = by_figure(scale_rows(scale(vcjob_skipped=True, kubeflow_skipped=True, jobset_skipped=True)))
+    assert not [f for f in skipped if "vcjob" in f or "Kubeflow" in f or "JobSet" in f]
+
+
+def test_help_prints_usage_and_runs_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        bench_main.main(["--help", "--results", str(tmp_path)])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m e2e.bench")
+    assert "--smoke" in out
+    assert "--quick" in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_binaries_stop_the_run_with_one_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path / "bin"))
+    monkeypatch.delenv("PYROCLAST_RIG_BIN", raising=False)
+    monkeypatch.setattr("e2e.cluster.binaries.FALLBACK_DIR", tmp_path / "fallback")
+    for name in ("ETCD", "KUBE_APISERVER"):
+        monkeypatch.delenv(f"TEST_ASSET_{name}", raising=False)
+    assert bench_main.main(["--smoke", "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("e2e.bench: cannot run: missing cluster binaries: etcd, kube-apiserver")
+    assert "e2e/build-cluster.sh" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_smoke_plan_is_the_scale_run_alone_without_a_go_build(tmp_path: Path) -> None:
+    (step,) = bench_main.plan(bench_main.SMOKE, tmp_path)
+    assert step[0] == "e2e.bench.bench_scale"
+    assert "--skip-kubeflow" in step
+    assert "--skip-jobset" in step
+    assert "--profile" in step
+    assert bench_main.expected([step]) == ["scale"]
+
+
+class _FakeApi:
+    """Lists one pod, then one watch: a new pod, a BOOKMARK (no pod in it), the first pod deleted."""
+
+    def __init__(self, stop: Any) -> None:
+        self._stop = stop
+
+    def get(self, path: str) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": "1"}, "items": [_pod("w-worker-0", "a", "Running")]}
+
+    def watch(self, path: str, rv: str, timeout_seconds: int) -> Any:
+        yield {"type": "ADDED", "object": _pod("w-worker-1", "b", "Pending")}
+        yield {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "3"}}}
+        self._stop.set()
+        yield {"type": "DELETED", "object": _pod("w-worker-0", "a", "Running")}
+
+    def close(self) -> None:
+        pass
+
+
+def _pod(name: str, uid: str, phase: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "uid": uid, "resourceVersion": "2"}, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("kind", [PodTimeline, GangWatch])
+def test_pod_watches_see_pods_not_bookmarks(kind: type[PodTimeline] | type[GangWatch]) -> None:
+    watch = kind(cluster=None, namespace="ns")  # type: ignore[arg-type]
+    watch.cluster = type("C", (), {"new_api": lambda _self: _FakeApi(watch._stop)})()  # type: ignore[assignment]
+    watch._run(threading.Event())
+    if isinstance(watch, PodTimeline):
+        assert set(watch.created) == {"w-worker-0", "w-worker-1"}
+        assert set(watch.running) == {"w-worker-0"}
+    else:
+        assert set(watch.first_seen) == {"a", "b"}
+        assert watch.uids() == {"b"}  # the deleted pod is gone

@@ -1,0 +1,51 @@
+"""Volcano's own job controller (vcjob) as a benchmark peer: the manifest of the same gang as a TorchJob.
+
+The rig runs the controller on request (``Cluster(volcano_jobs=True)``: vc-controller-manager's
+job-controller). No Volcano admission webhook runs on the rig, so every field its webhook would default is
+spelled out here: scheduler, queue, the gang size and the task's name.
+"""
+
+from __future__ import annotations
+
+from controller.runtime.objects import JsonObject
+from controller.runtime.resource import Resource
+from e2e.cluster.pool import NodePool
+
+VCJOBS = Resource("batch.volcano.sh", "v1alpha1", "Job", "jobs")
+TASK = "worker"
+
+
+def worker_container() -> JsonObject:
+    """The container of a Go peer's worker pod, shaped like the bench's TorchJob workers (1 CPU, 1Gi)."""
+    return {
+        "name": "trainer",
+        "image": "example.invalid/train:1",
+        "command": ["torchrun", "-m", "train"],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+    }
+
+
+def vcjob(name: str, pool: NodePool, *, workers: int) -> JsonObject:
+    """A Volcano Job of one task of `workers` pods shaped like the bench's TorchJob workers (1 CPU, 1Gi), a
+    gang of all of them in the default queue; pods are named ``<name>-worker-<i>``."""
+    container = worker_container()
+    task = {
+        "name": TASK,
+        "replicas": workers,
+        "minAvailable": workers,
+        "template": {
+            "spec": {"restartPolicy": "Never", "nodeSelector": pool.node_selector, "containers": [container]}
+        },
+    }
+    return {
+        "apiVersion": "batch.volcano.sh/v1alpha1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": "volcano",
+            "queue": "default",
+            "minAvailable": workers,
+            "maxRetry": 3,
+            "tasks": [task],
+        },
+    }
