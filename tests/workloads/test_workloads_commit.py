@@ -9,20 +9,9 @@ from pathlib import Path
 import pytest
 
 from api import contract
+from tests.workloads.commits import complete, manifest
 from workloads import commit
 from workloads.commit import Manifest
-
-
-def manifest(step: int) -> Manifest:
-    return Manifest(step, 0, step * 8, 8, 48, 2, "2.15.0", 0.1)
-
-
-def complete(root: Path, step: int) -> Path:
-    """A step dir as a finished save leaves it (DCP metadata + manifest)."""
-    directory = commit.prepare_fresh(root, step)
-    (directory / commit.DCP_METADATA).write_bytes(b"meta")
-    commit.commit(root, manifest(step))
-    return directory
 
 
 def test_nothing_is_committed_without_latest(tmp_path: Path) -> None:

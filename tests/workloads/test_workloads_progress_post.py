@@ -12,7 +12,7 @@ import pytest
 from api import contract
 from controller.torchjob.progress import check_checkpoint, parse_body
 from controller.torchjob.progress_endpoint import PATH
-from tests.controller.torchjob.test_torchjob_plan import make_job
+from tests.controller.torchjob.plans import make_job
 from tests.workloads.progress_stub import Stub, progress_stub
 from workloads.progress import LivePoster, accounting_of_answer
 

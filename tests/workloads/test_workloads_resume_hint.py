@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api import contract
-from tests.workloads.test_workloads_commit import complete
+from tests.workloads.commits import complete
 from workloads import commit
 from workloads.config import TrainConfig
 

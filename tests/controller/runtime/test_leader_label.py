@@ -18,7 +18,7 @@ from controller.runtime.manager import Manager
 from controller.runtime.reconcile import Request
 from controller.runtime.resource import CONFIG_MAPS
 from pyroclast.operator import LEADER_LABEL, label_leader_pod
-from tests.controller.runtime.test_manager_runtime import eventually
+from tests.controller.runtime.waiting import eventually
 from tests.managers import contender, run_each
 from tests.virtual_time import run_virtual
 

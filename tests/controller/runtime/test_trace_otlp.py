@@ -25,7 +25,7 @@ from controller.runtime.tracing import TRACE_CONTEXT_ANNOTATION
 from controller.torchjob.reconciler import TorchJobReconciler
 from e2e.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from pyroclast.jobs import submit_job
-from tests.controller.torchjob.test_torchjob_reconciler import JOBS, PODS, QUEUES, open_queue
+from tests.controller.torchjob.reconcilers import JOBS, PODS, QUEUES, open_queue
 
 JOB = TorchJob.model_validate(
     {

@@ -7,7 +7,7 @@ import copy
 
 from controller.runtime.fakeapi import FakeApiServer
 from controller.torchjob.rates import Rates
-from tests.controller.torchjob.test_torchjob_reconciler import (
+from tests.controller.torchjob.reconcilers import (
     PODS,
     job_status,
     sample,

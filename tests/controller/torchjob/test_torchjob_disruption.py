@@ -13,7 +13,7 @@ from api.status import HISTORY
 from controller.torchjob import disruption
 from controller.torchjob.disruption import Departures, kind_of
 from controller.torchjob.plan import REASON_AWAITING_CAPACITY, REASON_REGROWN, REASON_SHRUNK, Plan, plan
-from tests.controller.torchjob.test_torchjob_plan import (
+from tests.controller.torchjob.plans import (
     T0,
     creates,
     deletes,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api import ConditionStatus, ConditionType, FailurePolicy, Phase, TorchJob, TorchJobStatus
+from api import ConditionStatus, ConditionType, FailurePolicy, Phase, TorchJobStatus
 from controller.torchjob.labels import ATTEMPT_LABEL, REPLICA_INDEX_LABEL
 from controller.torchjob.observe import observe_podgroup, observe_worker
 from controller.torchjob.plan import (
@@ -22,13 +22,10 @@ from controller.torchjob.plan import (
     REASON_RANK0_SUCCEEDED,
     CreateObject,
     DeleteJob,
-    DeleteObject,
     PatchPodGroup,
-    Plan,
     is_permanent,
     plan,
 )
-from controller.torchjob.pod import desired_worker
 from controller.torchjob.rendezvous import (
     desired_rendezvous_pod,
     desired_rendezvous_podgroup,
@@ -36,97 +33,18 @@ from controller.torchjob.rendezvous import (
 )
 from controller.torchjob.service import desired_service
 from scheduling import podgroup_name
-
-UID = "3f2a9c1e-0b7d-4e21-9a55-6c0d2f1e8b90"
-T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-
-
-def make_job(status: dict[str, Any] | None = None, **spec: Any) -> TorchJob:
-    body: dict[str, Any] = {"image": "img:1", "command": ["-m", "train"], "nodes": {"count": 2}, **spec}
-    obj: dict[str, Any] = {
-        "metadata": {
-            "name": "llama",
-            "namespace": "team-a",
-            "uid": UID,
-            "generation": 1,
-            "creationTimestamp": "2026-11-23T11:59:00Z",
-        },
-        "spec": body,
-    }
-    if status is not None:
-        obj["status"] = status
-    return TorchJob.model_validate(obj)
-
-
-def with_status(job: TorchJob, step: Plan) -> TorchJob:
-    """The job as the next reconcile sees it once the plan's status was written."""
-    return job.model_copy(update={"status": step.status.model_copy(deep=True)})
-
-
-def pod(
-    job: TorchJob,
-    index: int,
-    *,
-    attempt: int = 0,
-    phase: str = "Running",
-    ready: bool = True,
-    exit_code: int | None = None,
-    disruption: str | None = None,
-    deleting: bool = False,
-    message: str | None = None,
-) -> dict[str, Any]:
-    obj = desired_worker(job, index, attempt)
-    obj["metadata"]["uid"] = f"uid-{index}-{attempt}"
-    if deleting:
-        obj["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:00Z"
-    conditions: list[dict[str, Any]] = [{"type": "Ready", "status": "True" if ready else "False"}]
-    if disruption:
-        conditions.append({"type": "DisruptionTarget", "status": "True", "reason": disruption})
-    status: dict[str, Any] = {"phase": phase, "conditions": conditions}
-    if exit_code is not None:
-        terminated: dict[str, Any] = {"exitCode": exit_code}
-        if message is not None:
-            terminated["message"] = message
-        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": terminated}}]
-    obj["status"] = status
-    return obj
-
-
-def podgroup(
-    job: TorchJob, phase: str = "Inqueue", conditions: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    from controller.torchjob.labels import job_labels, owner_reference
-    from scheduling import desired_podgroup
-
-    obj = desired_podgroup(job, owner_reference(job), job_labels(job)).to_k8s()
-    obj["metadata"]["uid"] = "pg-uid"
-    obj["status"] = {"phase": phase, "conditions": conditions or []}
-    return obj
-
-
-def creates(step: Plan, kind: str) -> list[str]:
-    return [
-        a.body["metadata"]["name"] for a in step.actions if isinstance(a, CreateObject) and a.kind == kind
-    ]
-
-
-def deletes(step: Plan, kind: str) -> list[str]:
-    return [a.name for a in step.actions if isinstance(a, DeleteObject) and a.kind == kind]
-
-
-def running_job(**spec: Any) -> tuple[TorchJob, dict[str, Any], dict[str, Any]]:
-    """A job in Running with its PodGroup and Service, as two reconciles leave it."""
-    job = make_job(**spec)
-    pg, svc = podgroup(job, "Running"), desired_service(job)
-    first = plan(job, None, [], None, T0)
-    job = with_status(job, first)
-    count = job.spec.nodes.count
-    step = plan(job, pg, [pod(job, i) for i in range(count)], svc, T0 + timedelta(seconds=5))
-    assert step.status.phase == Phase.RUNNING
-    return with_status(job, step), pg, svc
-
-
-# --- creation and queueing -------------------------------------------------------------------------------
+from tests.controller.torchjob.plans import (
+    PHASES,
+    T0,
+    creates,
+    deletes,
+    make_job,
+    pod,
+    podgroup,
+    resize,
+    running_job,
+    with_status,
+)
 
 
 def test_new_job_creates_podgroup_then_service_then_pods_and_is_queued() -> None:
@@ -280,11 +198,6 @@ def test_podgroup_spec_drift_is_merge_patched() -> None:
     assert patches == [PatchPodGroup(podgroup_name(job), {"spec": {"minMember": 2}})]
 
 
-def resize(job: TorchJob, count: int) -> TorchJob:
-    nodes = job.spec.nodes.model_copy(update={"count": count})
-    return job.model_copy(update={"spec": job.spec.model_copy(update={"nodes": nodes})})
-
-
 def test_resizing_a_fixed_job_restarts_the_whole_gang_at_the_new_size() -> None:
     job, pg, svc = running_job(nodes={"count": 3})
     smaller = resize(job, 2)
@@ -338,9 +251,6 @@ def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
     assert again.status.resizes == bigger.status.resizes
 
 
-# --- success ---------------------------------------------------------------------------------------------
-
-
 def test_succeeded_only_when_every_worker_succeeded() -> None:
     job, pg, svc = running_job()
     half = plan(job, pg, [pod(job, 0, phase="Succeeded", exit_code=0), pod(job, 1)], svc, T0)
@@ -392,9 +302,6 @@ def test_finished_job_never_recreates_anything() -> None:
     step = plan(job, None, [], None, T0 + timedelta(hours=1))
     assert step.actions == []
     assert step.status == job.status
-
-
-# --- success policy Rank0 --------------------------------------------------------------------------------
 
 
 def test_success_policy_defaults_to_all_workers() -> None:
@@ -480,9 +387,6 @@ def test_rank0_waits_for_worker_0_when_the_others_are_done() -> None:
     step = plan(job, pg, pods, svc, T0)
     assert step.status.phase == Phase.RUNNING
     assert step.actions == []
-
-
-# --- failures --------------------------------------------------------------------------------------------
 
 
 def test_retryable_failure_restarts_the_whole_gang_as_a_new_attempt() -> None:
@@ -587,9 +491,6 @@ def test_zero_budget_fails_on_first_retryable_failure() -> None:
     assert step.status.phase == Phase.FAILED
 
 
-# --- preemption ------------------------------------------------------------------------------------------
-
-
 def test_preempted_worker_counts_against_the_preemption_budget_only() -> None:
     job, pg, svc = running_job(failurePolicy={"maxFailureRestarts": 0})
     step = plan(
@@ -635,9 +536,6 @@ def test_preemption_budget_exhausted_fails() -> None:
     cond = step.status.condition("Failed")
     assert cond is not None
     assert cond.reason == REASON_PREEMPTION_BUDGET
-
-
-# --- suspend, resume, deadline ---------------------------------------------------------------------------
 
 
 def test_suspend_deletes_pods_and_podgroup_and_resume_recreates() -> None:
@@ -701,9 +599,6 @@ def test_job_being_deleted_plans_nothing() -> None:
     assert step.status == (job.status or TorchJobStatus())  # not even a status write
 
 
-# --- observation and properties --------------------------------------------------------------------------
-
-
 def test_pods_without_worker_labels_are_ignored() -> None:
     job = make_job()
     stray = pod(job, 0)
@@ -723,9 +618,6 @@ def test_exit_code_classification(code: int, permanent: list[int], retryable: li
     policy = FailurePolicy(permanent_exit_codes=permanent or None, retryable_exit_codes=retryable)
     expected = code in permanent or (retryable is not None and code not in retryable)
     assert is_permanent(policy, code) == expected
-
-
-PHASES = st.sampled_from(["Pending", "Running", "Succeeded", "Failed"])
 
 
 @given(

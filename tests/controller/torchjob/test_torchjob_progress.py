@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,13 +15,9 @@ from controller.runtime.httpserver import Tls
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.progress import (
-    POD_NAME_CLAIM,
-    POD_UID_CLAIM,
     TOKEN_VOLUME,
     Body,
     Identity,
-    LiveReport,
-    Rejected,
     accounting_of,
     apply_live,
     check_checkpoint,
@@ -32,20 +27,8 @@ from controller.torchjob.progress import (
 from controller.torchjob.progress_endpoint import Address, job_of_worker
 from pyroclast.cli import build_parser
 from pyroclast.operator import progress_options, run
-from tests.controller.torchjob.test_torchjob_plan import T0, make_job, pod, running_job
-
-CKPT: dict[str, Any] = {"checkpoint": {"volume": {"emptyDir": {}}, "path": "/ckpt/"}}
-URL = "http://pyroclast-progress.pyroclast-system.svc:8082"
-
-
-def rejected(status: int, call: Any, *args: Any) -> str:
-    with pytest.raises(Rejected) as caught:
-        call(*args)
-    assert caught.value.status == status
-    return caught.value.message
-
-
-# --- the body --------------------------------------------------------------------------------------------
+from tests.controller.torchjob.plans import T0, make_job, pod, running_job
+from tests.controller.torchjob.progress_reports import CKPT, IDENTITY, URL, live, rejected, review
 
 
 def test_full_body_parses() -> None:
@@ -78,27 +61,6 @@ def test_bad_bodies_are_refused_naming_the_field(data: bytes, names: str) -> Non
     assert names in rejected(400, parse_body, data)
 
 
-# --- the token -------------------------------------------------------------------------------------------
-
-
-def review(
-    *,
-    authenticated: bool = True,
-    audiences: list[str] | None = None,
-    username: str = "system:serviceaccount:team-a:default",
-    pod_claims: bool = True,
-    error: str | None = None,
-) -> dict[str, Any]:
-    extra = {POD_NAME_CLAIM: ["llama-worker-0"], POD_UID_CLAIM: ["uid-0-0"]} if pod_claims else {}
-    status: dict[str, Any] = {"authenticated": authenticated}
-    if authenticated:
-        status["user"] = {"username": username, "extra": extra}
-        status["audiences"] = [contract.PROGRESS_AUDIENCE] if audiences is None else audiences
-    if error:
-        status["error"] = error
-    return {"status": status}
-
-
 def test_identity_comes_from_the_service_account_and_pod_claims() -> None:
     assert identity_from_review(review()) == Identity("team-a", "default", "llama-worker-0", "uid-0-0")
 
@@ -112,12 +74,6 @@ def test_unverifiable_tokens_are_401() -> None:
     )
     assert "not to a service account" in rejected(401, identity_from_review, review(username="alice"))
     assert "not bound to a pod" in rejected(401, identity_from_review, review(pod_claims=False))
-
-
-# --- who may report --------------------------------------------------------------------------------------
-
-
-IDENTITY = Identity("team-a", "default", "llama-worker-0", "uid-0-0")
 
 
 def test_a_current_worker_reports_for_its_job() -> None:
@@ -157,13 +113,6 @@ def test_a_checkpoint_must_be_where_the_job_commits_it() -> None:
         400, check_checkpoint, job, Body(5, None, None, 4, "/etc")
     )
     assert "no spec.checkpoint" in rejected(400, check_checkpoint, make_job(), Body(5, None, None, 4, None))
-
-
-# --- the fold --------------------------------------------------------------------------------------------
-
-
-def live(job_uid: str, step: int, *, ckpt: int | None = None, at: int = 0) -> LiveReport:
-    return LiveReport(job_uid, "llama-worker-0", Body(step, 100, 0.5, ckpt, None), T0 + timedelta(seconds=at))
 
 
 def test_latest_live_report_becomes_progress_and_a_newer_checkpoint_the_last_one() -> None:
@@ -211,9 +160,6 @@ def test_plan_folds_the_live_report_and_records_the_commit_once() -> None:
     assert step.status.last_checkpoint.step == 20
     assert [e.reason for e in step.events] == [REASON_CHECKPOINT]
     assert step.actions == []
-
-
-# --- the worker pod --------------------------------------------------------------------------------------
 
 
 def test_with_a_progress_url_workers_get_a_pod_bound_token_and_the_two_variables() -> None:
@@ -265,9 +211,6 @@ def test_plan_passes_the_progress_url_to_new_workers() -> None:
         assert env[contract.PROGRESS_URL] == URL
 
 
-# --- the operator's flags -------------------------------------------------------------------------------
-
-
 def test_progress_flags_go_together_and_reach_the_reconciler(capsys: pytest.CaptureFixture[str]) -> None:
     parse = build_parser().parse_args
     assert progress_options(parse(["run"])) == {"progress_bind": None, "progress_url": None}
@@ -310,9 +253,6 @@ def test_progress_tls_flags_name_the_secret_files_and_need_an_https_url(
             progress_options(parse(["run", *argv]))
         assert run(parse(["run", *argv])) == 2
         assert message in capsys.readouterr().err
-
-
-# --- the accounting a 202 carries -----------------------------------------------------------------------
 
 
 def test_the_answer_carries_cost_currency_goodput_and_lost_seconds_by_cause() -> None:

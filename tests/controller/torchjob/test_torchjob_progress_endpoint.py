@@ -31,10 +31,10 @@ from controller.runtime.resource import CONFIG_MAPS
 from controller.torchjob.progress import POD_UID_CLAIM, TOKEN_VOLUME
 from controller.torchjob.progress_endpoint import PATH, Address, ProgressEndpoint
 from controller.torchjob.reconciler import TorchJobReconciler
-from tests.controller.runtime.test_httpserver import read_all, serving_pki, trickle
-from tests.controller.torchjob.test_torchjob_plan import T0, pod, running_job
-from tests.controller.torchjob.test_torchjob_progress import review
-from tests.controller.torchjob.test_torchjob_reconciler import (
+from tests.controller.runtime.http_clients import read_all, serving_pki, trickle
+from tests.controller.torchjob.plans import T0, pod, running_job
+from tests.controller.torchjob.progress_reports import review
+from tests.controller.torchjob.reconcilers import (
     EVENTS,
     JOBS,
     PODS,

@@ -19,7 +19,7 @@ from controller.runtime.objects import JsonObject
 from controller.runtime.reconcile import Result
 from controller.runtime.resource import Resource
 from controller.torchjob.reconciler import TorchJobReconciler
-from tests.controller.torchjob.test_torchjob_reconciler import (
+from tests.controller.torchjob.reconcilers import (
     EVENTS,
     PODGROUPS,
     PODS,

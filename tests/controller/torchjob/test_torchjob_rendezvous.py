@@ -19,7 +19,7 @@ from controller.torchjob.rendezvous import (
     store_endpoint,
 )
 from controller.torchjob.service import desired_service
-from tests.controller.torchjob.test_torchjob_plan import (
+from tests.controller.torchjob.plans import (
     T0,
     creates,
     deletes,

@@ -12,7 +12,7 @@ from api import Phase, TorchJobStatus, contract
 from api.status import CheckpointStatus
 from controller.torchjob.plan import REASON_CHECKPOINT, CreateObject, plan
 from controller.torchjob.report import apply_reports, checkpoint_path, read_report
-from tests.controller.torchjob.test_torchjob_plan import T0, make_job, pod, podgroup, running_job, with_status
+from tests.controller.torchjob.plans import T0, make_job, pod, podgroup, running_job, with_status
 
 CKPT: dict[str, Any] = {"checkpoint": {"volume": {"emptyDir": {}}, "path": "/ckpt/"}}
 COMMITTED = datetime(2026, 11, 23, 11, 58, 20, tzinfo=UTC)

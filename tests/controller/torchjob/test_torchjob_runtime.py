@@ -8,7 +8,7 @@ from typing import Any
 
 from controller.torchjob.runtime import RESOLUTIONS
 from tests.api.api_cases import base_runtime
-from tests.controller.torchjob.test_torchjob_reconciler import JOBS, PODS, job_status, reconcile, setup, sync
+from tests.controller.torchjob.reconcilers import JOBS, PODS, job_status, reconcile, setup, sync
 
 RUNTIMES = ("apis/pyroclast.dev/v1alpha1", "clustertorchruntimes")
 REF = {"kind": "ClusterTorchRuntime", "name": "gpu"}

@@ -16,7 +16,7 @@ from controller.runtime.reconcile import Result
 from controller.runtime.resource import Resource
 from controller.torchjob.expectations import Expectations
 from controller.torchjob.reconciler import TorchJobReconciler, slow_start
-from tests.controller.torchjob.test_torchjob_reconciler import (
+from tests.controller.torchjob.reconcilers import (
     JOBS,
     PODS,
     QUEUES,

@@ -15,7 +15,7 @@ from controller.runtime.objects import JsonObject
 from controller.torchjob.pod import desired_worker
 from controller.torchjob.ports import allocate, needs_host_ports, rendezvous_port, taken_ports
 from controller.torchjob.reconciler import CACHE_WAIT
-from tests.controller.torchjob.test_torchjob_reconciler import (
+from tests.controller.torchjob.reconcilers import (
     PODS,
     job_status,
     reconcile,

@@ -14,7 +14,7 @@ from api import ResourceSeconds, Usage
 from controller.torchjob.prune import prune_pod
 from controller.torchjob.rates import Rates, RatesError, load_rates
 from controller.torchjob.usage import lifetime, per_pod, usage
-from tests.controller.torchjob.test_torchjob_plan import make_job, pod
+from tests.controller.torchjob.plans import make_job, pod
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RESOURCES = {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"nvidia.com/gpu": "2", "cpu": "8"}}
