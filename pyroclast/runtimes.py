@@ -20,7 +20,8 @@ from api.runtime import ClusterTorchRuntime, RuntimeKind, RuntimeRecord, TorchRu
 from controller.runtime.client import Client
 from controller.runtime.errors import NotFound
 from controller.runtime.objects import JsonObject
-from controller.torchjob.runtime import RUNTIMES, Unresolved, effective_job
+from controller.torchjob.kinds import RUNTIMES
+from controller.torchjob.runtime import Unresolved, effective_job
 from pyroclast.errors import NotFoundError, RefusedError
 
 Runtime = ClusterTorchRuntime | TorchRuntime

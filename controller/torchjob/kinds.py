@@ -10,6 +10,7 @@ from typing import Final
 
 from api import GROUP, KIND, PLURAL, VERSION
 from api.constants import VOLCANO_GROUP, VOLCANO_VERSION
+from api.runtime import RUNTIME_PLURALS, RuntimeKind
 from controller.runtime.resource import Resource
 
 TORCHJOBS: Final = Resource(GROUP, VERSION, KIND, PLURAL)
@@ -18,3 +19,7 @@ QUEUES: Final = Resource(VOLCANO_GROUP, VOLCANO_VERSION, "Queue", "queues", name
 PRIORITY_CLASSES: Final = Resource(
     "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False
 )
+RUNTIMES: Final[dict[RuntimeKind, Resource]] = {
+    kind: Resource(GROUP, VERSION, str(kind), plural, namespaced=kind == RuntimeKind.NAMESPACED)
+    for kind, plural in RUNTIME_PLURALS.items()
+}

@@ -30,9 +30,9 @@ from typing import Any, Final
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from api import GROUP, VERSION, Condition, ConditionStatus, ConditionType, Phase, TorchJob, TorchJobStatus
+from api import Condition, ConditionStatus, ConditionType, Phase, TorchJob, TorchJobStatus
 from api.crd import torchjob_schema
-from api.runtime import RUNTIME_PLURALS, RuntimeKind, RuntimeRecord, TorchRuntimeSpec
+from api.runtime import RuntimeKind, RuntimeRecord, TorchRuntimeSpec
 from api.runtime_merge import Json, LockedField, Path, effective_spec, schema_defaults
 from controller.runtime import objects
 from controller.runtime.client import Client
@@ -43,14 +43,10 @@ from controller.runtime.reconcile import Request, Result
 from controller.runtime.recorder import EventRecorder, ObjectRef
 from controller.runtime.resource import Resource
 from controller.torchjob.conditions import set_condition
+from controller.torchjob.kinds import RUNTIMES
 
 log = logging.getLogger(__name__)
 
-
-RUNTIMES: Final[dict[RuntimeKind, Resource]] = {
-    kind: Resource(GROUP, VERSION, str(kind), plural, namespaced=kind == RuntimeKind.NAMESPACED)
-    for kind, plural in RUNTIME_PLURALS.items()
-}
 
 REASON_RESOLVED: Final = "RuntimeResolved"
 REASON_NOT_FOUND: Final = "RuntimeNotFound"

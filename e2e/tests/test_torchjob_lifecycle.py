@@ -245,12 +245,14 @@ class _Write:
     method: str
     path: str
     body: bytes
+    dry_run: bool = False
 
     @property
     def kind(self) -> str:
-        """``POST pods``, ``PATCH torchjobs/status``, ``DELETE podgroups``, ..."""
+        """``POST pods``, ``PATCH torchjobs/status``, ``DELETE podgroups``, ``POST pods (dry run)``, ..."""
         parts = self.path.split("/")
-        return f"{self.method} {parts[0]}" + ("/status" if parts[-1] == "status" else "")
+        kind = f"{self.method} {parts[0]}" + ("/status" if parts[-1] == "status" else "")
+        return f"{kind} (dry run)" if self.dry_run else kind
 
     @property
     def phase(self) -> str | None:
@@ -268,11 +270,13 @@ class _Write:
 def _budget(writes: list[_Write], workers: int, *, first_in_namespace: bool) -> list[str]:
     """The happy path's writes, each justified: PodGroup, N pods, Running, Succeeded, PodGroup delete (N + 4);
     the namespace's first job also creates the shared Service; a Queued status is one more write only when the
-    gang really waited longer than the status batch window (else Queued rides along with Running)."""
+    gang really waited longer than the status batch window (else Queued rides along with Running). Besides
+    them, one request that persists nothing: the dry run of a new job's first worker."""
     expected = Counter(
         {"POST podgroups": 1, "POST pods": workers, "PATCH torchjobs/status": 2, "DELETE podgroups": 1}
     )
-    justified = [f"N + 4 = {workers + 4}"]
+    expected["POST pods (dry run)"] = 1
+    justified = [f"N + 4 = {workers + 4}", "and a dry run of the first worker (persists nothing)"]
     if first_in_namespace:
         expected["POST services"] = 1
         justified.append("+1 the namespace's shared Service")
@@ -301,7 +305,8 @@ async def test_happy_path_api_writes_per_job(
     ) -> JsonObject:
         if method in WRITE_METHODS and namespace in path:
             body: bytes = kw.get("body") or b""
-            writes.append(_Write(time.monotonic(), method, path.split(namespace + "/", 1)[-1], body))
+            dry_run = "dryRun" in (kw.get("params") or {})
+            writes.append(_Write(time.monotonic(), method, path.split(namespace + "/", 1)[-1], body, dry_run))
         return await call(self, verb, method, resource, path, **kw)
 
     monkeypatch.setattr(Client, "_call", counting)
