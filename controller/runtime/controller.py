@@ -126,6 +126,11 @@ class Controller:
 
         return on_event
 
+    def enqueue(self, request: Request) -> None:
+        """Ask for a reconcile of `request` from outside the watches (a report that arrived over HTTP, say):
+        queued once however often asked before a worker takes it, as an event's request is."""
+        self.queue.add(request)
+
     def get(self, request: Request, *, copy: bool = True) -> JsonObject | None:
         """The ``for_`` object of ``request`` from the cache (a deep copy unless ``copy=False``)."""
         if self._manager is None:

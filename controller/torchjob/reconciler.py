@@ -192,24 +192,30 @@ class TorchJobReconciler:
         when it is held."""
         self.progress_url = progress_url
         self.progress: ProgressEndpoint | None = None
-        if progress_bind is not None:
-            self.progress = ProgressEndpoint(
-                self.client,
-                self.jobs,
-                self.pods,
-                progress_bind,
-                clock=clock,
-                tracer_provider=manager.tracer_provider,
-            )
-            manager.add_runnable(self.progress.serve)
+        """Served once :meth:`controller` made the controller whose queue its reports enqueue into."""
+        self._progress_bind = progress_bind
+        self._manager = manager
 
     def controller(self, *, workers: int = 4) -> Controller:
         """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
         controller = Controller(
             self.reconcile, for_=TORCHJOBS, name="torchjob", owns=[PODS, SERVICES, PODGROUPS], workers=workers
         )
-        if self.progress is not None:
-            self.progress.enqueue = controller.queue.add
+        if self._progress_bind is not None:
+            if self.progress is not None:
+                raise RuntimeError(
+                    "the TorchJob controller is made once: the progress endpoint serves one queue"
+                )
+            self.progress = ProgressEndpoint(
+                self.client,
+                self.jobs,
+                self.pods,
+                self._progress_bind,
+                enqueue=controller.enqueue,
+                clock=self.clock,
+                tracer_provider=self._manager.tracer_provider,
+            )
+            self._manager.add_runnable(self.progress.serve)
         return controller
 
     # --- reconcile ---------------------------------------------------------------------------------
