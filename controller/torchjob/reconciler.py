@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Final
@@ -281,7 +282,8 @@ class TorchJobReconciler:
         )
 
         old = job.status or TorchJobStatus()
-        account(job, old, step.status, owned_pods, now, self.rates)
+        # What this pass writes: the plan's status with its usage and goodput (the plan is not edited).
+        step = replace(step, status=account(job, old, step.status, owned_pods, now, self.rates))
         self._log_recomputed(request, old, step.status)
         queue_name = job.spec.scheduling.queue
         # A new job: its first gang attempt, nothing created yet. Its first worker is dry-run before anything
