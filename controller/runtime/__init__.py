@@ -37,9 +37,13 @@ from controller.runtime.errors import Invalid as Invalid
 from controller.runtime.errors import NotFound as NotFound
 from controller.runtime.errors import TooManyRequests as TooManyRequests
 from controller.runtime.errors import TransportError as TransportError
+from controller.runtime.handler import EventHandler as EventHandler
 from controller.runtime.handler import controller_reference as controller_reference
 from controller.runtime.handler import enqueue_for_object as enqueue_for_object
 from controller.runtime.handler import enqueue_for_owner as enqueue_for_owner
+from controller.runtime.handler import for_object as for_object
+from controller.runtime.handler import for_owner as for_owner
+from controller.runtime.handler import from_map_func as from_map_func
 from controller.runtime.informer import Informer as Informer
 from controller.runtime.informer import InformerEvent as InformerEvent
 from controller.runtime.leader import LeaderElectionLost as LeaderElectionLost

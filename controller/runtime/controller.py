@@ -31,7 +31,7 @@ from opentelemetry import trace
 
 from controller.runtime import metrics, tracing
 from controller.runtime.errors import ApiError
-from controller.runtime.handler import MapFunc, enqueue_for_object, enqueue_for_owner
+from controller.runtime.handler import EventHandler, for_object, for_owner
 from controller.runtime.informer import InformerEvent
 from controller.runtime.objects import JsonObject
 from controller.runtime.predicate import Predicate
@@ -50,10 +50,10 @@ Reconciler = Callable[[Request], Awaitable[Result | None]]
 
 @dataclass(frozen=True, slots=True)
 class Watch:
-    """A resource to watch and how its events map to requests."""
+    """A resource to watch and the handler that maps its events to requests (:mod:`.handler`)."""
 
     resource: Resource
-    map_func: MapFunc
+    handler: EventHandler
     predicates: tuple[Predicate, ...] = ()
     namespace: str | None = None
 
@@ -90,8 +90,8 @@ class Controller:
         self.reconcile = reconcile
         self.for_ = for_
         self.namespace = namespace
-        self.watches: list[Watch] = [Watch(for_, enqueue_for_object, tuple(predicates), namespace)]
-        self.watches += [Watch(r, enqueue_for_owner(for_), (), namespace) for r in owns]
+        self.watches: list[Watch] = [Watch(for_, for_object(), tuple(predicates), namespace)]
+        self.watches += [Watch(r, for_owner(for_), (), namespace) for r in owns]
         self.watches += list(watches)
         self.workers = workers
         self.reconcile_timeout = reconcile_timeout
@@ -121,13 +121,15 @@ class Controller:
         def on_event(event: InformerEvent) -> None:
             if not all(p(event) for p in watch.predicates):
                 return
-            for request in watch.map_func(event.obj):
+            for request in watch.handler(event):
                 self.queue.add(request)
-            if event.type == "update" and event.old is not None and watch.map_func is not enqueue_for_object:
-                for request in watch.map_func(event.old):
-                    self.queue.add(request)
 
         return on_event
+
+    def enqueue(self, request: Request) -> None:
+        """Ask for a reconcile of `request` from outside the watches (a report that arrived over HTTP, say):
+        queued once however often asked before a worker takes it, as an event's request is."""
+        self.queue.add(request)
 
     def get(self, request: Request, *, copy: bool = True) -> JsonObject | None:
         """The ``for_`` object of ``request`` from the cache (a deep copy unless ``copy=False``)."""

@@ -1,15 +1,55 @@
-"""Map informer events to reconcile requests: the object itself, its owner, or any function."""
+"""Map informer events to reconcile requests: the object itself, its owner, or any function.
+
+A map function reads one object; an :data:`EventHandler` reads the whole event and so decides what an update
+means for the old and the new object alike (controller-runtime's ``handler.EventHandler``). The controller
+only queues what its handlers return.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from controller.runtime import objects
+from controller.runtime.informer import InformerEvent
 from controller.runtime.objects import JsonObject
 from controller.runtime.reconcile import Request
 from controller.runtime.resource import Resource
 
 MapFunc = Callable[[JsonObject], Iterable[Request]]
+EventHandler = Callable[[InformerEvent], list[Request]]
+"""The requests one informer event asks for, each once, in a stable order."""
+
+
+@dataclass(frozen=True, slots=True)
+class MapHandler:
+    """Requests from `map_func` applied to the event's object and, for an update when `map_old`, to the
+    object before it too: an owned object whose owner reference changed concerns its old owner as much as
+    its new one (controller-runtime's owner and map-func handlers do the same)."""
+
+    map_func: MapFunc
+    map_old: bool = True
+
+    def __call__(self, event: InformerEvent) -> list[Request]:
+        requests = list(self.map_func(event.obj))
+        if self.map_old and event.type == "update" and event.old is not None:
+            requests += self.map_func(event.old)
+        return list(dict.fromkeys(requests))
+
+
+def for_object() -> EventHandler:
+    """The object's own request; an update never renames an object, so the old one adds nothing."""
+    return MapHandler(enqueue_for_object, map_old=False)
+
+
+def for_owner(owner: Resource, *, only_controller: bool = True) -> EventHandler:
+    """The owners' requests (:func:`enqueue_for_owner`), of the old object too on an update."""
+    return MapHandler(enqueue_for_owner(owner, only_controller=only_controller))
+
+
+def from_map_func(map_func: MapFunc) -> EventHandler:
+    """Any mapping, applied to the old object too on an update (what it maps to may have changed)."""
+    return MapHandler(map_func)
 
 
 def enqueue_for_object(obj: JsonObject) -> list[Request]:

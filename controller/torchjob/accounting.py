@@ -27,10 +27,18 @@ def account(
     pods: Sequence[dict[str, Any]],
     now: datetime,
     rates: Rates | None = None,
-) -> None:
-    """Set `new`'s usage and goodput at `now` from `old` (the status last written) and the job's pods."""
+) -> TorchJobStatus:
+    """`new` (the plan's status) with its usage and goodput at `now`, from `old` (the status last written) and
+    the job's pods; `new` itself is left as the plan made it.
+
+    A copy rather than an input of the plan: what a pass costs depends on the plan's outcome (the attempt,
+    the phase the gang moves to) and never decides anything, so the plan stays a function of the cluster
+    alone (its tests compare statuses without usage) and the reconciler adds this to what it writes. The
+    copy is shallow (cheap at thousands of jobs): the reconciler replaces the status's fields after it, never
+    edits them in place.
+    """
     if old.phase is not None and old.phase.finished and old.usage is not None:
-        new.usage = old.usage  # the final write counted the pods to their ends
+        used = old.usage  # the final write counted the pods to their ends
     else:
-        new.usage = usage(job, old.usage, attempt_of(new), pods, now, rates)
-    new.goodput = goodput(old, new, now)
+        used = usage(job, old.usage, attempt_of(new), pods, now, rates)
+    return new.model_copy(update={"usage": used, "goodput": goodput(old, new, now)})

@@ -64,6 +64,9 @@ REASON_PREEMPTION_BUDGET: Final = "PreemptionBudgetExhausted"
 REASON_DEADLINE: Final = "DeadlineExceeded"
 REASON_CHECKPOINT: Final = "CheckpointCommitted"
 
+RestartCause = Literal["preemption", "failure", "resize"]
+"""Why a pass restarts the whole gang (the restart metric's ``cause`` label)."""
+
 
 # --- actions ---------------------------------------------------------------------------------------------
 
@@ -116,7 +119,8 @@ class Plan:
 
     ``commit_first``: the status decides something (a restart, a terminal phase) and must be written, with
     the resourceVersion it was computed from, before any action runs; a stale read then fails instead of
-    acting twice.
+    acting twice. ``restart``: the cause when this pass starts a gang restart (announced by its Event), so
+    the reconciler counts it without reading it back from Event reasons.
     """
 
     status: TorchJobStatus
@@ -124,11 +128,22 @@ class Plan:
     events: list[Event] = field(default_factory=list[Event])
     requeue_after: float | None = None
     commit_first: bool = False
+    restart: RestartCause | None = None
 
     def requeue(self, seconds: float) -> None:
-        """Ask to come back in `seconds` (the sooner of several asks wins)."""
-        seconds = max(seconds, 0.001)
-        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        """Ask to come back in `seconds` (the sooner of several asks wins); used while planning."""
+        self.requeue_after = _sooner(self.requeue_after, seconds)
+
+    def come_back_after(self, held: float | None) -> float | None:
+        """When the pass must run again: the plan's own ask or `held` (seconds until a status change the
+        reconciler held back is due), the sooner; the plan is left as made."""
+        return self.requeue_after if held is None else _sooner(self.requeue_after, held)
+
+
+def _sooner(asked: float | None, seconds: float) -> float:
+    """The sooner of an earlier ask (None: none) and `seconds`, never zero (zero means no requeue)."""
+    seconds = max(seconds, 0.001)
+    return seconds if asked is None else min(asked, seconds)
 
 
 # --- the plan --------------------------------------------------------------------------------------------
@@ -233,6 +248,8 @@ def _drive(
         # (same attempt: the new gang hosts a fresh rendezvous store on its new worker 0).
         out.actions.extend(DeleteObject("Pod", w.name, w.uid) for w in workers if not w.deleting)
         message = f"node count changed to {count}: restarting the gang at the new size"
+        if status.phase != Phase.RESTARTING:  # a gang already restarting is one restart, announced once
+            out.restart = "resize"
         _transition(job, out, Phase.RESTARTING, REASON_RESIZED, message, now, "Normal")
         return
     if status.phase == Phase.RESTARTING and any(w.deleting for w in workers):
@@ -336,7 +353,7 @@ def _judge(
             _transition(job, out, Phase.FAILED, REASON_PREEMPTION_BUDGET, message, now, "Warning")
             return True
         status.preemption_restarts += 1
-        _restart(job, out, REASON_PREEMPTED, lost[0].reason, what, now)
+        _restart(job, out, "preemption", lost[0].reason, what, now)
         return True
 
     if job.spec.nodes.elastic and _elastic_done(current):
@@ -373,7 +390,7 @@ def _judge(
             return True
         status.failure_restarts += 1
         cause = f"ExitCode{code}" if code is not None else "PodFailed"
-        _restart(job, out, REASON_FAILED_RETRY, cause, what, now)
+        _restart(job, out, "failure", cause, what, now)
         return True
 
     if all(i in current and current[i].phase == POD_SUCCEEDED for i in range(count)):
@@ -448,7 +465,10 @@ def is_permanent(policy: FailurePolicy, code: int) -> bool:
     return policy.retryable_exit_codes is not None and code not in policy.retryable_exit_codes
 
 
-def _restart(job: TorchJob, out: Plan, reason: str, cause: str, what: str, now: datetime) -> None:
+def _restart(job: TorchJob, out: Plan, restart: RestartCause, cause: str, what: str, now: datetime) -> None:
+    """Restart the gang as the next attempt for `restart` (`cause`: the disruption's or exit's reason)."""
+    reason = REASON_PREEMPTED if restart == "preemption" else REASON_FAILED_RETRY
+    out.restart = restart
     status = out.status
     status.last_disruption_reason = cause
     status.last_disruption_time = now

@@ -131,6 +131,7 @@ class ProgressEndpoint:
         pods: Cache,
         address: Address,
         *,
+        enqueue: Callable[[Request], None],
         clock: Callable[[], datetime],
         audience: str = contract.PROGRESS_AUDIENCE,
         monotonic: Callable[[], float] = time.monotonic,
@@ -143,7 +144,7 @@ class ProgressEndpoint:
         self.pods = pods
         self.address = address
         self.audience = audience
-        self.enqueue: Callable[[Request], None] = lambda _request: None
+        self._enqueue = enqueue
         self.port: int | None = None
         """The bound port once listening."""
         self.listening = anyio.Event()
@@ -229,7 +230,7 @@ class ProgressEndpoint:
         )
         span.set_attribute("pyroclast.torchjob", request.key)
         log.debug("progress of %s: step %d from %s", request, body.step, identity.pod_name)
-        self.enqueue(request)
+        self._enqueue(request)
         return job
 
     async def _identity(self, token: str) -> Identity:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Final
@@ -41,10 +42,7 @@ from controller.torchjob.metrics import JobMetrics
 from controller.torchjob.observe import observe_worker, worker_slot
 from controller.torchjob.parsed import ParsedJobs
 from controller.torchjob.plan import (
-    REASON_FAILED_RETRY,
-    REASON_PREEMPTED,
     REASON_RANK0_SUCCEEDED,
-    REASON_RESIZED,
     Action,
     CreateObject,
     DeleteJob,
@@ -192,24 +190,30 @@ class TorchJobReconciler:
         when it is held."""
         self.progress_url = progress_url
         self.progress: ProgressEndpoint | None = None
-        if progress_bind is not None:
-            self.progress = ProgressEndpoint(
-                self.client,
-                self.jobs,
-                self.pods,
-                progress_bind,
-                clock=clock,
-                tracer_provider=manager.tracer_provider,
-            )
-            manager.add_runnable(self.progress.serve)
+        """Served once :meth:`controller` made the controller whose queue its reports enqueue into."""
+        self._progress_bind = progress_bind
+        self._manager = manager
 
     def controller(self, *, workers: int = 4) -> Controller:
         """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
         controller = Controller(
             self.reconcile, for_=TORCHJOBS, name="torchjob", owns=[PODS, SERVICES, PODGROUPS], workers=workers
         )
-        if self.progress is not None:
-            self.progress.enqueue = controller.queue.add
+        if self._progress_bind is not None:
+            if self.progress is not None:
+                raise RuntimeError(
+                    "the TorchJob controller is made once: the progress endpoint serves one queue"
+                )
+            self.progress = ProgressEndpoint(
+                self.client,
+                self.jobs,
+                self.pods,
+                self._progress_bind,
+                enqueue=controller.enqueue,
+                clock=self.clock,
+                tracer_provider=self._manager.tracer_provider,
+            )
+            self._manager.add_runnable(self.progress.serve)
         return controller
 
     # --- reconcile ---------------------------------------------------------------------------------
@@ -278,25 +282,28 @@ class TorchJobReconciler:
         )
 
         old = job.status or TorchJobStatus()
-        account(job, old, step.status, owned_pods, now, self.rates)
+        # What this pass writes: the plan's status with its usage and goodput (the plan is not edited).
+        step = replace(step, status=account(job, old, step.status, owned_pods, now, self.rates))
         self._log_recomputed(request, old, step.status)
         queue_name = job.spec.scheduling.queue
         # A new job: its first gang attempt, nothing created yet. Its first worker is dry-run before anything
         # is created.
         new_job = not owned_pods and podgroup is None and attempt_of(old) == 0
         if step.commit_first:
-            deferred = await self._write_status(request, raw, old, step, queue=queue_name)
+            deferred = await self._write_status(request, raw, old, step, queue=queue_name, commit_first=True)
             written = step.status.model_copy(deep=True)
             refusal = await self._apply(request, job, step, dry_run_first=new_job)
             if self._settle(request, old, step, refusal, now):
-                step.commit_first = False
+                # The decision is written; what follows is only the create outcome, on the written version.
                 deferred = await self._write_status(
-                    request, raw, written, step, urgent=True, queue=queue_name
+                    request, raw, written, step, urgent=True, queue=queue_name, commit_first=False
                 )
         else:
             refusal = await self._apply(request, job, step, dry_run_first=new_job)
             urgent = self._settle(request, old, step, refusal, now)
-            deferred = await self._write_status(request, raw, old, step, urgent=urgent, queue=queue_name)
+            deferred = await self._write_status(
+                request, raw, old, step, urgent=urgent, queue=queue_name, commit_first=False
+            )
         queued_since = self._dedupe_held_events(request.key, old, step, now, held=deferred is not None)
         self._record(job, old, step, now, queued_since)
         if step.status.phase is not None:
@@ -305,9 +312,8 @@ class TorchJobReconciler:
             return Result()  # only an edit of the job can help, and the edit brings it back
         if refusal is not None:
             return Result(requeue=True)  # retried with the queue's per-item exponential backoff
-        if deferred is not None:
-            step.requeue(deferred)
-        return Result(requeue_after=step.requeue_after) if step.requeue_after else Result()
+        requeue_after = step.come_back_after(deferred)
+        return Result(requeue_after=requeue_after) if requeue_after else Result()
 
     @staticmethod
     def _log_recomputed(request: Request, old: TorchJobStatus, new: TorchJobStatus) -> None:
@@ -453,6 +459,7 @@ class TorchJobReconciler:
         *,
         urgent: bool = False,
         queue: str = "",
+        commit_first: bool,
     ) -> float | None:
         """Patch the status if it changed; returns seconds to come back when a minor change is held back.
 
@@ -462,6 +469,8 @@ class TorchJobReconciler:
         phases, Restarting and restart counters are never held; nor is an `urgent` change (a refused create
         shown or cleared: the refused pass is retried with backoff, which may be long). Usage and goodput
         never count as a change (:mod:`.accounting`): they ride along with a write made for something else.
+        `commit_first`: this write carries the plan's decision (:attr:`Plan.commit_first`): at once, and
+        conditional on the resourceVersion read; False once that decision is written.
         """
         before = old.to_k8s()
         after = step.status.to_k8s()
@@ -469,8 +478,8 @@ class TorchJobReconciler:
         if not changed - ACCOUNTING_FIELDS:
             self._batch_until.pop(request.key, None)
             return None
-        major = urgent or step.commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
-        if major and not (step.commit_first or urgent) and _transient(old, step.status):
+        major = urgent or commit_first or any(before.get(k) != after.get(k) for k in _MAJOR_FIELDS)
+        if major and not (commit_first or urgent) and _transient(old, step.status):
             major = False
         if not major:
             until = self._batch_until.setdefault(request.key, self._monotonic() + STATUS_BATCH)
@@ -481,7 +490,7 @@ class TorchJobReconciler:
         patch: JsonObject = {k: after.get(k) for k in changed}
         version = objects.resource_version(raw)
         body: JsonObject = {"status": patch}
-        if step.commit_first:
+        if commit_first:
             # A decision (restart, finish) made from a stale read must conflict, not happen twice.
             body["metadata"] = {"resourceVersion": version}
         await self.client.patch_status(TORCHJOBS, request.name, body, request.namespace)
@@ -657,14 +666,10 @@ class TorchJobReconciler:
                 now=now,
             )
         JobMetrics.disruptions(old, new)
+        if step.restart is not None:
+            JobMetrics.restarted(step.restart)
         for event in step.events:
-            if event.reason == REASON_PREEMPTED:
-                JobMetrics.restarted("preemption")
-            elif event.reason == REASON_FAILED_RETRY:
-                JobMetrics.restarted("failure")
-            elif event.reason == REASON_RESIZED:
-                JobMetrics.restarted("resize")
-            elif event.reason == REASON_RANK0_SUCCEEDED:
+            if event.reason == REASON_RANK0_SUCCEEDED:
                 stopped = sum(1 for a in step.actions if isinstance(a, DeleteObject) and a.kind == "Pod")
                 log.info(
                     "torchjob %s/%s: %s",

@@ -167,6 +167,26 @@ async def test_owned_objects_enqueue_their_controller_owner() -> None:
     assert seen == [Request("default", "owner")] * 2, "only the controller owner reference maps"
 
 
+async def test_a_request_enqueued_through_the_controller_is_reconciled_once_per_ask_while_queued() -> None:
+    fake = FakeApiServer()
+    seen: list[Request] = []
+
+    async def reconcile(req: Request) -> None:
+        seen.append(req)
+
+    controller = Controller(reconcile, for_=CONFIG_MAPS, name="outside")
+    controller.enqueue(Request("default", "from-outside"))
+    controller.enqueue(Request("default", "from-outside"))
+    assert len(controller.queue) == 1, "asked twice before a worker took it: queued once"
+    manager = new_manager(fake)
+    manager.add(controller)
+    async with running(manager):
+        await eventually(lambda: len(seen) == 1)
+        controller.enqueue(Request("default", "from-outside"))
+        await eventually(lambda: len(seen) == 2)
+    assert seen == [Request("default", "from-outside")] * 2
+
+
 async def test_predicates_filter_status_only_updates() -> None:
     fake = FakeApiServer()
     fake.put_object(API, "configmaps", {**cm("p"), "spec": {"x": 1}})

@@ -4,9 +4,13 @@ API server)."""
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 from controller.runtime.fakeapi import FakeApiServer
+from controller.torchjob.accounting import FIELDS, account
+from controller.torchjob.plan import plan
 from controller.torchjob.rates import Rates
+from tests.controller.torchjob.plans import T0, pod, running_job
 from tests.controller.torchjob.reconcilers import (
     PODS,
     job_status,
@@ -75,3 +79,21 @@ async def test_accounting_rides_the_status_writes_and_feeds_the_counters() -> No
     await step(fake, reconciler)
     assert job_status(fake)["usage"] == usage
     assert job_status(fake)["goodput"] == goodput
+
+
+def test_accounting_returns_the_status_to_write_and_leaves_the_plans_own_as_made() -> None:
+    job, pg, svc = running_job()
+    assert job.status is not None
+    pods = [pod(job, i) for i in range(2)]
+    now = T0 + timedelta(seconds=100)
+    step = plan(job, pg, pods, svc, now)
+    made = step.status.model_copy(deep=True)
+    written = account(
+        job, job.status, step.status, pods, now, Rates.model_validate({"perHour": {"cpu": 3.6}})
+    )
+    assert step.status == made, "the plan's status is not edited"
+    assert (made.usage, made.goodput) == (None, None)
+    assert written.usage is not None
+    assert written.goodput is not None
+    as_written, as_planned = written.to_k8s(), made.to_k8s()
+    assert {k: v for k, v in as_written.items() if k not in FIELDS} == as_planned

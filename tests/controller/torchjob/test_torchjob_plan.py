@@ -15,6 +15,7 @@ from controller.torchjob.observe import observe_podgroup, observe_worker
 from controller.torchjob.plan import (
     QUEUED_RECHECK,
     REASON_DEADLINE,
+    REASON_FAILED_RETRY,
     REASON_FAILURE_BUDGET,
     REASON_PERMANENT,
     REASON_PREEMPTED,
@@ -669,3 +670,41 @@ def test_rank0_outcome_is_worker_0s(phases: list[tuple[str, int | None]]) -> Non
     if step.status.phase == Phase.SUCCEEDED:
         unfinished = {f"llama-worker-{i}" for i, (ph, _) in enumerate(phases) if ph in ("Pending", "Running")}
         assert set(deletes(step, "Pod")) == unfinished
+
+
+# --- what the plan tells the reconciler ------------------------------------------------------------------
+
+
+def test_the_plan_names_the_cause_of_a_gang_restart_once_and_only_when_it_restarts() -> None:
+    job, pg, svc = running_job(nodes={"count": 2})
+    failed = plan(job, pg, [pod(job, 0, phase="Failed", exit_code=1), pod(job, 1)], svc, T0)
+    assert (failed.restart, [e.reason for e in failed.events]) == ("failure", [REASON_FAILED_RETRY])
+    preempted = plan(job, pg, [pod(job, 0, disruption="PreemptionByScheduler"), pod(job, 1)], svc, T0)
+    assert (preempted.restart, preempted.events[0].reason) == ("preemption", REASON_PREEMPTED)
+    resized = plan(resize(job, 3), pg, [pod(job, i) for i in range(2)], svc, T0)
+    assert (resized.restart, [e.reason for e in resized.events]) == ("resize", ["Resized"])
+
+    restarting = with_status(job, failed)
+    assert plan(restarting, pg, [pod(restarting, 0, deleting=True)], svc, T0).restart is None, "counted once"
+    again = plan(resize(restarting, 3), pg, [pod(restarting, 1, attempt=1)], svc, T0)
+    assert sorted(deletes(again, "Pod")) == ["llama-worker-1"]
+    assert again.status.phase == Phase.RESTARTING
+    assert (again.restart, again.events) == (None, []), "already restarting: one restart, announced once"
+    assert plan(job, pg, [pod(job, i) for i in range(2)], svc, T0).restart is None, "a steady job"
+
+    spent = running_job(failurePolicy={"maxFailureRestarts": 0})[0]
+    out = plan(spent, pg, [pod(spent, 0, phase="Failed", exit_code=1), pod(spent, 1)], svc, T0)
+    assert (out.status.phase, out.restart) == (Phase.FAILED, None), "a failure with no budget left ends it"
+
+
+def test_coming_back_takes_the_sooner_of_the_plans_ask_and_a_held_write_and_leaves_the_plan_as_made() -> None:
+    job, pg, svc = running_job(runPolicy={"ttlSecondsAfterFinished": 60})
+    done = plan(job, pg, [pod(job, i, phase="Succeeded", exit_code=0) for i in range(2)], svc, T0)
+    assert done.come_back_after(None) == 60
+    assert done.come_back_after(2.0) == 2.0
+    assert done.come_back_after(90.0) == 60
+    assert done.come_back_after(0.0) == 0.001, "a held write due now still comes back"
+    assert done.requeue_after == 60, "the plan is not edited"
+    steady = plan(job, pg, [pod(job, i) for i in range(2)], svc, T0)
+    assert steady.requeue_after is None
+    assert (steady.come_back_after(None), steady.come_back_after(1.5)) == (None, 1.5)

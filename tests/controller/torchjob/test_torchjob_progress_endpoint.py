@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -73,9 +73,12 @@ def reports(result: str) -> float:
 
 
 def make_server(
-    tracer_provider: TracerProvider | None = None, tls: Tls | None = None
+    tracer_provider: TracerProvider | None = None,
+    tls: Tls | None = None,
+    enqueue: Callable[[Request], None] = lambda _request: None,
 ) -> tuple[ProgressEndpoint, StubClient]:
-    """An endpoint over caches holding a running job and its worker 0 (short timeouts: slow clients)."""
+    """An endpoint over caches holding a running job and its worker 0 (short timeouts: slow clients);
+    accepted reports' jobs go to `enqueue`."""
     job, _, _ = running_job()
     jobs, pods = Cache(), Cache()
     jobs.upsert(job.to_k8s())
@@ -87,6 +90,7 @@ def make_server(
         jobs,
         pods,
         address,
+        enqueue=enqueue,
         clock=lambda: T0,
         tracer_provider=tracer_provider,
         limits=FAST,
@@ -99,9 +103,8 @@ def make_server(
 async def endpoint(
     tls: Tls | None = None,
 ) -> AsyncIterator[tuple[ProgressEndpoint, StubClient, list[Request], str]]:
-    server, stub = make_server(tls=tls)
     enqueued: list[Request] = []
-    server.enqueue = enqueued.append
+    server, stub = make_server(tls=tls, enqueue=enqueued.append)
     async with anyio.create_task_group() as tg:
         port = await tg.start(server.serve)
         scheme = "https" if tls else "http"
@@ -250,8 +253,7 @@ async def test_a_flood_of_idle_and_slow_clients_stops_neither_reports_nor_reconc
         return Result(requeue_after=0.01) if request.name == "tick" else Result()
 
     controller = manager.add(Controller(reconcile, for_=CONFIG_MAPS, name="flood"))
-    server, _ = make_server()
-    server.enqueue = controller.queue.add
+    server, _ = make_server(enqueue=controller.enqueue)
     manager.add_runnable(server.serve)
 
     def ticks() -> int:
@@ -406,3 +408,16 @@ async def test_each_report_is_one_span_with_its_result() -> None:
     assert ok.attributes["pyroclast.torchjob"] == "team-a/llama"
     assert refused.attributes["pyroclast.progress.result"] == "unauthenticated"
     assert refused.attributes["http.response.status_code"] == 401
+
+
+def test_the_progress_endpoint_is_made_with_the_controller_whose_queue_it_feeds() -> None:
+    fake = FakeApiServer()
+    manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
+    reconciler = TorchJobReconciler(
+        manager, progress_bind=Address("127.0.0.1", 0), progress_url="http://x.invalid"
+    )
+    assert reconciler.progress is None, "no queue to feed yet"
+    reconciler.controller()
+    assert reconciler.progress is not None
+    with pytest.raises(RuntimeError, match="made once"):
+        reconciler.controller()
