@@ -16,7 +16,8 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def served(cluster: Cluster) -> Counter[str]:
-    """Requests served so far, keyed ``VERB resource[/subresource]`` (WATCH and long-running included)."""
+    """Requests served so far, keyed ``VERB resource[/subresource]`` (WATCH and long-running included), dry
+    runs apart (``POST pods (dry run)``)."""
     text = cluster.api.request("GET", "/metrics").text
     out: Counter[str] = Counter()
     for line in text.splitlines():
@@ -27,7 +28,10 @@ def served(cluster: Cluster) -> Counter[str]:
         resource = labels.get("resource", "")
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]
-        out[f"{labels.get('verb', '?')} {resource or labels.get('group', '?')}"] += int(float(match["value"]))
+        key = f"{labels.get('verb', '?')} {resource or labels.get('group', '?')}"
+        if labels.get("dry_run"):
+            key += " (dry run)"  # admitted and validated, nothing stored
+        out[key] += int(float(match["value"]))
     return out
 
 

@@ -47,6 +47,9 @@ def test_the_smoke_run_measures_every_operator_and_the_recovery(tmp_path: Path) 
         assert figures["operator_peak_rss_mib"] > 0
         # Each operator made every pod once: a phase that counted another's creates would show more.
         assert figures["requests_per_pod"]["POST pods"] == pytest.approx(1.0), key
+    # The operator dry-runs each new job's first worker before creating anything; vcjob does not.
+    assert scale["ours"]["requests_per_pod"]["POST pods (dry run)"] == pytest.approx(1 / WORKERS)
+    assert "POST pods (dry run)" not in scale["vcjob"]["requests_per_pod"]
     for key, recreated in (("recovery_ours", JOBS * WORKERS), ("recovery_vcjob", JOBS)):
         recovery = scale[key]
         assert recovery["killed"] == JOBS
