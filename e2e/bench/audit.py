@@ -22,6 +22,8 @@ class Write:
     name: str
     code: int
     user_agent: str
+    dry_run: bool = False
+    """Admitted and validated, nothing stored (``?dryRun=All``)."""
 
     @property
     def ok(self) -> bool:
@@ -51,6 +53,7 @@ def read_writes(path: Path, offset: int = 0) -> Iterator[Write]:
                 name=str(ref.get("name", "")),
                 code=int((entry.get("responseStatus") or {}).get("code", 0)),
                 user_agent=str(entry.get("userAgent", "")),
+                dry_run="dryRun=" in str(entry.get("requestURI", "")),
             )
 
 
@@ -60,8 +63,8 @@ def log_size(path: Path) -> int:
 
 
 def by_kind(writes: Iterable[Write]) -> Counter[str]:
-    """Counts by ``verb resource``."""
-    return Counter(f"{w.verb} {w.resource}" for w in writes)
+    """Counts by ``verb resource``, dry runs apart (``create pods (dry run)``)."""
+    return Counter(f"{w.verb} {w.resource}" + (" (dry run)" if w.dry_run else "") for w in writes)
 
 
 def belongs_to(write: Write, job: str) -> bool:

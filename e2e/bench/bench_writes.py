@@ -107,9 +107,11 @@ def attribute(writes: list[Write], jobs: list[str]) -> Counter[str]:
 
 
 def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> dict[str, object]:
-    """Print the table: writes by kind per job, the total against N + 4, Events apart; return the figures."""
+    """Print the table: writes by kind per job, the total against N + 4, Events and dry runs apart; return the
+    figures."""
     events = [w for w in writes if w.resource == "events"]
-    api = [w for w in writes if w.resource != "events"]
+    dry_runs = [w for w in writes if w.dry_run]  # the first worker of each new job: validated, not stored
+    api = [w for w in writes if w.resource != "events" and not w.dry_run]
     failed = [w for w in api if not w.ok]
     m = len(jobs)
     target = n + 4
@@ -129,6 +131,7 @@ def report(writes: list[Write], jobs: list[str], n: int, elapsed: float) -> dict
     print(f"writes of no job: {unattributed}")
     print(f"rejected writes (non-2xx, counted above): {len(failed)} {dict(by_kind(failed))}")
     print(f"Events (apart): {len(events)} total, {len(events) / m:.2f} per job")
+    print(f"dry runs (apart, nothing stored): {len(dry_runs)} total, {len(dry_runs) / m:.2f} per job")
     ok = first <= target + 1 and worst <= target and not unattributed
     verdict = "PASS" if ok else "FAIL"
     print(f"\nbar: N + 4 = {target} writes per job, N + 5 for the first (the Service): {verdict}")

@@ -38,6 +38,7 @@ def pod_creates(cluster: Cluster) -> Counter[str]:
             labels.get("verb") == "POST"
             and labels.get("resource") == "pods"
             and not labels.get("subresource")
+            and not labels.get("dry_run")  # a dry run stores nothing: it cannot make a duplicate
         ):
             out[labels.get("code", "")] += int(float(match["value"]))
     return out
