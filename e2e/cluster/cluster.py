@@ -452,10 +452,11 @@ class Cluster:
         )
 
     def create_namespace(
-        self, name: str, *, labels: Mapping[str, str] | None = None, timeout: float = 30.0
+        self, name: str, *, labels: Mapping[str, str] | None = None, timeout: float = 90.0
     ) -> None:
         """Create a namespace and wait for its `default` ServiceAccount: ServiceAccount admission refuses pods
-        until KCM has made it, as in any cluster."""
+        until KCM has made it, as in any cluster (later on a loaded machine, or while KCM relists after an
+        etcd compaction)."""
         metadata: dict[str, Any] = {"name": name}
         if labels:
             metadata["labels"] = dict(labels)

@@ -334,8 +334,7 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
 ) -> None:
     low, high = priorities
     process_nodes(4, cpu="2", memory="8Gi")  # one 1500m worker per node, room beside it for the store
-    # Long enough that the taken workers usually come back while the survivors still train.
-    total = 300
+    total = 120
     args = train_args(total_steps=total, step_sleep=0.15)
     async with operator_reconciler(cluster) as reconciler:
         client = reconciler.client
