@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
+from typing import Final
 
 from api import Phase, TorchJob
 from pyroclast.jobview import span
@@ -76,6 +77,12 @@ def samples(target: TorchJob, jobs: Iterable[TorchJob]) -> list[Sample]:
     return out
 
 
+EXPONENT_RANGE: Final = (-1.0, 2.0)
+"""The scaling exponents an estimate uses: a data-parallel step gets about linearly faster with more nodes
+(1), a little more with cache effects, or slower under communication; a fit outside this range comes from
+noise between close node counts (e.g. 67 s at 44 nodes, 1 s at 45) and would extrapolate to absurd times."""
+
+
 def scaling_exponent(measured: Sequence[Sample]) -> float | None:
     """The least-squares `b` of ``log t = a - b log n`` over `measured`; None below two node counts."""
     if len({s.nodes for s in measured}) < 2:
@@ -117,10 +124,13 @@ def estimate(measured: Sequence[Sample], nodes: Sequence[int], steps: int | None
             step_seconds = fmean(at_n)
             basis = f"measured at {n} node(s) ({len(at_n)} job(s))"
         elif exponent is not None:
-            anchors = [s.step_seconds * s.nodes**exponent for s in measured]
-            step_seconds = fmean(anchors) * n**-exponent
+            used = min(max(exponent, EXPONENT_RANGE[0]), EXPONENT_RANGE[1])
+            anchors = [s.step_seconds * s.nodes**used for s in measured]
+            step_seconds = fmean(anchors) * n**-used
             counts = len({s.nodes for s in measured})
-            basis = f"fitted: step time ~ nodes^-{exponent:.2f} from {counts} node counts"
+            basis = f"fitted: step time ~ nodes^-{used:.2f} from {counts} node counts"
+            if used != exponent:
+                basis += f" (the fit gave {exponent:.2f}: noise between close node counts)"
         else:
             only = ", ".join(str(k) for k in sorted({s.nodes for s in measured}))
             out.append(Estimate(n, None, None, None, f"no data at {n} node(s): measured only at {only}"))

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api import TorchJob
-from pyroclast.estimate import Sample, estimate, estimate_text, samples, scaling_exponent, steps_to_run
+from pyroclast.estimate import (
+    EXPONENT_RANGE,
+    Sample,
+    estimate,
+    estimate_text,
+    samples,
+    scaling_exponent,
+    steps_to_run,
+)
 
 
 def job(name: str, *, nodes: int, image: str = "img:1", phase: str = "Succeeded", **status: Any) -> TorchJob:
@@ -98,3 +106,12 @@ def test_a_measured_count_is_estimated_from_exactly_its_measurement(
     else:
         assert row.seconds is not None
         assert row.seconds > 0
+
+
+def test_a_fit_from_noise_between_close_node_counts_is_bounded_and_said() -> None:
+    runs = [Sample("a", 44, 67.0, 100, None, None), Sample("b", 45, 1.0, 100, None, None)]
+    [row] = estimate(runs, [1], None)
+    assert row.seconds is not None
+    assert 0 < row.seconds < float("inf")
+    assert f"nodes^-{EXPONENT_RANGE[1]:.2f}" in row.basis
+    assert "noise between close node counts" in row.basis
