@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from e2e.cluster import dns, flags, modules, network, stages, volcano
+from e2e.cluster import dns, flags, kwok, modules, network, stages, volcano
 from e2e.cluster.api import Api, WaitTimeoutError, ssl_context, wait_for
 from e2e.cluster.binaries import find_all
 from e2e.cluster.kubeconfig import write_kubeconfig
@@ -166,6 +166,7 @@ class Cluster:
         for crd in crds:
             api.create(CRD_PATH, crd, exist_ok=True)
         self._write_coredns_credentials()
+        self._write_kwok_credentials()
         launched = ["kube-controller-manager", "kube-scheduler", "coredns", "kwok"]
         if pod_host is not None:
             launched.insert(0, "apiserver-forwarder")
@@ -220,6 +221,14 @@ class Cluster:
         self.api.create(f"{RBAC_PATH}/clusterrolebindings", dns.CLUSTER_ROLE_BINDING, exist_ok=True)
         pair = lay.pki.client_cert(dns.USER)
         write_kubeconfig(lay.coredns_kubeconfig, lay.server, lay.pki.serving_ca, dns.USER, pair)
+
+    def _write_kwok_credentials(self) -> None:
+        """kwok's own user and the policy that keeps it from deleting a pod that reuses a name."""
+        lay = self._require_layout()
+        self.api.create(kwok.POLICY_PATH, kwok.POLICY, exist_ok=True)
+        self.api.create(kwok.BINDING_PATH, kwok.BINDING, exist_ok=True)
+        pair = lay.pki.client_cert(kwok.USER, kwok.GROUPS)
+        write_kubeconfig(lay.kwok_kubeconfig, lay.server, lay.pki.serving_ca, kwok.USER, pair)
 
     @property
     def pod_host(self) -> str | None:

@@ -110,6 +110,11 @@ class Layout:
         """CoreDNS's credentials (user `system:coredns`), written by the Cluster before CoreDNS starts."""
         return self.workdir / "coredns.kubeconfig"
 
+    @property
+    def kwok_kubeconfig(self) -> Path:
+        """kwok's credentials (its own user, see :mod:`e2e.cluster.kwok`), written before kwok starts."""
+        return self.workdir / "kwok.kubeconfig"
+
     def repick(self, component: str) -> None:
         """Fresh ports for one component."""
         for name in COMPONENT_PORTS[component]:
@@ -275,7 +280,7 @@ def kwok(lay: Layout) -> list[str]:
     on loopback."""
     return [
         str(lay.binaries["kwok"]),
-        f"--kubeconfig={lay.admin_kubeconfig}",
+        f"--kubeconfig={lay.kwok_kubeconfig}",
         f"--config={lay.stages_file}",
         # Only the fake nodes: process nodes (annotated pyroclast.dev/process-node) run their own kubelet.
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",

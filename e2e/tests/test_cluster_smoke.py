@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from e2e.cluster import Api, ApiError, Cluster, wait_for
+from e2e.cluster import Api, ApiError, Cluster, kwok, wait_for
 from e2e.cluster.pool import NodePool
 
 PG_API = "/apis/scheduling.volcano.sh/v1beta1"
@@ -306,3 +306,30 @@ def test_the_apiserver_accepts_the_rig_pki_certificates(cluster: Cluster) -> Non
     denied = cluster.kubectl("get", "pods", "-n", "default", kubeconfig=kubeconfig, check=False)
     assert denied.returncode != 0
     assert 'User "pki-alice" cannot list resource "pods"' in denied.stderr
+
+
+def test_kwok_may_only_finish_deletions_a_kubelet_would(cluster: Cluster, namespace: str) -> None:
+    """kwok deletes by name; the rig lets its user finish a deletion under way, never remove a live pod (as a
+    late delete of a pod whose name was just reused would)."""
+    kubeconfig = cluster.add_user(kwok.USER, kwok.GROUPS)
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    for name in ("live", "leaving"):
+        # Never scheduled (no such scheduler), so kwok itself leaves them alone.
+        spec = {"schedulerName": "none", "containers": [{"name": "c", "image": "example.invalid/x:1"}]}
+        meta: JSON = {"name": name, "finalizers": ["pyroclast.dev/test-hold"] if name == "leaving" else []}
+        cluster.api.create(path, {"metadata": meta, "spec": spec})
+    cluster.kubectl("delete", "pod", "leaving", "-n", namespace, "--wait=false")
+
+    as_kwok = {"kubeconfig": kubeconfig, "check": False}
+    refused = cluster.kubectl("delete", "pod", "live", "-n", namespace, **as_kwok)
+    finished = cluster.kubectl("delete", "pod", "leaving", "-n", namespace, "--wait=false", **as_kwok)
+
+    assert refused.returncode != 0
+    assert kwok.POLICY_NAME in refused.stderr
+    assert "already being deleted" in refused.stderr
+    assert cluster.api.get(f"{path}/live") is not None
+    assert finished.returncode == 0
+    # Anyone else still deletes live pods.
+    cluster.kubectl("delete", "pod", "live", "-n", namespace, "--wait=false")
+    release: JSON = {"metadata": {"finalizers": None}}
+    cluster.api.request("PATCH", f"{path}/leaving", body=release, content_type="application/merge-patch+json")
