@@ -122,9 +122,13 @@ def test_a_job_whose_image_is_unknown_matches_no_other_job() -> None:
     assert "its runtime gives none" in text
 
 
-def _run_estimate(fake: FakeApiServer, name: str) -> None:
+def _wire(j: TorchJob) -> dict[str, Any]:
+    return {"apiVersion": "pyroclast.dev/v1alpha1", "kind": "TorchJob", **j.to_k8s()}
+
+
+def _run_estimate(fake: FakeApiServer, name: str, target: TorchJob | None = None) -> None:
     args = argparse.Namespace(
-        target=None, name=name, namespace="ns", all_namespaces=False, steps=None, nodes=[2]
+        target=target, name=name, namespace="ns", all_namespaces=False, steps=None, nodes=[2]
     )
     assert run_virtual(lambda: _estimate(Client(fake), args)) == 0
 
@@ -142,21 +146,28 @@ def test_the_cli_reads_the_runtime_of_a_job_not_yet_resolved(capsys: pytest.Capt
         },
     )
     for j in (job("new", nodes=2, image=None, runtime_ref="a", phase="Pending"), measured("done", 2, 0.5)):
-        fake.put_object(
-            JOBS_API, "torchjobs", {"apiVersion": "pyroclast.dev/v1alpha1", "kind": "TorchJob", **j.to_k8s()}
-        )
+        fake.put_object(JOBS_API, "torchjobs", _wire(j))
     _run_estimate(fake, "new")
     out = capsys.readouterr().out
     assert "Estimate for new: 1 measured job(s)" in out
     assert "measured at 2 node(s) (1 job(s))" in out
 
 
+def test_a_runtime_the_caller_may_not_read_leaves_the_image_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeApiServer()
+    fake.put_object(JOBS_API, "torchjobs", _wire(measured("done", 2, 0.5)))
+    fake.fail_next(403, methods=("GET",))  # the runtime, read before the jobs are listed
+    _run_estimate(fake, "new", job("new", nodes=2, image=None, runtime_ref="a", phase="Pending"))
+    out = capsys.readouterr().out
+    assert "Nothing matches: no earlier attempt of new and no Succeeded job with an unknown image" in out
+
+
 def test_the_cli_says_plainly_when_nothing_matches(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeApiServer()
     for j in (job("new", nodes=2, phase="Pending"), measured("other", 2, 0.5, image="img:2")):
-        fake.put_object(
-            JOBS_API, "torchjobs", {"apiVersion": "pyroclast.dev/v1alpha1", "kind": "TorchJob", **j.to_k8s()}
-        )
+        fake.put_object(JOBS_API, "torchjobs", _wire(j))
     _run_estimate(fake, "new")
     out = capsys.readouterr().out
     assert (
