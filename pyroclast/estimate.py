@@ -3,7 +3,8 @@
 times (pure, no I/O).
 
 The measurements are ``status.goodput.stepSeconds`` (running time over the steps run, redone ones included) of
-the job's own earlier attempts and of finished jobs with the same image, each at its ``spec.nodes.count``; the
+the job's own earlier attempts and of finished jobs with the same effective image (the job's own, else its
+runtime's) and, when both name a runtime, the same runtime, each at its ``spec.nodes.count``; the
 cost per node-second is each one's ``status.usage.cost`` over its pod-seconds. A node count that was measured
 is estimated from its own measurements; one that was not is estimated only when at least two node counts
 were: from the power law ``t(n) = t1 * n**-b`` fitted to them (the measured scaling exponent ``b``: 1 is
@@ -13,10 +14,10 @@ linear, 0 no speed-up). Nothing is assumed beyond that: without data the answer 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Final
+from typing import Any, Final, cast
 
 from api import Phase, TorchJob
 from pyroclast.jobview import span
@@ -50,15 +51,56 @@ def _key(job: TorchJob) -> tuple[str | None, str | None]:
     return job.metadata.namespace, job.metadata.name
 
 
-def samples(target: TorchJob, jobs: Iterable[TorchJob]) -> list[Sample]:
-    """Measurements that bear on `target`: its own (any phase), and those of Succeeded jobs with its image."""
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What another job must share with the estimated one: the effective image (None: unknown, so nothing
+    matches) and, when both name one, the runtime (``Kind/NAME``; ``TorchRuntime/NAMESPACE/NAME``)."""
+
+    image: str | None
+    runtime: str | None
+
+    def accepts(self, other: Match) -> bool:
+        same_runtime = self.runtime is None or other.runtime is None or self.runtime == other.runtime
+        return self.image is not None and self.image == other.image and same_runtime
+
+    def describe(self) -> str:
+        image = f"image {self.image}" if self.image is not None else "an unknown image"
+        return image + (f" and runtime {self.runtime}" if self.runtime is not None else "")
+
+
+def runtime_image(runtime_spec: Mapping[str, Any] | None) -> str | None:
+    """The image a runtime's spec (``defaults``, ``locked``) gives the jobs naming it, if any."""
+    defaults: Any = runtime_spec.get("defaults") if runtime_spec is not None else None
+    image: Any = cast(Mapping[str, Any], defaults).get("image") if isinstance(defaults, Mapping) else None
+    return image if isinstance(image, str) else None
+
+
+def match_of(job: TorchJob, runtime_spec: Mapping[str, Any] | None = None) -> Match:
+    """`job`'s image (its own, else the runtime recorded in its status, else `runtime_spec`: the spec of the
+    runtime it names, for a job not yet resolved) and runtime."""
+    ref = job.spec.runtime_ref
+    runtime = None
+    if ref is not None:
+        where = f"{job.metadata.namespace}/" if ref.kind == "TorchRuntime" else ""
+        runtime = f"{ref.kind}/{where}{ref.name}"
+    record = job.status.runtime if job.status is not None else None
+    image = job.spec.image or runtime_image(record.spec if record is not None else runtime_spec)
+    return Match(image, runtime)
+
+
+def samples(
+    target: TorchJob, jobs: Iterable[TorchJob], runtime_spec: Mapping[str, Any] | None = None
+) -> list[Sample]:
+    """Measurements that bear on `target`: its own (any phase), and those of Succeeded jobs that
+    :meth:`Match.accepts` (`runtime_spec`: see :func:`match_of`)."""
+    wanted = match_of(target, runtime_spec)
     out: list[Sample] = []
     for job in jobs:
         status = job.status
         if status is None or status.goodput is None or status.goodput.step_seconds is None:
             continue
         own = _key(job) == _key(target)
-        if not own and (job.spec.image != target.spec.image or status.phase != Phase.SUCCEEDED):
+        if not own and (not wanted.accepts(match_of(job)) or status.phase != Phase.SUCCEEDED):
             continue
         usage = status.usage
         per_node = None
@@ -142,13 +184,24 @@ def estimate(measured: Sequence[Sample], nodes: Sequence[int], steps: int | None
 
 
 def estimate_text(
-    target: str, steps: int | None, measured: Sequence[Sample], rows: Sequence[Estimate]
+    target: str,
+    steps: int | None,
+    measured: Sequence[Sample],
+    rows: Sequence[Estimate],
+    match: Match | None = None,
 ) -> str:
-    """The `job estimate` report."""
+    """The `job estimate` report (`match`: what other jobs were matched on, said when none was)."""
     head = f"Estimate for {target}: {len(measured)} measured job(s)"
     exponent = scaling_exponent(measured)
     if exponent is not None:
         head += f"; measured scaling exponent {exponent:.2f} (1 = linear)"
+    if not measured and match is not None:
+        head += (
+            f"\nNothing matches: no earlier attempt of {target} and no Succeeded job with "
+            f"{match.describe()} has a measured step time"
+        )
+        if match.image is None:
+            head += " (the job sets no image and its runtime gives none, so only its own attempts count)"
     table = format_table(
         ("nodes", "duration", "cost", "basis"),
         (

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from api import TorchJob
+from api.runtime import RuntimeKind
 from controller.runtime.client import Client
+from controller.runtime.errors import Forbidden
 from pyroclast import jobs as sdk
 from pyroclast.cli_support import connection_flags, context_namespace, dump, err, run_command
 from pyroclast.errors import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK
-from pyroclast.estimate import estimate, estimate_text, samples, steps_to_run
+from pyroclast.estimate import estimate, estimate_text, match_of, samples, steps_to_run
 from pyroclast.jobspec import JobSpecError, build_job, jobs_from_yaml, parse_nproc
 from pyroclast.jobview import WaitFor, change_key, describe_text, jobs_table, state_line, worker_prefix
+from pyroclast.runtimes import DEFAULT_NAMESPACE, RuntimeNotFoundError, get_runtime
 
 EPILOG: Final = f"""\
 {EXIT_CODES_HELP}
@@ -252,11 +255,27 @@ async def _estimate(client: Client, args: argparse.Namespace) -> int:
         target = await sdk.get_job(client, str(args.name), _ns(args))
     else:
         target.metadata.namespace = target.metadata.namespace or _ns(args)
+    runtime_spec = await _runtime_spec(client, target)
     jobs = await sdk.list_jobs(client, None if args.all_namespaces else target.metadata.namespace)
-    measured = samples(target, jobs)
+    measured = samples(target, jobs, runtime_spec)
     steps = steps_to_run(measured, args.steps)
-    print(estimate_text(str(target.metadata.name), steps, measured, estimate(measured, args.nodes, steps)))
+    rows = estimate(measured, args.nodes, steps)
+    name = str(target.metadata.name)
+    print(estimate_text(name, steps, measured, rows, match_of(target, runtime_spec)))
     return EXIT_OK
+
+
+async def _runtime_spec(client: Client, job: TorchJob) -> dict[str, Any] | None:
+    """The spec of the runtime `job` names, when only it can give the job's image (not yet resolved); None
+    when the runtime does not exist or the caller may not read it (then only the job's own attempts count)."""
+    ref = job.spec.runtime_ref
+    if ref is None or job.spec.image or (job.status is not None and job.status.runtime is not None):
+        return None
+    namespace = job.metadata.namespace or DEFAULT_NAMESPACE
+    try:
+        return (await get_runtime(client, ref.name, RuntimeKind(ref.kind), namespace)).spec.to_k8s()
+    except (RuntimeNotFoundError, Forbidden):
+        return None
 
 
 def _node_counts(text: str) -> list[int]:

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import yaml
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from api import TorchJob
-from api.fields import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
+from api.problems import problems
 from api.quantity import parse_quantity
-from api.torchjob import NAME_PATTERN
 from controller.runtime.objects import JsonObject
 from pyroclast.errors import UsageError
 from pyroclast.runtimes import parse_ref
@@ -40,57 +37,10 @@ FLAG_OF: Final = {
     "env": "--env",
     "name": "NAME",
 }
-# What a name pattern asks for, in words (pydantic only quotes the regular expression).
-PATTERN_WORDS: Final = {
-    DNS_LABEL_PATTERN: "lowercase letters, digits and '-', starting and ending with a letter or digit "
-    "(a DNS label, at most 63 characters, e.g. research)",
-    DNS_SUBDOMAIN_PATTERN: "lowercase letters, digits, '-' and '.', each part starting and ending with a "
-    "letter or digit (a DNS subdomain, e.g. train-high)",
-    NAME_PATTERN: "lowercase letters, digits and '-', starting with a letter and ending with a letter or "
-    "digit (e.g. llama-ft)",
-}
-_UNION_MEMBER: Final = re.compile(
-    r"^(constrained-|function-|lax-or-strict|json-or-python|tagged-union)|^(int|str|float|bool)$"
-)
-"""Steps pydantic adds to an error's location for each member of a union type; no field is named so."""
 
 
 class JobSpecError(UsageError):
     """A job definition (flags or YAML) that cannot become a TorchJob; the message names the field."""
-
-
-def _explain(error: ErrorDetails) -> str:
-    """What is wrong and the fix, in the field's own terms (never pydantic's type names)."""
-    ctx: Mapping[str, Any] = error.get("ctx") or {}
-    got = f", got {error['input']!r}" if "input" in error else ""
-    match error["type"]:
-        case "greater_than_equal":
-            return f"must be at least {ctx.get('ge')}{got}"
-        case "less_than_equal":
-            return f"must be at most {ctx.get('le')}{got}"
-        case "string_pattern_mismatch":
-            pattern = str(ctx.get("pattern", ""))
-            return f"must be {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}{got}"
-        case "string_too_long":
-            return f"must be at most {ctx.get('max_length')} characters{got}"
-        case "missing":
-            return "is required"
-        case "value_error":
-            return str(error["msg"]).removeprefix("Value error, ")
-        case _:
-            return f"{error['msg']}{got}"
-
-
-def _problems(exc: ValidationError) -> str:
-    """One line per field: its path, the flag that sets it, what is wrong and how to fix it. A union type's
-    members each report an error; the field's first is shown, under the field's own path."""
-    out: dict[str, str] = {}
-    for error in exc.errors():
-        loc = [str(p) for p in error["loc"] if not _UNION_MEMBER.search(str(p))]
-        flag = next((FLAG_OF[p] for p in reversed(loc) if p in FLAG_OF), None)
-        where = ".".join(loc) or "(document)"
-        out.setdefault(where, f"{where}{f' ({flag})' if flag else ''}: {_explain(error)}")
-    return "; ".join(out.values())
 
 
 def job_from_dict(doc: Mapping[str, Any], *, where: str = "job") -> TorchJob:
@@ -100,7 +50,7 @@ def job_from_dict(doc: Mapping[str, Any], *, where: str = "job") -> TorchJob:
     try:
         return TorchJob.model_validate({k: v for k, v in doc.items() if k != "status"})
     except ValidationError as exc:
-        raise JobSpecError(f"{where}: {_problems(exc)}") from None
+        raise JobSpecError(f"{where}: {problems(exc, FLAG_OF)}") from None
 
 
 def jobs_from_yaml(text: str, *, source: str = "<input>") -> list[TorchJob]:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from api.meta import ObjectMeta
+from api.problems import problems
 from api.quantity import parse_quantity
 from api.queue import Queue, QueueSpec
 from api.status import Phase
@@ -92,10 +93,7 @@ def queue_from_dict(doc: Mapping[str, Any], *, where: str = "queue") -> Queue:
     try:
         return Queue.model_validate({k: v for k, v in doc.items() if k != "status"})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise QueueSpecError(f"{where}: {problems}") from None
+        raise QueueSpecError(f"{where}: {problems(exc)}") from None
 
 
 def queues_from_yaml(text: str, *, source: str = "<input>") -> list[Queue]:

@@ -1,6 +1,6 @@
 """The prices an admin sets once, per resource-hour, optionally per Volcano queue; and a job's cost at them.
 
-The file (``pyroclast operator --rates FILE``, YAML or JSON; in Helm the ``rates`` value, mounted from a
+The file (``pyroclast run --rates FILE``, YAML or JSON; in Helm the ``rates`` value, mounted from a
 ConfigMap)::
 
     currency: USD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
@@ -9,25 +10,49 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api import TorchJob
+from api.runtime import CLUSTER_PLURAL
+from controller.runtime.client import Client
+from controller.runtime.fakeapi import FakeApiServer
 from pyroclast.estimate import (
     EXPONENT_RANGE,
     Sample,
     estimate,
     estimate_text,
+    match_of,
     samples,
     scaling_exponent,
     steps_to_run,
 )
+from pyroclast.job_cli import _estimate  # pyright: ignore[reportPrivateUsage]
+from tests.virtual_time import run_virtual
+
+JOBS_API = "apis/pyroclast.dev/v1alpha1"
 
 
-def job(name: str, *, nodes: int, image: str = "img:1", phase: str = "Succeeded", **status: Any) -> TorchJob:
+def job(
+    name: str,
+    *,
+    nodes: int,
+    image: str | None = "img:1",
+    phase: str = "Succeeded",
+    runtime_ref: str | None = None,
+    **status: Any,
+) -> TorchJob:
+    """A job with `image` (None: none of its own) naming ClusterTorchRuntime `runtime_ref` if given."""
+    spec: dict[str, Any] = {"command": ["-m", "train"], "nodes": {"count": nodes}}
+    if image is not None:
+        spec["image"] = image
+    if runtime_ref is not None:
+        spec["runtimeRef"] = {"name": runtime_ref}
     return TorchJob.model_validate(
-        {
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"image": image, "command": ["-m", "train"], "nodes": {"count": nodes}},
-            "status": {"phase": phase, **status},
-        }
+        {"metadata": {"name": name, "namespace": "ns"}, "spec": spec, "status": {"phase": phase, **status}}
     )
+
+
+def resolved(runtime: str, image: str) -> dict[str, Any]:
+    """status.runtime of a job resolved against ClusterTorchRuntime `runtime` that sets `image`."""
+    spec = {"defaults": {"image": image}}
+    return {"kind": "ClusterTorchRuntime", "name": runtime, "hash": "0" * 16, "spec": spec}
 
 
 def measured(name: str, nodes: int, step_seconds: float, **kw: Any) -> TorchJob:
@@ -60,6 +85,95 @@ def test_only_finished_jobs_of_the_same_image_and_the_jobs_own_attempts_count() 
     ]
     found = samples(target, [target, *others])
     assert sorted(s.job for s in found) == ["ns/done", "ns/mine"]
+
+
+def test_runtime_jobs_match_on_their_runtimes_image_and_on_the_runtime_itself() -> None:
+    target = job("mine", nodes=2, image=None, runtime_ref="a", phase="Pending")
+    others = [
+        measured("same-runtime", 4, 0.3, image=None, runtime_ref="a", runtime=resolved("a", "img:1")),
+        measured("other-runtime", 4, 9.0, image=None, runtime_ref="b", runtime=resolved("b", "img:2")),
+        measured(
+            "same-image-other-runtime", 4, 9.0, image=None, runtime_ref="c", runtime=resolved("c", "img:1")
+        ),
+        measured("direct-image", 2, 0.5),
+        measured("direct-other-image", 2, 9.0, image="img:2"),
+    ]
+    # before its first reconcile the job's image is the one its runtime gives (read by the CLI)
+    found = samples(target, [target, *others], {"defaults": {"image": "img:1"}})
+    assert sorted(s.job for s in found) == ["ns/direct-image", "ns/same-runtime"]
+    # a job naming the image itself matches runtime jobs by the image their runtime gave them
+    direct = samples(job("direct", nodes=2, phase="Pending"), others)
+    assert sorted(s.job for s in direct) == [
+        "ns/direct-image",
+        "ns/same-image-other-runtime",
+        "ns/same-runtime",
+    ]
+
+
+def test_a_job_whose_image_is_unknown_matches_no_other_job() -> None:
+    target = job("mine", nodes=2, image=None, runtime_ref="gone", phase="Pending")
+    others = [measured("also-unknown", 4, 0.3, image=None, runtime_ref="gone")]
+    assert samples(target, [target, *others]) == []
+    text = estimate_text("mine", None, [], estimate([], [2], None), match_of(target))
+    assert (
+        "Nothing matches: no earlier attempt of mine and no Succeeded job with an unknown image and " in text
+    )
+    assert "runtime ClusterTorchRuntime/gone" in text
+    assert "its runtime gives none" in text
+
+
+def _wire(j: TorchJob) -> dict[str, Any]:
+    return {"apiVersion": "pyroclast.dev/v1alpha1", "kind": "TorchJob", **j.to_k8s()}
+
+
+def _run_estimate(fake: FakeApiServer, name: str, target: TorchJob | None = None) -> None:
+    args = argparse.Namespace(
+        target=target, name=name, namespace="ns", all_namespaces=False, steps=None, nodes=[2]
+    )
+    assert run_virtual(lambda: _estimate(Client(fake), args)) == 0
+
+
+def test_the_cli_reads_the_runtime_of_a_job_not_yet_resolved(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeApiServer()
+    fake.put_object(
+        JOBS_API,
+        CLUSTER_PLURAL,
+        {
+            "apiVersion": "pyroclast.dev/v1alpha1",
+            "kind": "ClusterTorchRuntime",
+            "metadata": {"name": "a"},
+            "spec": {"defaults": {"image": "img:1"}},
+        },
+    )
+    for j in (job("new", nodes=2, image=None, runtime_ref="a", phase="Pending"), measured("done", 2, 0.5)):
+        fake.put_object(JOBS_API, "torchjobs", _wire(j))
+    _run_estimate(fake, "new")
+    out = capsys.readouterr().out
+    assert "Estimate for new: 1 measured job(s)" in out
+    assert "measured at 2 node(s) (1 job(s))" in out
+
+
+def test_a_runtime_the_caller_may_not_read_leaves_the_image_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeApiServer()
+    fake.put_object(JOBS_API, "torchjobs", _wire(measured("done", 2, 0.5)))
+    fake.fail_next(403, methods=("GET",))  # the runtime, read before the jobs are listed
+    _run_estimate(fake, "new", job("new", nodes=2, image=None, runtime_ref="a", phase="Pending"))
+    out = capsys.readouterr().out
+    assert "Nothing matches: no earlier attempt of new and no Succeeded job with an unknown image" in out
+
+
+def test_the_cli_says_plainly_when_nothing_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeApiServer()
+    for j in (job("new", nodes=2, phase="Pending"), measured("other", 2, 0.5, image="img:2")):
+        fake.put_object(JOBS_API, "torchjobs", _wire(j))
+    _run_estimate(fake, "new")
+    out = capsys.readouterr().out
+    assert (
+        "Nothing matches: no earlier attempt of new and no Succeeded job with image img:1 has a measured "
+        in out
+    )
 
 
 def test_a_measured_node_count_uses_its_measurements_and_others_need_two_counts() -> None:

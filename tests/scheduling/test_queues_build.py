@@ -62,8 +62,25 @@ def test_build_queue_sets_only_given_fields() -> None:
 
 
 def test_build_queue_refuses_out_of_range_weight() -> None:
-    with pytest.raises(QueueSpecError, match=r"queue q: spec\.weight: .*greater than or equal to 1"):
+    with pytest.raises(QueueSpecError, match=r"^queue q: spec\.weight: must be at least 1, got 0$"):
         build_queue("q", weight=0)
+
+
+@pytest.mark.parametrize(
+    ("capability", "message"),
+    [
+        (
+            "{cpu: lots}",
+            "q.yaml document 1: spec.capability.cpu: must be a quantity such as 8, 500m or 16Gi, got 'lots'",
+        ),
+        ("{cpu: -2}", "q.yaml document 1: spec.capability.cpu: must be at least 0, got -2"),
+    ],
+)
+def test_a_bad_quantity_in_yaml_names_the_field_and_what_is_expected(capability: str, message: str) -> None:
+    text = f"kind: Queue\nmetadata: {{name: a}}\nspec: {{weight: 1, capability: {capability}}}\n"
+    with pytest.raises(QueueSpecError) as exc:
+        queues_from_yaml(text, source="q.yaml")
+    assert str(exc.value) == message
 
 
 def test_manifest_drops_status_and_server_metadata() -> None:
