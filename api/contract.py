@@ -32,8 +32,8 @@ admission, so a TorchJob sets the training knobs as arguments instead: ``--total
 ==================================  ==========================================================================
 ``PYROCLAST_JOB_NAME``, ``_UID``    the TorchJob's name and UID; ``PYROCLAST_ATTEMPT`` its gang attempt.
 ``PYROCLAST_CHECKPOINT_DIR``        shared checkpoint root (required for resume); ``step-<N>`` dirs
-                                    (:func:`step_dir_name`), a ``latest`` pointer and the MLflow run id live
-                                    here.
+                                    (:func:`step_dir_name`), a ``latest`` pointer, the ``fence`` file (which
+                                    worker group may train and commit) and the MLflow run id live here.
 ``PYROCLAST_CHECKPOINT_INTERVAL``   save every N steps (0: only on drain and at the end). Default 50.
 ``PYROCLAST_CHECKPOINT_KEEP``       committed checkpoints kept. Default 3.
 ``PYROCLAST_CHECKPOINT_ASYNC``      ``1``: periodic saves run in the background (drain/final saves never).
@@ -64,14 +64,29 @@ Test-only knobs: ``PYROCLAST_STEP_SLEEP`` (seconds added per step), ``PYROCLAST_
 logs the sample ids it trained on), ``PYROCLAST_FAULT`` (``<phase>@<step>[@<rank>]``, kills the process at
 that point on the first attempt only; phases in :mod:`workloads.faults`).
 
-Exit codes: :data:`EXIT_COMPLETED` training complete; :data:`EXIT_DRAINED` drained (stopped on a signal after
-committing a checkpoint of the current step; restartable); anything else is a failure. Local rank 0 writes a
-:class:`TerminationMessage` to the termination log on every exit; the operator reads it from the pod status
-into ``status.lastCheckpoint`` and ``status.progress``: the workload needs no API access to report.
+Exit codes of a worker process:
+
+=========================  ==================================================================================
+:data:`EXIT_COMPLETED` 0   training complete (reason ``completed``).
+:data:`EXIT_DRAINED` 75    stopped on a signal after committing a checkpoint of the current step;
+                           restartable (reason ``drained``).
+:data:`EXIT_FENCED` 76     a newer worker group claimed the checkpoint root (the ``fence`` file): stopped
+                           without committing anything more (reason ``fenced``). torchrun's agent restarts
+                           its worker group, which re-joins the rendezvous, at the cost of one
+                           ``PET_MAX_RESTARTS``.
+anything else              a failure (reason ``failed``).
+=========================  ==================================================================================
+
+The pod's exit code is torchrun's, not a worker's: a worker's non-zero exit only ends the pod (with 1) once
+the agent has no restarts left, and the operator then sees the worker's ``error`` in the message. Local rank 0
+writes a :class:`TerminationMessage` to the termination log on every exit; the operator reads it from the pod
+status into ``status.lastCheckpoint`` and ``status.progress``: the workload needs no API access to report.
 
 Progress lines (stdout and the progress file) are JSON objects with an ``event`` key: ``start``, ``resume``,
 ``progress`` (step, total_steps, epoch, samples_seen, loss, world_size, restart_count, committed_step,
-step_s, save_s, ts), ``checkpoint`` (step, save_s, blocking_s, async), ``drain`` and ``end``.
+step_s, save_s, ts), ``checkpoint`` (step, save_s, blocking_s, async), ``drain``, ``end``, ``claim`` (epoch,
+owner: the group took the checkpoint root) and ``fenced`` (step, committed_step, epoch, owner, seen_epoch,
+seen_owner: the claim found in the file).
 """
 
 from __future__ import annotations
@@ -124,6 +139,8 @@ EXIT_COMPLETED: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_DRAINED: Final = 75
 """Stopped on a signal after committing a checkpoint of the current step (``EX_TEMPFAIL``): restartable."""
+EXIT_FENCED: Final = 76
+"""A newer worker group owns the checkpoint root: stopped without committing; the agent re-joins."""
 
 # --- checkpoints ------------------------------------------------------------------------------------------
 
@@ -144,6 +161,7 @@ class TerminationMessage(TypedDict):
     """What local rank 0 of every pod writes to the termination log on every exit (JSON)."""
 
     reason: str
+    """``completed``, ``drained``, ``fenced`` or ``failed`` (see the exit codes)."""
     step: int | None
     total_steps: int | None
     loss: float | None

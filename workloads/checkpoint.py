@@ -1,4 +1,9 @@
-"""Distributed checkpoints with torch.distributed.checkpoint, committed by :mod:`workloads.commit`."""
+"""Distributed checkpoints with torch.distributed.checkpoint, committed by :mod:`workloads.commit`.
+
+With a :class:`~workloads.fence.Fence`, rank 0 commits only while its group owns the checkpoint root, and
+every rank checks it again before it writes its files and rank 0 before DCP's ``.metadata``: a superseded
+group's save still in flight must not write into a step directory the newer group has prepared.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from typing import Any, cast
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
+from torch.distributed.checkpoint.metadata import Metadata
 from torch.distributed.checkpoint.planner import SavePlan, SavePlanner
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.checkpoint.state_dict_loader import load  # pyright: ignore[reportUnknownVariableType]
@@ -21,12 +28,14 @@ from torch.distributed.checkpoint.state_dict_saver import (
     save,  # pyright: ignore[reportUnknownVariableType]
 )
 from torch.distributed.checkpoint.stateful import Stateful
+from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future as TorchFuture
 
 from api import contract
 from workloads import commit
 from workloads.data import DataCursor
 from workloads.faults import FaultInjector
+from workloads.fence import Fence
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +62,34 @@ class AppState(Stateful):
         )
 
 
-class _Writer(FileSystemWriter):
-    """FileSystemWriter with the ``mid_write`` fault hook (data written, ``.metadata`` not yet)."""
+class Superseded(RuntimeError):
+    """A newer group owns the checkpoint root: this save must write nothing more."""
 
-    def __init__(self, path: Path, faults: FaultInjector, step: int) -> None:
+
+class _Writer(FileSystemWriter):
+    """FileSystemWriter with the ``mid_write`` fault hook (data written, ``.metadata`` not yet) and the fence
+    checked before this rank's files and before ``.metadata``."""
+
+    def __init__(self, path: Path, faults: FaultInjector, step: int, fence: Fence | None) -> None:
         super().__init__(path)  # pyright: ignore[reportUnknownMemberType] (torch's PathLike[Unknown])
         self._faults = faults
         self._step = step
+        self._fence = fence
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> TorchFuture[Any]:
+        self._check()
         fut = super().write_data(plan, planner)
         fut.wait()
         self._faults.hit("mid_write", self._step)
         return fut
+
+    def finish(self, metadata: Metadata, results: list[list[WriteResult]]) -> None:
+        self._check()
+        super().finish(metadata, results)
+
+    def _check(self) -> None:
+        if self._fence is not None and not self._fence.holds():
+            raise Superseded(f"step {self._step}: the checkpoint root belongs to a newer group")
 
 
 @dataclass
@@ -107,6 +131,8 @@ class Checkpointer:
         self.keep = keep
         self.faults = faults
         self.pg = process_group
+        self.fence: Fence | None = None
+        """The group's claim on ``root`` once rank 0 has taken it; None: write and commit unconditionally."""
         self.pending: PendingSave | None = None
         self.committed_step: int | None = None
         self.committed_time: float | None = None
@@ -131,11 +157,17 @@ class Checkpointer:
         """Checkpoint ``step``. Sync saves are committed before returning; async ones by :meth:`poll`."""
         self.wait()
         started = time.perf_counter()
+        go = torch.ones(1, dtype=torch.int32)
         if self.rank == 0:
-            commit.prepare_fresh(self.root, step)
-        dist.barrier(group=self.pg)  # nobody writes into the directory before it is fresh
+            if self._owns(step):
+                commit.prepare_fresh(self.root, step)
+            else:  # a superseded group writes nothing, not even into a step dir of the newer group
+                go.zero_()
+        dist.broadcast(go, src=0, group=self.pg)  # nobody writes into the directory before it is fresh
+        if not go.item():
+            return None
         self.faults.hit("before_write", step)
-        writer = _Writer(self.root / contract.step_dir_name(step), self.faults, step)
+        writer = _Writer(self.root / contract.step_dir_name(step), self.faults, step, self.fence)
         if asynchronous:
             fut: object = async_save(  # pyright: ignore[reportUnknownVariableType]
                 {APP_KEY: state}, storage_writer=writer, process_group=self.pg
@@ -145,9 +177,15 @@ class Checkpointer:
             fut = cast("Future[object]", fut)
             self.pending = PendingSave(step, cursor, fut, started, time.perf_counter() - started)
             return None
-        save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)
+        try:
+            save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)
+        except (Exception, CheckpointException):  # DCP's is a BaseException
+            if self._superseded():
+                return None
+            raise
         save_s = time.perf_counter() - started
-        self._commit(step, cursor, save_s)
+        if not self._commit(step, cursor, save_s):
+            return None
         return SaveResult(step, save_s, save_s, False)
 
     def poll(self) -> SaveResult | None:
@@ -162,21 +200,53 @@ class Checkpointer:
             return None
         return self._finish_pending()
 
-    def _finish_pending(self) -> SaveResult:
+    def abandon(self) -> None:
+        """Let the in-flight async save finish writing (it uses the checkpoint group) but never commit it."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            pending.future.result()
+        except (Exception, CheckpointException) as err:  # nothing of it is kept either way
+            log.warning("abandoned save of step %d failed: %s", pending.step, err)
+
+    def _finish_pending(self) -> SaveResult | None:
         pending = self.pending
         assert pending is not None
         self.pending = None
-        pending.future.result()
+        try:
+            pending.future.result()
+        except (Exception, CheckpointException):  # DCP's is a BaseException
+            if self._superseded():
+                return None
+            raise
         save_s = time.perf_counter() - pending.started
-        self._commit(pending.step, pending.cursor, save_s)
+        if not self._commit(pending.step, pending.cursor, save_s):
+            return None
         return SaveResult(pending.step, save_s, pending.blocking_s, True)
 
-    def _commit(self, step: int, cursor: DataCursor, save_s: float) -> None:
+    def _superseded(self) -> bool:
+        """Whether a failed save failed because a newer group took the root (then nothing is kept)."""
+        if self.fence is None or self.fence.holds():
+            return False
+        log.warning("save abandoned: the checkpoint root belongs to a newer group")
+        return True
+
+    def _owns(self, step: int) -> bool:
+        if self.fence is None or self.fence.holds():
+            return True
+        log.warning("not committing step %d: the checkpoint root belongs to a newer group", step)
+        return False
+
+    def _commit(self, step: int, cursor: DataCursor, save_s: float) -> bool:
+        """Rank 0 commits; False when its group no longer owns the root (nothing committed)."""
         # DCP returns on rank 0 only after every rank's data and then .metadata are written.
-        self.committed_step = step
-        self.committed_time = time.time()
         if self.rank != 0:
-            return
+            self.committed_step = step
+            self.committed_time = time.time()
+            return True
+        if not self._owns(step):
+            return False
         self.faults.hit("before_manifest", step)
         manifest = commit.Manifest(
             step=step,
@@ -188,8 +258,14 @@ class Checkpointer:
             torch_version=torch.__version__,
             save_s=round(save_s, 4),
         )
-        commit.commit(self.root, manifest)
+        directory = commit.commit(self.root, manifest)
         self.faults.hit("before_latest", step)
+        if not self._owns(step):  # claimed while the manifest was written: leave no complete-looking dir
+            (directory / commit.MANIFEST).unlink(missing_ok=True)
+            return False
         commit.publish_latest(self.root, step)
+        self.committed_step = step
+        self.committed_time = time.time()
         for removed in commit.prune(self.root, self.keep):
             log.info("pruned checkpoint %s", removed)
+        return True

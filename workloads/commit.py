@@ -4,6 +4,7 @@ Layout under the checkpoint root::
 
     step-000000000120/   DCP files (``*.distcp`` + ``.metadata``) and ``manifest.json``
     latest               the name of the newest committed step directory
+    fence                which worker group may train and commit (:mod:`workloads.fence`)
 
 A step directory is committed only when ``latest`` names it. Order of a commit: DCP writes data and then
 ``.metadata`` (its own tmp + rename), rank 0 writes ``manifest.json`` (tmp + fsync + rename), then replaces
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,9 +59,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
+def atomic_write(path: Path, text: str, *, unique: bool = False) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix. ``unique``: a
+    temporary file of its own, for a file that writers of other groups may replace at the same time."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp" if unique else f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

@@ -1,8 +1,10 @@
 """Entry point: ``torchrun ... -m workloads.train`` (settings in env, see :mod:`workloads`).
 
-Each step: every rank trains on its share of the global batch, then one all-reduce carries both the global
-loss and "has any rank been signalled". A signal therefore stops every rank at the same step, which is saved
-synchronously and committed before the workers exit with ``EXIT_DRAINED``: no step is lost.
+Each step: every rank trains on its share of the global batch, then one all-reduce carries the global loss,
+"has any rank been signalled" and "has this group been fenced". A signal therefore stops every rank at the
+same step, which is saved synchronously and committed before the workers exit with ``EXIT_DRAINED``: no step
+is lost. A fenced group (a newer one claimed the checkpoint root, :mod:`workloads.fence`) stops at the step it
+learns it, commits nothing and exits with ``EXIT_FENCED``, so torchrun's agent re-joins the rendezvous.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from workloads.checkpoint import AppState, Checkpointer, SaveResult
 from workloads.config import DistEnv, TrainConfig, args_to_env
 from workloads.data import DataCursor, SyntheticRegression
 from workloads.faults import FaultInjector, FaultPlan
+from workloads.fence import Claim, Fence
 from workloads.model import build_model
 from workloads.preemption import StopFlag
 from workloads.progress import LivePoster, ProgressReporter, write_termination_message
@@ -37,6 +40,10 @@ log = logging.getLogger("workloads.train")
 
 class Drained(Exception):
     """All ranks agreed to stop on a signal after committing the current step."""
+
+
+class Fenced(Exception):
+    """All ranks agreed to stop without committing: a newer group owns the checkpoint root."""
 
 
 def _set_timeout(seconds: float, groups: list[dist.ProcessGroup | None]) -> None:
@@ -79,6 +86,7 @@ class Trainer:
             raise RuntimeError("this rank is not in the checkpoint process group")
         self.ckpt_pg: dist.ProcessGroup = ckpt_pg
         self.ckpt: Checkpointer | None = None
+        self.fence: Fence | None = None
         if cfg.checkpoint_dir is not None:
             self.ckpt = Checkpointer(
                 cfg.checkpoint_dir, env.rank, env.world_size, cfg.checkpoint_keep, self.faults, self.ckpt_pg
@@ -94,6 +102,26 @@ class Trainer:
     @property
     def committed_step(self) -> int | None:
         return None if self.ckpt is None else self.ckpt.committed_step
+
+    def claim(self) -> None:
+        """Rank 0 takes the checkpoint root for this group, before anything is loaded from it; every rank
+        learns the claim (its checkpoint writes check it)."""
+        if self.ckpt is None:
+            return
+        taken = Fence.take(self.ckpt.root) if self.env.rank == 0 else None
+        box: list[Claim | None] = [taken.mine if taken else None]
+        dist.broadcast_object_list(box, src=0)
+        mine = box[0]
+        assert mine is not None
+        self.fence = self.ckpt.fence = taken or Fence(self.ckpt.root, mine)
+        self.progress.emit("claim", epoch=mine.epoch, owner=mine.owner)
+
+    def fenced_here(self) -> bool:
+        """Whether this rank knows its group lost the checkpoint root: rank 0 reads the file every step, the
+        others only learn it when a checkpoint write of theirs finds it."""
+        if self.fence is None:
+            return False
+        return self.fence.lost or (self.env.rank == 0 and not self.fence.holds())
 
     def resume(self) -> None:
         """Continue from the committed checkpoint, whatever world size wrote it."""
@@ -118,8 +146,9 @@ class Trainer:
             load_s=round(time.perf_counter() - started, 4),
         )
 
-    def train_step(self) -> tuple[float, bool]:
-        """One optimizer step; returns the global mean loss and whether any rank was signalled."""
+    def train_step(self) -> tuple[float, bool, bool]:
+        """One optimizer step; returns the global mean loss, whether any rank was signalled and whether the
+        group was fenced."""
         ids = self.cursor.local_ids(self.env.rank, self.env.world_size)
         self._log_samples(ids)
         x, y = (t.to(self.device) for t in self.data.batch(ids))
@@ -128,16 +157,20 @@ class Trainer:
         loss.backward()  # pyright: ignore[reportUnknownMemberType] (untyped in torch)
         self.optimizer.step()  # pyright: ignore[reportUnknownMemberType]
         share = len(ids) / self.cfg.global_batch
-        agreed = torch.tensor([loss.item() * share, float(self.stop.requested)], dtype=torch.float64)
+        flags = [float(self.stop.requested), float(self.fenced_here())]
+        agreed = torch.tensor([loss.item() * share, *flags], dtype=torch.float64)
         dist.all_reduce(agreed)  # not ckpt_pg: an async save may be using that one from its thread
-        return float(agreed[0]), bool(agreed[1] > 0)
+        return float(agreed[0]), bool(agreed[1] > 0), bool(agreed[2] > 0)
 
     def run(self) -> None:
-        """Train to ``total_steps``; raises :class:`Drained` after a signal-triggered checkpoint."""
+        """Train to ``total_steps``; raises :class:`Drained` after a signal-triggered checkpoint and
+        :class:`Fenced` once a newer group owns the checkpoint root."""
         cfg = self.cfg
         while self.step < cfg.total_steps:
             started = time.perf_counter()
-            loss, stop = self.train_step()
+            loss, stop, fenced = self.train_step()
+            if fenced:  # before anything of this step is kept, a pending save included
+                self._fenced()
             self.last_loss = loss
             if self.step == self.start_step:  # warm-up done: a dead peer now fails fast
                 _set_timeout(cfg.step_timeout_s, [None, self.ckpt_pg])
@@ -177,6 +210,27 @@ class Trainer:
             self._report_save(self.ckpt.wait())
             if self.committed_step != self.step:
                 self._report_save(self.ckpt.save(self.step, self.cursor, self.state, False))
+            # rank 0 may have been refused the final commit: no rank may then report the job completed
+            verdict = torch.tensor([float(self.fenced_here())], dtype=torch.float64)
+            dist.all_reduce(verdict)
+            if verdict.item() > 0:
+                self._fenced()
+
+    def _fenced(self) -> None:
+        if self.ckpt is not None:
+            self.ckpt.abandon()
+        mine = self.fence.mine if self.fence else None
+        seen = self.fence.seen if self.fence else None
+        self.progress.emit(
+            "fenced",
+            step=self.step,
+            committed_step=self.committed_step,
+            epoch=mine.epoch if mine else None,
+            owner=mine.owner if mine else None,
+            seen_epoch=seen.epoch if seen else None,
+            seen_owner=seen.owner if seen else None,
+        )
+        raise Fenced
 
     def _drain(self) -> None:
         if self.ckpt is not None:
@@ -263,6 +317,7 @@ def main() -> int:
         trainer.progress.emit(
             "start", world_size=env.world_size, restart_count=env.restart_count, run_id=env.run_id
         )
+        trainer.claim()
         trainer.resume()
         trainer.start_step = trainer.step
         if env.rank == 0 and cfg.mlflow_tracking_uri:
@@ -278,6 +333,15 @@ def main() -> int:
         dist.destroy_process_group()
         log.info("drained at step %d, exiting %d", trainer_.step, contract.EXIT_DRAINED)
         return contract.EXIT_DRAINED
+    except Fenced:
+        trainer_ = trainer
+        assert trainer_ is not None
+        # no tracker.finish: the experiment run is the newer group's now
+        error = "fenced: a newer worker group owns the checkpoint directory"
+        _terminate(cfg, env, "fenced", trainer_, error)
+        dist.destroy_process_group()
+        log.warning("fenced at step %d, exiting %d", trainer_.step, contract.EXIT_FENCED)
+        return contract.EXIT_FENCED
     except BaseException as err:
         _terminate(cfg, env, "failed", trainer, f"{type(err).__name__}: {err}")
         if trainer is not None:
