@@ -64,7 +64,8 @@ class Controller:
     ``name`` must be unique per manager (it is the metrics label); it defaults to the lowercase
     kind. ``workers`` defaults to 1 (``MaxConcurrentReconciles``). ``owns`` maps events of
     owned objects to their controller owner; ``watches`` adds arbitrary mappings. ``predicates``
-    filter events of ``for_`` only. ``reconcile_timeout`` (default none) bounds one reconcile.
+    filter events of ``for_`` only, ``owns_predicates`` those of the owned kinds. ``reconcile_timeout``
+    (default none) bounds one reconcile.
     With ``trace_objects`` the W3C context of the first reconcile is written onto the object.
     """
 
@@ -77,6 +78,7 @@ class Controller:
         owns: Sequence[Resource] = (),
         watches: Sequence[Watch] = (),
         predicates: Sequence[Predicate] = (),
+        owns_predicates: Sequence[Predicate] = (),
         workers: int = 1,
         rate_limiter: RateLimiter[Request] | None = None,
         reconcile_timeout: float | None = None,
@@ -91,7 +93,7 @@ class Controller:
         self.for_ = for_
         self.namespace = namespace
         self.watches: list[Watch] = [Watch(for_, for_object(), tuple(predicates), namespace)]
-        self.watches += [Watch(r, for_owner(for_), (), namespace) for r in owns]
+        self.watches += [Watch(r, for_owner(for_), tuple(owns_predicates), namespace) for r in owns]
         self.watches += list(watches)
         self.workers = workers
         self.reconcile_timeout = reconcile_timeout

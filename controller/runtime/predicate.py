@@ -33,6 +33,22 @@ def resource_version_changed(event: InformerEvent) -> bool:
     return _meta(event.obj).get("resourceVersion") != _meta(event.old).get("resourceVersion")
 
 
+def content_changed(event: InformerEvent) -> bool:
+    """Updates pass only when something besides ``metadata.resourceVersion`` changed. Behind an informer
+    transform that keeps only what the reconciler reads, an update that changed nothing kept (a pod's
+    binding, a status field the transform drops) or a resync has nothing to tell."""
+    if event.type != "update":
+        return True
+    return _versionless(event.obj) != _versionless(event.old)
+
+
+def _versionless(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    meta = {k: v for k, v in _meta(obj).items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
+
+
 def labels_changed(event: InformerEvent) -> bool:
     """Updates pass only when labels changed."""
     if event.type != "update":

@@ -29,6 +29,7 @@ from controller.runtime.errors import AlreadyExists, ApiError, NotFound
 from controller.runtime.informer import InformerEvent
 from controller.runtime.manager import Manager
 from controller.runtime.objects import JsonObject
+from controller.runtime.predicate import content_changed
 from controller.runtime.reconcile import Request, Result, TerminalError
 from controller.runtime.recorder import EventRecorder, ObjectRef
 from controller.runtime.resource import EVENTS, PODS, SERVICES, Resource
@@ -196,8 +197,15 @@ class TorchJobReconciler:
 
     def controller(self, *, workers: int = 4) -> Controller:
         """The controller: TorchJobs, and the pods, Services and PodGroups they own."""
+        # Owned objects are cached pruned to what the plan reads: an update that changed nothing of that (a
+        # pod's binding, most PodGroup status writes) has no reconcile to ask for.
         controller = Controller(
-            self.reconcile, for_=TORCHJOBS, name="torchjob", owns=[PODS, SERVICES, PODGROUPS], workers=workers
+            self.reconcile,
+            for_=TORCHJOBS,
+            name="torchjob",
+            owns=[PODS, SERVICES, PODGROUPS],
+            owns_predicates=[content_changed],
+            workers=workers,
         )
         if self._progress_bind is not None:
             if self.progress is not None:

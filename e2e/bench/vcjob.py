@@ -3,6 +3,10 @@
 The rig runs the controller on request (``Cluster(volcano_jobs=True)``: vc-controller-manager's
 job-controller). No Volcano admission webhook runs on the rig, so every field its webhook would default is
 spelled out here: scheduler, queue, the gang size and the task's name.
+
+A lost pod restarts the whole Volcano Job (policy ``PodEvicted -> RestartJob``, what Volcano's own examples
+give distributed training): a torchrun gang of fixed size must rendezvous again without the lost member, so
+this is the same recovery a TorchJob does. Without the policy vcjob would replace only the lost pod.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def vcjob(name: str, pool: NodePool, *, workers: int) -> JsonObject:
             "queue": "default",
             "minAvailable": workers,
             "maxRetry": 3,
+            "policies": [{"event": "PodEvicted", "action": "RestartJob"}],
             "tasks": [task],
         },
     }

@@ -11,6 +11,7 @@ from controller.runtime.predicate import (
     all_of,
     annotations_changed,
     any_of,
+    content_changed,
     generation_changed,
     labels_changed,
     negate,
@@ -64,3 +65,18 @@ def test_combinators() -> None:
     assert both(update(generation=2, labels={"a": "b"}))
     assert negate(labels_changed)(update(generation=2))
     assert not negate(labels_changed)(update(labels={"a": "b"}))
+
+
+def test_content_changed_ignores_a_moved_version_and_resyncs_but_sees_any_other_change() -> None:
+    pod = {"metadata": {"name": "p", "resourceVersion": "1"}, "status": {"phase": "Pending"}}
+    bound = {"metadata": {"name": "p", "resourceVersion": "2"}, "status": {"phase": "Pending"}}
+    running = {"metadata": {"name": "p", "resourceVersion": "3"}, "status": {"phase": "Running"}}
+    deleting = {"metadata": {"name": "p", "resourceVersion": "4", "deletionTimestamp": "t"}, **running}
+    deleting["metadata"] = {"name": "p", "resourceVersion": "4", "deletionTimestamp": "t"}
+    assert content_changed(InformerEvent("add", pod))
+    assert content_changed(InformerEvent("delete", pod))
+    assert not content_changed(InformerEvent("update", bound, old=pod))
+    assert not content_changed(InformerEvent("update", pod, old=pod, resync=True))
+    assert content_changed(InformerEvent("update", running, old=bound))
+    assert content_changed(InformerEvent("update", deleting, old=running))
+    assert pod["metadata"]["resourceVersion"] == "1"  # the cached objects are left as they were

@@ -15,7 +15,8 @@ from controller.runtime.controller import Controller
 from controller.runtime.fakeapi import FakeApiServer
 from controller.runtime.handler import controller_reference
 from controller.runtime.manager import Manager
-from controller.runtime.predicate import generation_changed
+from controller.runtime.objects import JsonObject
+from controller.runtime.predicate import content_changed, generation_changed
 from controller.runtime.ratelimiter import ItemExponentialFailureRateLimiter
 from controller.runtime.reconcile import Request, Result, TerminalError
 from controller.runtime.resource import CONFIG_MAPS, SECRETS
@@ -205,6 +206,42 @@ async def test_predicates_filter_status_only_updates() -> None:
         assert len(calls) == 1, "status-only write (same generation) filtered"
         await client.patch(CONFIG_MAPS, "p", {"spec": {"x": 2}}, "default")
         await eventually(lambda: len(calls) == 2)
+
+
+async def test_owns_predicates_filter_only_the_owned_kinds_events() -> None:
+    fake = FakeApiServer()
+    owner = fake.put_object(API, "configmaps", cm("owner"))
+    owned = {"name": "child", "namespace": "default", "ownerReferences": [controller_reference(owner)]}
+    child: JsonObject = {"metadata": owned, "data": {"k": "1"}}
+    fake.put_object(API, "secrets", child)
+    seen: list[Request] = []
+
+    async def reconcile(req: Request) -> None:
+        seen.append(req)
+
+    manager = new_manager(fake)
+
+    def without_annotations(obj: JsonObject) -> JsonObject:
+        meta = {k: v for k, v in obj["metadata"].items() if k != "annotations"}
+        return {**obj, "metadata": meta}
+
+    manager.informer(SECRETS, transform=without_annotations)  # the reconciler reads no annotations
+    owns = Controller(
+        reconcile, for_=CONFIG_MAPS, name="owned", owns=[SECRETS], owns_predicates=[content_changed]
+    )
+    manager.add(owns)
+    client = manager.client
+    async with running(manager):
+        await eventually(lambda: len(seen) >= 1)
+        await anyio.sleep(0.1)
+        before = len(seen)
+        await client.patch(SECRETS, "child", {"metadata": {"annotations": {"a": "b"}}}, "default")
+        await client.patch(CONFIG_MAPS, "owner", {"data": {"k": "2"}}, "default")  # the for_ kind: unfiltered
+        await eventually(lambda: len(seen) == before + 1)
+        await anyio.sleep(0.1)
+        assert len(seen) == before + 1, "the owned update that changed nothing cached asked for no reconcile"
+        await client.patch(SECRETS, "child", {"data": {"k": "3"}}, "default")
+        await eventually(lambda: len(seen) == before + 2)
 
 
 async def test_many_workers_never_reconcile_one_key_concurrently() -> None:
