@@ -80,6 +80,24 @@ def progress_address(cluster: Cluster) -> tuple[Address, str]:
     return Address(host, port), f"http://{host}:{port}"
 
 
+async def trained(
+    what: str, cluster: Cluster, namespace: str, pods: list[str], *, steps: int, size: int | None = None
+) -> None:
+    """Wait until rank 0 (on one of `pods`) has logged `steps` steps (at world size `size`, if given): the
+    workers are past their rendezvous and process-group start, where a lost peer would only be noticed at
+    the init timeout."""
+
+    def done() -> bool:
+        for name in pods:
+            logged = events(pod_logs(cluster, namespace, name), "progress")
+            at = [e for e in logged if size is None or e["world_size"] == size]
+            if at and at[-1]["step"] >= steps:
+                return True
+        return False
+
+    await wait_for(what, lambda: anyio.to_thread.run_sync(done), 120)
+
+
 async def worker_pods(client: Client, namespace: str, job: str) -> list[JsonObject]:
     """The job's worker pods."""
     pods = (await client.list(PODS, namespace)).items
@@ -170,11 +188,7 @@ async def test_preempted_job_drains_resumes_and_loses_no_step(
             )
             await wait_phase(client, namespace, "victim", "Running", 90)
 
-            def trained(n: int) -> bool:
-                steps = [e["step"] for e in job_events(cluster, namespace, workers("victim", 2), "progress")]
-                return bool(steps) and steps[-1] >= n
-
-            await wait_for("victim at step 15", lambda: anyio.to_thread.run_sync(trained, 15), 120)
+            await trained("victim at step 15", cluster, namespace, workers("victim", 2), steps=15)
             before = {p["metadata"]["uid"] for p in await worker_pods(client, namespace, "victim")}
             urgent = training_job("urgent", victim_pool, nproc=1, args=train_args(5, 0.0), priority=high)
             t_preempt = time.monotonic()
@@ -360,18 +374,7 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
             for p in await worker_pods(client, namespace, "elastic")
         }
 
-        def trained_at(size: int, n: int) -> bool:
-            for name in before:
-                steps = [
-                    e
-                    for e in events(pod_logs(cluster, namespace, name), "progress")
-                    if e["world_size"] == size
-                ]
-                if steps and steps[-1]["step"] >= n:
-                    return True
-            return False
-
-        await wait_for("4 workers training", lambda: anyio.to_thread.run_sync(trained_at, 4, 10), 120)
+        await trained("4 workers training", cluster, namespace, list(before), size=4, steps=10)
         urgent = training_job("urgent", process_nodes, nproc=1, args=train_args(20, 0.2), priority=high)
         await client.create(TORCHJOBS, urgent, namespace)
         shrunk = await wait_for("elastic job running on 2 nodes", lambda: world(2), 150)
@@ -396,9 +399,7 @@ async def test_elastic_job_shrinks_to_survivors_under_preemption_and_grows_back(
             pod = await client.get(PODS, name, namespace)
             assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
 
-        await wait_for(
-            "survivors training at world size 2", lambda: anyio.to_thread.run_sync(trained_at, 2, 1), 120
-        )
+        await trained("survivors training at world size 2", cluster, namespace, list(before), size=2, steps=1)
         await wait_phase(client, namespace, "urgent", "Succeeded", 150)
         await wait_for("grown back to 4", lambda: world(4), 150)
         done = await wait_phase(client, namespace, "elastic", "Succeeded", 300)
@@ -442,6 +443,7 @@ async def test_node_loss_under_an_elastic_job_is_recorded_and_the_job_shrinks_an
             return status if status.get("phase") == "Running" and status.get("readyNodes") == size else None
 
         await wait_for("3 nodes ready", lambda: ready(3), 120)
+        await trained("3 workers training", cluster, namespace, workers("lossy", 3), size=3, steps=5)
         pods = (await client.list(PODS, namespace)).items
         busy = {p["spec"]["nodeName"] for p in pods if "-worker-" not in p["metadata"]["name"]}
         victim = next(
@@ -449,7 +451,6 @@ async def test_node_loss_under_an_elastic_job_is_recorded_and_the_job_shrinks_an
         )
         node = victim["spec"]["nodeName"]
         assert node in names
-        await anyio.sleep(3)  # some steps at world size 3
         stopped = time.monotonic()
         cluster.process_nodes.stop(node)  # the machine is gone: kubelet and every process of its pods
         cluster.api.delete(f"/api/v1/nodes/{node}")  # as a cloud's node controller would; PodGC follows
