@@ -14,11 +14,12 @@ TOTAL_STEPS = 40
 RENDEZVOUS: JsonObject = {"joinTimeout": "120s", "lastCallTimeout": "1s", "keepAliveInterval": "1s"}
 
 
-def train_args(total_steps: int = TOTAL_STEPS, step_sleep: float = 0.1) -> list[str]:
-    """A tiny deterministic run: the same args give bitwise the same losses at the same world size."""
+def train_args(total_steps: int = TOTAL_STEPS, step_sleep: float = 0.1, global_batch: int = 16) -> list[str]:
+    """A tiny deterministic run: the same args give bitwise the same losses at the same world size. Every
+    world size the job may train at must divide `global_batch`."""
     return [
         "--total-steps", str(total_steps),
-        "--global-batch", "16",
+        "--global-batch", str(global_batch),
         "--dataset-size", "256",
         "--model-width", "16",
         "--model-depth", "2",

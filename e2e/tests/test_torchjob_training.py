@@ -430,7 +430,7 @@ async def test_node_loss_under_an_elastic_job_is_recorded_and_the_job_shrinks_an
     names = process_nodes(3, cpu="2", memory="8Gi")
     # Long enough that the survivors still train when pod GC reports the loss: after the Node's deletion it
     # quarantines the orphaned pods for 40 s and looks every 20 s (about 50 s in all here).
-    args = train_args(total_steps=600, step_sleep=0.15)
+    args = train_args(total_steps=600, step_sleep=0.15, global_batch=12)  # trains at 3, then at 2
     async with operator_reconciler(cluster) as reconciler:
         client = reconciler.client
         job = training_job(
