@@ -130,6 +130,15 @@ def slow_start(total: int, initial: int = SLOW_START_INITIAL) -> Iterator[int]:
         size *= 2
 
 
+def vetted_batches(total: int) -> Iterator[int]:
+    """Batch sizes covering `total` creates whose spec a dry run admitted: the first alone (an elastic job's
+    store pod comes up before the workers that dial it), then the rest together."""
+    if total > 0:
+        yield 1
+    if total > 1:
+        yield total - 1
+
+
 def _is_pod_create(action: Action) -> bool:
     return isinstance(action, CreateObject) and action.kind == "Pod"
 
@@ -555,13 +564,15 @@ class TorchJobReconciler:
         attempt's same-named pods come in plans that create nothing. Pod creates next to each other depend on
         nothing among themselves: only they run in parallel. A create the apiserver refuses (4xx) ends the
         pass and is returned (what depends on it cannot follow); any other error is raised. `dry_run_first`:
-        a new job's first worker is dry-run before any create (:mod:`.refusal`).
+        a new job's first worker is dry-run before any create (:mod:`.refusal`); admitted, it has vouched for
+        the spec the way slow start's small batches would, so after the first create the rest go at once.
         """
         if dry_run_first and (refusal := await self._dry_run(request, step)) is not None:
             return refusal
         for pods, run in groupby(step.actions, key=_is_pod_create):
             if pods:
-                refusal = await self._create_pods(request, [a for a in run if isinstance(a, CreateObject)])
+                creates = [a for a in run if isinstance(a, CreateObject)]
+                refusal = await self._create_pods(request, creates, vetted=dry_run_first)
                 if refusal is not None:
                     return refusal
                 continue
@@ -611,13 +622,18 @@ class TorchJobReconciler:
             JobMetrics.gang_created(int(body["spec"].get("minMember", 0)))
         return None
 
-    async def _create_pods(self, request: Request, creates: list[CreateObject]) -> Refusal | None:
-        """Pod creates in parallel batches of 1, 2, 4, ... (client-go's slowStartBatch): a batch with an
-        error ends the run, the rest not attempted (what refused one, a quota or admission, likely refuses
-        them all). Once every create of that batch returned, its first refusal is returned, or else its first
-        other error raised."""
+    async def _create_pods(
+        self, request: Request, creates: list[CreateObject], *, vetted: bool = False
+    ) -> Refusal | None:
+        """Pod creates in parallel batches of 1, 2, 4, ... (client-go's slowStartBatch), or, `vetted` by a
+        dry run, the first alone and then all the rest: a gang is scheduled only once every member exists,
+        and members created over several round trips meet the scheduler as a partial gang (Unschedulable
+        status writes and Events for nothing). A batch with an error ends the run, the rest not attempted
+        (what refused one, a quota or admission, likely refuses them all). Once every create of that batch
+        returned, its first refusal is returned, or else its first other error raised."""
         done = 0
-        for size in slow_start(len(creates)):
+        sizes = vetted_batches(len(creates)) if vetted else slow_start(len(creates))
+        for size in sizes:
             refusals, errors = await self._create_batch(request, creates[done : done + size])
             done += size
             if refusals or errors:

@@ -15,7 +15,7 @@ from controller.runtime.objects import JsonObject
 from controller.runtime.reconcile import Result
 from controller.runtime.resource import Resource
 from controller.torchjob.expectations import Expectations
-from controller.torchjob.reconciler import TorchJobReconciler, slow_start
+from controller.torchjob.reconciler import TorchJobReconciler, slow_start, vetted_batches
 from tests.controller.torchjob.reconcilers import (
     JOBS,
     PODS,
@@ -79,10 +79,15 @@ class Trace:
 
 
 def setup(
-    count: int, refuse: dict[str, ApiError] | None = None, **spec: Any
+    count: int, refuse: dict[str, ApiError] | None = None, *, new: bool = False, **spec: Any
 ) -> tuple[FakeApiServer, TorchJobReconciler, Trace, RecordingExpectations]:
+    """A job whose gang is made again after a restart (no dry run vouches for its pods: slow start), or with
+    `new` one never started (its first worker is dry-run first)."""
     fake = FakeApiServer()
-    fake.put_object(*JOBS, job_body(**{"nodes": {"count": count}, **spec}))
+    body = job_body(**{"nodes": {"count": count}, **spec})
+    if not new:
+        body["status"] = {"phase": "Restarting", "failureRestarts": 1}
+    fake.put_object(*JOBS, body)
     fake.put_object(*QUEUES, open_queue("default"))
     manager = Manager(Client(fake), metrics_bind_address="0", sync_period=None)
     clock = Clock()
@@ -98,6 +103,25 @@ def setup(
 
 def workers(*indexes: int) -> list[str]:
     return [f"llama-worker-{i}" for i in indexes]
+
+
+def test_vetted_batches_are_the_first_alone_then_the_rest() -> None:
+    assert list(vetted_batches(0)) == []
+    assert list(vetted_batches(1)) == [1]
+    assert list(vetted_batches(8)) == [1, 7]
+
+
+async def test_a_new_jobs_pods_after_its_dry_run_go_first_alone_then_all_at_once() -> None:
+    fake, reconciler, trace, _ = setup(8, new=True)
+    await reconciler.reconcile(REQ)
+    assert trace.pod_batches() == [workers(0), workers(1, 2, 3, 4, 5, 6, 7)]
+    assert len(fake.objects[PODS]) == 8
+
+
+async def test_a_new_elastic_jobs_store_pod_still_comes_up_alone_first() -> None:
+    _, reconciler, trace, _ = setup(4, new=True, nodes={"count": 4, "min": 2, "max": 4})
+    await reconciler.reconcile(REQ)
+    assert trace.pod_batches() == [["llama-rendezvous"], workers(0, 1, 2, 3)]
 
 
 def test_slow_start_batches_double_and_cover_exactly() -> None:
