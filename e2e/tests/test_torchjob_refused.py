@@ -158,6 +158,36 @@ async def test_a_full_resource_quota_refuses_until_it_has_room(
         assert cleared["status"] == "False"
 
 
+@pytest.mark.parametrize(
+    ("kind", "counted"),
+    [("PodGroup", "count/podgroups.scheduling.volcano.sh"), ("Service", "services")],
+    ids=["podgroup", "service"],
+)
+async def test_a_refused_podgroup_or_service_stops_the_gang_until_there_is_room(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool, kind: str, counted: str
+) -> None:
+    nodes(2, cpu="4")
+    quota_path = f"/api/v1/namespaces/{namespace}/resourcequotas"
+    cluster.api.create(quota_path, {"metadata": {"name": "objects"}, "spec": {"hard": {counted: "0"}}})
+    cluster.api.merge_patch(
+        f"{quota_path}/objects/status", {"status": {"hard": {counted: "0"}, "used": {counted: "0"}}}
+    )
+    async with operator(cluster) as client:
+        await client.create(TORCHJOBS, torchjob("gated", nodes), namespace)
+        cond = await refused(client, namespace, "gated")
+        assert cond["reason"] == f"FailedCreate{kind}"
+        assert "exceeded quota" in cond["message"]
+        assert [e["reason"] for e in await warnings(client, namespace, "gated")] == [f"FailedCreate{kind}"]
+        assert await names(client, PODS, namespace) == [], "no worker before its gang's objects exist"
+
+        cluster.api.merge_patch(f"{quota_path}/objects", {"spec": {"hard": {counted: "4"}}})
+        cluster.api.merge_patch(f"{quota_path}/objects/status", {"status": {"hard": {counted: "4"}}})
+        status = await wait_phase(client, namespace, "gated", "Running", within=120)
+        cleared = condition(status, "CreateFailed")
+        assert cleared is not None
+        assert cleared["status"] == "False"
+
+
 @pytest.mark.parametrize("closed", [False, True], ids=["missing", "closed"])
 async def test_a_queue_that_cannot_admit_the_job_is_named(
     cluster: Cluster, crd: str, namespace: str, nodes: NodePool, qname: str, cli: CliRun, closed: bool
