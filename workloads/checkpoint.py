@@ -180,7 +180,7 @@ class Checkpointer:
         try:
             save({APP_KEY: state}, storage_writer=writer, process_group=self.pg)
         except (Exception, CheckpointException):  # DCP's is a BaseException
-            if self._superseded():
+            if not self._owns(step):  # failed because a newer group took the root: nothing is kept
                 return None
             raise
         save_s = time.perf_counter() - started
@@ -217,7 +217,7 @@ class Checkpointer:
         try:
             pending.future.result()
         except (Exception, CheckpointException):  # DCP's is a BaseException
-            if self._superseded():
+            if not self._owns(pending.step):
                 return None
             raise
         save_s = time.perf_counter() - pending.started
@@ -225,17 +225,11 @@ class Checkpointer:
             return None
         return SaveResult(pending.step, save_s, pending.blocking_s, True)
 
-    def _superseded(self) -> bool:
-        """Whether a failed save failed because a newer group took the root (then nothing is kept)."""
-        if self.fence is None or self.fence.holds():
-            return False
-        log.warning("save abandoned: the checkpoint root belongs to a newer group")
-        return True
-
     def _owns(self, step: int) -> bool:
+        """Whether this group still owns the root; when not, the save of `step` is dropped (logged)."""
         if self.fence is None or self.fence.holds():
             return True
-        log.warning("not committing step %d: the checkpoint root belongs to a newer group", step)
+        log.warning("step %d not kept: the checkpoint root belongs to a newer group", step)
         return False
 
     def _commit(self, step: int, cursor: DataCursor, save_s: float) -> bool:
