@@ -116,6 +116,9 @@ async def test_preempted_job_shows_preempted_time_and_the_steps_it_redoes(
         await client.create(TORCHJOBS, body, namespace)
         await wait_phase(client, namespace, "low", "Running")
         await reconciler.progress.listening.wait()
+        # the gang trains a while before its report: status times are whole seconds, and the redone steps'
+        # share of an attempt that ran under one second would be none of it
+        await anyio.sleep(3)
         url = f"http://127.0.0.1:{reconciler.progress.port}{contract.PROGRESS_PATH}"
         worker = await client.get(PODS, "low-worker-0", namespace)
         job = TorchJob.from_k8s(await client.get(TORCHJOBS, "low", namespace))
@@ -129,7 +132,8 @@ async def test_preempted_job_shows_preempted_time_and_the_steps_it_redoes(
             status = await status_of(client, namespace, "low")
             return status if (status.get("progress") or {}).get("step") == 127 else None
 
-        await wait_for("step 127 in status.progress", reported, within=20)
+        before = await wait_for("step 127 in status.progress", reported, within=20)
+        assert before["goodput"]["runningSeconds"] >= 2, before["goodput"]
 
         urgent = torchjob(
             "high",
