@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Final
+from typing import Final, TypeVar
 
 import anyio
 from pydantic import ValidationError
@@ -139,8 +139,18 @@ def vetted_batches(total: int) -> Iterator[int]:
         yield total - 1
 
 
+_A = TypeVar("_A", CreateObject, DeleteObject)
+
+
 def _is_pod_create(action: Action) -> bool:
     return isinstance(action, CreateObject) and action.kind == "Pod"
+
+
+def _pod_verb(action: Action) -> str | None:
+    """`create` or `delete` for a pod action (a run of them goes in parallel); None for any other."""
+    if _is_pod_create(action):
+        return "create"
+    return "delete" if isinstance(action, DeleteObject) and action.kind == "Pod" else None
 
 
 def utcnow() -> datetime:
@@ -556,25 +566,34 @@ class TorchJobReconciler:
     async def _apply(
         self, request: Request, job: TorchJob, step: Plan, *, dry_run_first: bool = False
     ) -> Refusal | None:
-        """Run the plan's actions in its order; each run of consecutive pod creates in slow-start batches.
+        """Run the plan's actions in its order; each run of consecutive pod creates in slow-start batches,
+        each run of consecutive pod deletes at once.
 
         Orders that matter (:mod:`.plan`): a PodGroup (the gang's, an elastic job's store's) is created before
         the pods that name it, the shared Service before the workers it names, an elastic job's store pod
         (first of its run, so alone in the first batch) before the workers that dial it; deletes of an older
         attempt's same-named pods come in plans that create nothing. Pod creates next to each other depend on
-        nothing among themselves: only they run in parallel. A create the apiserver refuses (4xx) ends the
-        pass and is returned (what depends on it cannot follow); any other error is raised. `dry_run_first`:
+        nothing among themselves, nor do pod deletes (a gang restart stops every member, and one at a time
+        its members would go at the apiserver's latency times the gang's size): only they run in parallel. A
+        create the apiserver refuses (4xx) ends the pass and is returned (what depends on it cannot follow);
+        any other error is raised, a run's once all of it has returned. `dry_run_first`:
         a new job's first worker is dry-run before any create (:mod:`.refusal`); admitted, it has vouched for
         the spec the way slow start's small batches would, so after the first create the rest go at once.
         """
         if dry_run_first and (refusal := await self._dry_run(request, step)) is not None:
             return refusal
-        for pods, run in groupby(step.actions, key=_is_pod_create):
-            if pods:
+        for verb, run in groupby(step.actions, key=_pod_verb):
+            if verb == "create":
                 creates = [a for a in run if isinstance(a, CreateObject)]
                 refusal = await self._create_pods(request, creates, vetted=dry_run_first)
                 if refusal is not None:
                     return refusal
+                continue
+            if verb == "delete":
+                deletes = [a for a in run if isinstance(a, DeleteObject)]
+                _, errors = await self._in_parallel(deletes, lambda a: self._act(request, job, a))
+                if errors:
+                    raise errors[0]
                 continue
             for action in run:
                 if (refusal := await self._act(request, job, action)) is not None:
@@ -634,7 +653,8 @@ class TorchJobReconciler:
         done = 0
         sizes = vetted_batches(len(creates)) if vetted else slow_start(len(creates))
         for size in sizes:
-            refusals, errors = await self._create_batch(request, creates[done : done + size])
+            batch = creates[done : done + size]
+            refusals, errors = await self._in_parallel(batch, lambda a: self._create(request, a))
             done += size
             if refusals or errors:
                 failed = len(refusals) + len(errors)
@@ -651,21 +671,23 @@ class TorchJobReconciler:
                 return refusals[0]
         return None
 
-    async def _create_batch(
-        self, request: Request, batch: list[CreateObject]
+    @staticmethod
+    async def _in_parallel(
+        batch: list[_A], act: Callable[[_A], Awaitable[Refusal | None]]
     ) -> tuple[list[Refusal], list[Exception]]:
-        """Run `batch` in parallel to its end; its refusals and its other errors, in the batch's order."""
+        """Run `act` on every action of `batch` in parallel to its end; the refusals and the other errors, in
+        the batch's order."""
         outcomes: list[Refusal | Exception | None] = [None] * len(batch)
 
-        async def create(index: int, action: CreateObject) -> None:
+        async def one(index: int, action: _A) -> None:
             try:
-                outcomes[index] = await self._create(request, action)
-            except Exception as err:  # kept: the batch's other creates must finish, not be cancelled
+                outcomes[index] = await act(action)
+            except Exception as err:  # kept: the batch's other actions must finish, not be cancelled
                 outcomes[index] = err
 
         async with anyio.create_task_group() as tg:
             for index, action in enumerate(batch):
-                tg.start_soon(create, index, action)
+                tg.start_soon(one, index, action)
         refusals = [o for o in outcomes if isinstance(o, Refusal)]
         return refusals, [o for o in outcomes if isinstance(o, Exception)]
 

@@ -1,4 +1,5 @@
-"""The kwok stage set: curated upstream stages (module cache) plus the project test-outcome stages."""
+"""kwok's `--config`: its options, the curated upstream stages (module cache) and the project's test-outcome
+stages."""
 
 from __future__ import annotations
 
@@ -18,6 +19,30 @@ UPSTREAM_STAGES = (
     "node/chaos/node-not-ready.yaml",
 )
 PROJECT_STAGE_DIR = Path(__file__).resolve().parent / "stages"
+
+# Every real node has a kubelet of its own; kwok plays all the rig's nodes from one worker pool (4 by
+# default), so a gang restart of hundreds of pods waited on that pool to finish deletions no kubelet would
+# have kept waiting.
+STAGE_PARALLELISM = 16
+
+# kwok (v0.8) defaults its options only when no configuration is given: one given states every defaulted
+# option, here at kwok's own defaults but for the stage parallelism (the rig's flags override the rest).
+CONFIGURATION: dict[str, Any] = {
+    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+    "kind": "KwokConfiguration",
+    "options": {
+        "manageAllNodes": False,
+        "enableDebuggingHandlers": True,
+        "enableContentionProfiling": False,
+        "enableProfilingHandler": True,
+        "podPlayStageParallelism": STAGE_PARALLELISM,
+        "nodePlayStageParallelism": STAGE_PARALLELISM,
+        "nodeLeaseParallelism": 4,
+        "podsOnNodeSyncParallelism": 1,
+        "enablePodsOnNodeSyncListPager": True,
+        "enablePodsOnNodeSyncStreamWatch": False,
+    },
+}
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
@@ -46,6 +71,8 @@ def stage_documents(kwok_module_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_stages(kwok_module_dir: Path, path: Path) -> Path:
-    """Write the combined kwok `--config` file (YAML anchors resolved) and return its path."""
-    path.write_text(yaml.safe_dump_all(stage_documents(kwok_module_dir), sort_keys=False))
+    """Write the combined kwok `--config` file (options, then stages; YAML anchors resolved) and return its
+    path."""
+    docs = [CONFIGURATION, *stage_documents(kwok_module_dir)]
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path

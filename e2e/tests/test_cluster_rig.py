@@ -242,12 +242,15 @@ def test_project_stages_are_keyed_on_annotations() -> None:
     assert "pyroclast.dev/test-termination-message" in report["next"]["statusTemplate"]
 
 
-def test_stage_file_combines_upstream_and_project_stages(tmp_path: Path) -> None:
+def test_kwok_config_holds_its_options_then_upstream_and_project_stages(tmp_path: Path) -> None:
     try:
         module = kwok_dir()
     except ModuleNotFoundInCacheError as exc:
         missing(f"kwok module not in the rig's Go module cache (bash e2e/build-cluster.sh): {exc}")
-    docs = list(yaml.safe_load_all(stages.write_stages(module, tmp_path / "s.yaml").read_text()))
+    options, *docs = yaml.safe_load_all(stages.write_stages(module, tmp_path / "s.yaml").read_text())
+    assert options["kind"] == "KwokConfiguration"
+    assert options["options"]["podPlayStageParallelism"] == stages.STAGE_PARALLELISM
+    assert {d["kind"] for d in docs} == {"Stage"}
     names = [d["metadata"]["name"] for d in docs]
     assert "pod-complete" not in names
     for expected in ("node-initialize", "pod-ready", "pod-delete", "node-not-ready", "pyroclast-test-evict"):

@@ -1,4 +1,5 @@
-"""The reconciler's creates: the plan's order kept, a run of pod creates in parallel slow-start batches."""
+"""The reconciler's creates and deletes: the plan's order kept, a run of pod creates in parallel slow-start
+batches, a run of pod deletes (a gang restart) all at once."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.controller.torchjob.reconcilers import (
     job_body,
     job_status,
     open_queue,
+    set_pods,
     sync,
 )
 
@@ -33,10 +35,15 @@ class RecordingExpectations(Expectations):
     def __init__(self) -> None:
         super().__init__()
         self.creates: list[tuple[str, str]] = []
+        self.deletes: list[tuple[str, str]] = []
 
     def created(self, job: str, kind: str, name: str) -> None:
         self.creates.append((kind, name))
         super().created(job, kind, name)
+
+    def deleted(self, job: str, kind: str, uid: str) -> None:
+        self.deletes.append((kind, uid))
+        super().deleted(job, kind, uid)
 
 
 class Trace:
@@ -190,3 +197,47 @@ async def test_already_exists_is_no_error_and_not_expected() -> None:
     assert trace.pod_batches() == [workers(0), workers(1, 2), workers(3)]
     assert sorted(n for _, n in fake.objects[PODS]) == workers(0, 2, 3)
     assert sorted(n for k, n in expectations.creates if k == "Pod") == workers(0, 2, 3)
+
+
+class DeleteTrace:
+    """Wraps the client's delete: logs when each delete starts and ends; fails some names."""
+
+    def __init__(self, client: Client, fail: dict[str, ApiError]) -> None:
+        self.delete = client.delete
+        self.fail = fail
+        self.log: list[tuple[str, str]] = []  # (start|end, name)
+
+    async def __call__(
+        self, resource: Resource, name: str, namespace: str | None = None, **options: Any
+    ) -> Any:
+        self.log.append(("start", name))
+        try:
+            await anyio.sleep(0.01)  # parallel deletes all start before any ends
+            if (error := self.fail.get(name)) is not None:
+                raise error
+            return await self.delete(resource, name, namespace, **options)
+        finally:
+            self.log.append(("end", name))
+
+
+async def test_a_gang_restart_deletes_every_member_at_once_and_raises_a_failure_after_all_returned() -> None:
+    fake, reconciler, _, expectations = setup(8, new=True)
+    await reconciler.reconcile(REQ)
+    set_pods(fake, "Running")
+    sync(fake, reconciler)
+    await reconciler.reconcile(REQ)
+    set_pods(fake, "Failed", exit_code=1, only="llama-worker-0")
+    sync(fake, reconciler)
+    uids = {name: obj["metadata"]["uid"] for (_, name), obj in fake.objects[PODS].items()}
+    failure = ServerError(500, "InternalError", "etcd timeout")
+    trace = DeleteTrace(reconciler.client, fail={"llama-worker-3": failure})
+    reconciler.client.delete = trace  # type: ignore[method-assign]
+    with pytest.raises(ServerError) as raised:
+        await reconciler.reconcile(REQ)
+    assert raised.value is failure
+    pods = [name for _, name in trace.log if name.startswith("llama-worker-")]
+    starts = [name for edge, name in trace.log if edge == "start"]
+    assert sorted(set(pods)) == workers(0, 1, 2, 3, 4, 5, 6, 7)
+    assert trace.log[: len(starts)] == [("start", n) for n in starts]  # every delete began before any ended
+    assert sorted(n for _, n in fake.objects[PODS]) == workers(3)
+    assert sorted(expectations.deletes) == sorted(("Pod", uids[n]) for n in workers(0, 1, 2, 4, 5, 6, 7))
