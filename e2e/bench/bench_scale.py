@@ -114,7 +114,7 @@ def _ours(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: JsonO
         print(f"P4: {per_pod:.0f} B per cached pod above the idle {idle_rss:.1f} MiB (jobs, PodGroups in)")
         if not args.skip_recovery:
             out["recovery_ours"] = _recovery(
-                cluster, "pyroclast", ns, [b["metadata"]["name"] for b in bodies], args
+                cluster, "pyroclast", ns, [b["metadata"]["name"] for b in bodies], args, proc.pid
             )
     finally:
         stop_operator(proc)
@@ -233,7 +233,8 @@ def _vcjob(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: Json
     out["vcjob"] = phase.summary() | {"worker_threads": volcano.JOB_WORKER_THREADS}
     _print_phase(phase)
     if not args.skip_recovery and not phase.timed_out:
-        out["recovery_vcjob"] = _recovery(cluster, "vcjob", ns, [b["metadata"]["name"] for b in bodies], args)
+        jobs = [b["metadata"]["name"] for b in bodies]
+        out["recovery_vcjob"] = _recovery(cluster, "vcjob", ns, jobs, args, pid)
     clear_namespace(
         cluster, ns,
         [f"/apis/batch.volcano.sh/v1alpha1/namespaces/{ns}/jobs",
@@ -241,8 +242,14 @@ def _vcjob(cluster: Cluster, args: argparse.Namespace, pool: NodePool, out: Json
     )  # fmt: skip
 
 
-def _recovery(cluster: Cluster, label: str, ns: str, jobs: list[str], args: argparse.Namespace) -> JsonObject:
+def _recovery(
+    cluster: Cluster, label: str, ns: str, jobs: list[str], args: argparse.Namespace, operator: int
+) -> JsonObject:
+    """The recovery scenario, with every process's CPU seconds and the apiserver's requests over it (where
+    the time goes)."""
+    meter, requests = _meter(cluster, operator=operator), RequestMeter(cluster).start()
     figures = recover(cluster, ns, jobs, args.workers, args.timeout)
+    figures["cpu"], figures["requests"] = meter.stop(), requests.stop()
     rate = figures["recreate_rate"]
     print(
         f"{label} recovery: {figures['killed']} workers deleted at once; every gang Running again after "
@@ -250,6 +257,8 @@ def _recovery(cluster: Cluster, label: str, ns: str, jobs: list[str], args: argp
         f"({'n/a' if rate is None else f'{rate:.1f} pods/s'}){' TIMED OUT' if figures['timed_out'] else ''}",
         flush=True,
     )
+    print(format_cpu(f"{label} recovery", figures["cpu"]), flush=True)
+    print(format_requests(f"{label} recovery", figures["requests"]), flush=True)
     return figures
 
 

@@ -7,6 +7,10 @@ spelled out here: scheduler, queue, the gang size and the task's name.
 A lost pod restarts the whole Volcano Job (policy ``PodEvicted -> RestartJob``, what Volcano's own examples
 give distributed training): a torchrun gang of fixed size must rendezvous again without the lost member, so
 this is the same recovery a TorchJob does. Without the policy vcjob would replace only the lost pod.
+
+The workers find each other the way a torchrun gang on vcjob does: Volcano's ``svc`` plugin gives the job a
+headless Service and each pod a stable hostname (``<job>-worker-0.<job>`` is the c10d endpoint), as a
+TorchJob's workers get theirs from the operator. Its NetworkPolicy is turned off (a TorchJob makes none).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def vcjob(name: str, pool: NodePool, *, workers: int) -> JsonObject:
             "minAvailable": workers,
             "maxRetry": 3,
             "policies": [{"event": "PodEvicted", "action": "RestartJob"}],
+            "plugins": {"svc": ["--disable-network-policy=true"]},
             "tasks": [task],
         },
     }
