@@ -183,13 +183,15 @@ def ready_nodes(current: dict[int, Worker]) -> int:
 
 
 def regrown(status: TorchJobStatus, current: dict[int, Worker], now: datetime) -> Resize | None:
-    """After an in-place shrink of this run, replacement workers became ready: record the growth."""
+    """After an in-place shrink of this run for lost workers, replacement workers became ready: record the
+    growth. A shrink the user asked for (``Scaled``) is never regrown: the workers it drops are still ready
+    while their deletes go out."""
     running = status.condition("Running")
     if status.phase != Phase.RUNNING or running is None or running.status != "True":
         return None
     since = running.last_transition_time
     ours = [r for r in status.resizes or [] if r.time >= since]
-    if not ours:
+    if not ours or ours[-1].cause == CAUSE_SCALED:
         return None
     ready = ready_nodes(current)
     last = ours[-1].to_nodes

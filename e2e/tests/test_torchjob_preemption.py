@@ -13,7 +13,7 @@ import pytest
 
 from controller.runtime.client import Client
 from controller.runtime.objects import JsonObject
-from controller.runtime.resource import PODS
+from controller.runtime.resource import EVENTS, PODS
 from controller.torchjob.kinds import PODGROUPS, QUEUES, TORCHJOBS
 from controller.torchjob.labels import ATTEMPT_LABEL
 from e2e.cluster import Cluster
@@ -236,3 +236,67 @@ async def test_elastic_job_losing_a_node_records_node_loss_and_keeps_running(
         assert status.get("preemptionRestarts", 0) == 0
         assert status.get("failureRestarts", 0) == 0
         assert (status["resizes"][-1]["toNodes"], status["resizes"][-1]["cause"]) == (2, "NodeLost")
+
+
+async def test_kubectl_scale_grows_and_shrinks_a_running_elastic_job_in_place_with_scaled_events(
+    cluster: Cluster, crd: str, namespace: str, nodes: NodePool
+) -> None:
+    nodes(3, cpu="2")
+    async with operator(cluster) as client:
+        body = torchjob("scaled", nodes, count=2, nodes={"count": 2, "min": 1, "max": 3})
+        await client.create(TORCHJOBS, body, namespace)
+
+        async def world(size: int, resized_from: int | None = None) -> JsonObject | None:
+            status = await status_of(client, namespace, "scaled")
+            ok = status.get("phase") == "Running" and status.get("worldSize") == size
+            resize = (status.get("resizes") or [{}])[-1]
+            if resized_from is not None and (resize.get("fromNodes"), resize.get("toNodes")) != (
+                resized_from,
+                size,
+            ):
+                return None
+            return status if ok and status.get("readyNodes") == size else None
+
+        async def uids() -> dict[str, str]:
+            pods = await _worker_pods(client, namespace, "scaled")
+            return {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
+
+        await wait_for("elastic job Running at world size 2", lambda: world(2), 60)
+        before = await uids()
+        assert sorted(before) == ["scaled-worker-0", "scaled-worker-1"]
+
+        cluster.kubectl("scale", "-n", namespace, "tj/scaled", "--replicas=3")
+        grown = await wait_for("elastic job resized 2 -> 3, Running", lambda: world(3, 2), 60)
+        assert (grown["resizes"][-1]["fromNodes"], grown["resizes"][-1]["toNodes"]) == (2, 3)
+        assert grown["resizes"][-1]["cause"] == "Scaled"
+        assert grown.get("failureRestarts", 0) == 0
+        assert grown.get("preemptionRestarts", 0) == 0
+        after = await uids()
+        assert sorted(after) == ["scaled-worker-0", "scaled-worker-1", "scaled-worker-2"]
+        assert {n: after[n] for n in before} == before, "the running workers were kept (same pods)"
+
+        cluster.kubectl("scale", "-n", namespace, "tj/scaled", "--replicas=2")
+        shrunk = await wait_for("elastic job resized 3 -> 2, Running", lambda: world(2, 3), 60)
+        assert (shrunk["resizes"][-1]["fromNodes"], shrunk["resizes"][-1]["toNodes"]) == (3, 2)
+        assert shrunk["resizes"][-1]["cause"] == "Scaled"
+
+        async def gone() -> bool:
+            return sorted(await uids()) == sorted(before)
+
+        await wait_for("the highest-index worker removed", gone, 30)
+        assert await uids() == before
+        workers = await _worker_pods(client, namespace, "scaled")
+        assert {p["metadata"]["labels"][ATTEMPT_LABEL] for p in workers} == {"0"}
+
+        async def scaled_events() -> list[str] | None:
+            events = (await client.list(EVENTS, namespace)).items
+            found = [
+                e["message"]
+                for e in events
+                if e["involvedObject"].get("name") == "scaled" and e.get("reason") == "Scaled"
+            ]
+            return found if len(found) == 2 else None
+
+        messages = await wait_for("a Scaled Event for each change", scaled_events, 30)
+        assert any("2 -> 3: workers added in place" in m for m in messages), messages
+        assert any("3 -> 2: highest-index workers removed in place" in m for m in messages), messages

@@ -230,11 +230,13 @@ def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
     store = {**desired_rendezvous_pod(job), "status": {"phase": "Running"}}
     store_objs = [desired_rendezvous_service(job), desired_rendezvous_podgroup(job)]
     pods = [pod(job, 0), pod(job, 1), store]
-    bigger = plan(resize(job, 3), pg, pods, svc, T0, rendezvous_objects=store_objs)
+    later = T0 + timedelta(minutes=1)  # after the gang began Running: a resize of this run
+    bigger = plan(resize(job, 3), pg, pods, svc, later, rendezvous_objects=store_objs)
     assert bigger.status.phase == Phase.RUNNING
     assert creates(bigger, "Pod") == ["llama-worker-2"]
     assert deletes(bigger, "Pod") == []
-    smaller = plan(resize(job, 1), pg, pods, svc, T0, rendezvous_objects=store_objs)
+    # Worker 1 is still ready while its delete goes out: no "replacement workers joined" for it.
+    smaller = plan(resize(job, 1), pg, pods, svc, later, rendezvous_objects=store_objs)
     assert smaller.status.phase == Phase.RUNNING
     assert deletes(smaller, "Pod") == ["llama-worker-1"]
     # Each is recorded (kubectl describe, status.resizes), not done silently ...
@@ -247,7 +249,7 @@ def test_scaling_an_elastic_job_adds_or_drops_workers_in_place() -> None:
         assert step.status.desired_nodes == to
     # ... once: the next pass, which sees the new count as desired, records nothing more.
     three = with_status(resize(job, 3), bigger)
-    again = plan(three, pg, [*pods, pod(three, 2)], svc, T0, rendezvous_objects=store_objs)
+    again = plan(three, pg, [*pods, pod(three, 2)], svc, later, rendezvous_objects=store_objs)
     assert again.events == []
     assert again.status.resizes == bigger.status.resizes
 
