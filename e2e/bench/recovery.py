@@ -125,4 +125,5 @@ def recover(cluster: Cluster, namespace: str, jobs: list[str], workers: int, tim
         "recreated": len(new),
         "recreate_rate": round(len(new) / last, 1) if new and last > 0 else None,
         "timed_out": recovered is None,
+        "timeout_seconds": timeout,
     }

@@ -99,6 +99,7 @@ class Phase:
     submit_seconds: float = 0.0
     timeline: PodTimeline | None = None
     timed_out: bool = False
+    timeout: float | None = None
     extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
     def _last(self, times: dict[str, float]) -> float | None:
@@ -133,6 +134,7 @@ class Phase:
             "running_seconds": self.running_seconds,
             "create_rate": self.create_rate,
             "timed_out": self.timed_out,
+            "timeout_seconds": self.timeout,
             **self.extra,
             "series": self.timeline.series(self.t0),
         }
@@ -151,7 +153,7 @@ def run_phase(
 ) -> Phase:
     """Submit `bodies`; wait until `pods` pods in `namespace` are Running, or only created (or `timeout`)."""
     timeline = PodTimeline(cluster, namespace).start()
-    phase = Phase(label=label, pods=pods, t0=time.monotonic(), timeline=timeline)
+    phase = Phase(label=label, pods=pods, t0=time.monotonic(), timeline=timeline, timeout=timeout)
     phase.submit_seconds = submit(cluster, resource, namespace, bodies)
     deadline = phase.t0 + timeout
     seen = timeline.running if until == "running" else timeline.created

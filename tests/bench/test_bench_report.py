@@ -312,3 +312,29 @@ def test_pod_watches_see_pods_not_bookmarks(kind: type[PodTimeline] | type[GangW
     else:
         assert set(watch.first_seen) == {"a", "b"}
         assert watch.uids() == {"b"}  # the deleted pod is gone
+
+
+def test_a_peer_given_up_after_its_time_limit_bounds_the_time_ratio_from_above() -> None:
+    figures = scale(
+        ours={"create_rate": 90.0, "running_seconds": 8.0},
+        vcjob={"created": 70, "pods": 80, "timed_out": True, "timeout_seconds": 10.0},
+        kubeflow_default={"created": 50, "pods": 80, "timed_out": True, "timeout_seconds": 40.0},
+        recovery_ours={"killed": 10, "recovered_seconds": 6.0, "recreated": 80, "recreate_rate": 20.0},
+        recovery_vcjob={"killed": 10, "recreated": 70, "timed_out": True, "timeout_seconds": 5.0},
+    )
+    rows = by_figure(scale_rows(figures))
+    vs_vcjob = rows["P2 s to all Running vs vcjob"]
+    # vcjob's time is over 10 s, so ours (8 s) is at most 0.8x of it: within the <= 1x target.
+    assert (vs_vcjob.reference, vs_vcjob.ratio, vs_vcjob.passed, vs_vcjob.at_least) == (10.0, 0.8, True, True)
+    assert "ref timed out after 10 s" in vs_vcjob.note
+    default = rows["P2 s to all Running vs Kubeflow defaults"]
+    assert (default.ratio, default.passed) == (0.2, None)  # shown without a target, with its data
+    # Ours took longer than vcjob's limit: the ratio is unknown, so no pass.
+    recovery = rows["Gang recovery s vs vcjob"]
+    assert (recovery.ratio, recovery.passed, recovery.at_least) == (1.2, False, True)
+    assert recovery.note.startswith("10 deleted; pods recreated 80 vs 70; ref timed out after 5 s")
+    text = render([vs_vcjob, recovery])
+    assert ">10.00" in text
+    assert "<0.80" in text
+    # A rate is no time: a peer that timed out still has no creates/s to compare with.
+    assert rows["pod creates/s vs vcjob"].passed is False
