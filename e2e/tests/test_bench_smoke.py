@@ -45,8 +45,14 @@ def test_the_smoke_run_measures_every_operator_and_the_recovery(tmp_path: Path) 
         assert figures["running"] == JOBS * WORKERS, (key, figures["running"])
         assert figures["operator_cpu_per_1000_pods"] > 0
         assert figures["operator_peak_rss_mib"] > 0
-        # Each operator made every pod once: a phase that counted another's creates would show more.
-        assert figures["requests_per_pod"]["POST pods"] == pytest.approx(1.0), key
+        # Each phase counts its own operator's creates: one that counted another phase's would show two or
+        # more per pod. Ours creates each pod once; vcjob may send a create twice (a sync that ran before its
+        # cache showed the first, answered AlreadyExists).
+        posts = figures["requests_per_pod"]["POST pods"]
+        if key == "ours":
+            assert posts == pytest.approx(1.0), key
+        else:
+            assert 1.0 <= posts < 2.0, key
     # The operator dry-runs each new job's first worker before creating anything; vcjob does not.
     assert scale["ours"]["requests_per_pod"]["POST pods (dry run)"] == pytest.approx(1 / WORKERS)
     assert "POST pods (dry run)" not in scale["vcjob"]["requests_per_pod"]
